@@ -1,0 +1,266 @@
+"""Read an article file: decode it, strip web boilerplate, and pick up title, date and outlet.
+
+Spans everywhere in the tool are [start, end) offsets into `Article.text`: the decoded file with a
+BOM removed and line endings normalised to "\\n". Stripping never rewrites that text; it only
+records which line ranges are content (`Article.kept`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+# Lines that are page furniture, not article content.
+_BOILERPLATE = re.compile(
+    r"""^\s*(?:
+        (?:首页|当前位置|您的位置|您现在的位置|位置)\s*(?:[>＞»/]|>>|[:：]).*      # breadcrumbs
+      | .*(?:>>|&gt;|＞＞).*                                                     # breadcrumb trails
+      | [(（【\[]?\s*(?:责任编辑|责编|编辑|校对|审核|审校|终审|初审|复审|监制|值班编辑|编审)\s*[:：].*
+      | .*(?:版权所有|ICP备|ICP证|公网安备|网站主办|主办单位[:：]|技术支持[:：]|网站标识码|联系我们|网站地图).*
+      | (?:上一篇|下一篇|上一版|下一版|上一页|下一页|返回顶部|返回首页|打印本页|关闭窗口|分享到|加载更多).*
+      | 当前版\s*[:：].*
+      | 往期(?:阅读|回顾)\s*
+      | 放大\s*缩小.*
+      | A-\s*A\+\s*
+      | 标题导航\s*
+      | 第\s*\d+\s*版\s*[:：].*
+      | ~~~.*
+      | 图片由.{1,30}提供\s*
+      | (?:扫一扫|扫码|字号|【字体|字体[:：]).*
+    )\s*$""",
+    re.VERBOSE,
+)
+# Page navigation at the foot of a page: everything after it is menus and other headlines.
+_FOOTER_START = re.compile(r"^\s*(?:上一篇|下一篇|标题导航|相关新闻|相关阅读|推荐阅读|热点推荐|更多>>)")
+
+_DATE = r"(20\d{2}|19\d{2})\s*[-./年]\s*(\d{1,2})\s*[-./月]\s*(\d{1,2})\s*日?"
+_PUBLISHED = re.compile(
+    r"(?:发稿时间|发布时间|发表时间|时间|日期|发布日期|来源)?\s*[:：]?\s*" + _DATE
+)
+_DATE_ONLY_LINE = re.compile(r"^\s*" + _DATE + r"(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?\s*$")
+_SOURCE = re.compile(r"来源\s*[:：]\s*([^\s:：|｜,，。]{2,20})")
+_DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d{1,2}月\d{1,2}日(?:电|讯)")
+_BYLINE = re.compile(r"^\s*(?:[□■●◎]|(?:记者|通讯员|作者|文|本报记者)\s*[:：/ ])")
+_SENTENCE_END = "。!?!?;;"
+
+
+@dataclass(frozen=True)
+class Article:
+    """A decoded article, with the ranges of its text that survived boilerplate stripping."""
+
+    article_id: str
+    path: Path | None
+    text: str
+    kept: tuple[tuple[int, int], ...]
+    title: str | None
+    subtitle: str | None
+    published: str | None
+    source: str | None
+    sha256: str
+    encoding: str
+
+    @property
+    def headline(self) -> str:
+        """Title and subtitle together: the strongest place for body and year signals."""
+        return " ".join(part for part in (self.title, self.subtitle) if part)
+
+    def is_kept(self, start: int, end: int) -> bool:
+        return any(s <= start and end <= e for s, e in self.kept)
+
+
+def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
+    """Decode UTF-8 (with or without BOM), UTF-16 with BOM, or GB18030/GBK.
+
+    Raises:
+        InputError: the bytes are binary or in no encoding we read.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(encoding), encoding
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{name}: bad {encoding} text after its byte-order mark") from exc
+    if b"\x00" in data[:8192]:
+        raise InputError(f"{name}: binary file (NUL bytes), not a text article")
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        controls = sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\n\r\t\f")
+        if controls > 8:
+            raise InputError(f"{name}: binary file (control bytes), not a text article")
+        return text, encoding
+    raise InputError(f"{name}: not UTF-8 or GB18030 text")
+
+
+def _lines(text: str) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for line in text.split("\n"):
+        spans.append((start, start + len(line)))
+        start += len(line) + 1
+    return spans
+
+
+def _is_furniture(line: str) -> bool:
+    # Real paragraphs can mention 版权所有 or 编辑; page furniture is short.
+    return len(line.strip()) <= 100 and bool(_BOILERPLATE.match(line))
+
+
+def _kept_ranges(text: str) -> tuple[tuple[int, int], ...]:
+    lines = _lines(text)
+    cut = len(lines)
+    # A footer marker only counts once the article body has gone by (past 40% of the page).
+    for index, (start, end) in enumerate(lines):
+        if start > len(text) * 0.4 and _FOOTER_START.match(text[start:end]):
+            cut = index
+            break
+    kept = [
+        (start, end)
+        for start, end in lines[:cut]
+        if text[start:end].strip() and not _is_furniture(text[start:end])
+    ]
+    return tuple(kept)
+
+
+def _is_title_like(line: str) -> bool:
+    stripped = line.strip()
+    return (
+        0 < len(stripped) <= 60
+        and stripped[-1] not in _SENTENCE_END
+        and not _BYLINE.match(stripped)
+        and not _DATE_ONLY_LINE.match(stripped)
+        and "来源" not in stripped
+    )
+
+
+def _find_title(text: str, kept: tuple[tuple[int, int], ...]) -> tuple[str | None, str | None]:
+    """The headline block: short lines before the byline, or the first such block on the page."""
+    runs: list[list[str]] = []  # runs of adjacent title-like lines
+    previous_end = -2
+    anchored = False
+    for start, end in kept[:40]:
+        line = text[start:end].strip()
+        if _BYLINE.match(line) or _PUBLISHED.match(line) and ("来源" in line or "时间" in line):
+            anchored = True
+            break
+        if _DATELINE.match(line) or len(line) > 60 or line[-1] in _SENTENCE_END:
+            if runs:  # a paragraph after a headline ends the header
+                break
+            continue  # captions above the headline
+        if _is_title_like(line):
+            if start == previous_end + 1 and runs:
+                runs[-1].append(line)
+            else:
+                runs.append([line])
+            previous_end = end
+    runs = [[ln for ln in run if len(ln) > 4] for run in runs]
+    runs = [run for run in runs if run]
+    if not runs:
+        return None, None
+    if anchored:
+        candidates = runs[::-1]
+    else:
+        candidates = runs
+    subtitle = None
+    for index, run in enumerate(runs):
+        if run[0].startswith(("——", "—", "--")) and index > 0 and subtitle is None:
+            subtitle = run[0].lstrip("—- ")
+    for run in candidates:
+        main = [ln for ln in run if not ln.startswith(("——", "—", "--")) and not ln.endswith(("——", "—"))]
+        subs = [ln for ln in run if ln.startswith(("——", "—", "--"))]
+        if subs and subtitle is None:
+            subtitle = subs[0].lstrip("—- ")
+        if main:
+            return " ".join(main), subtitle
+    return None, subtitle
+
+
+def _find_published(text: str, kept: tuple[tuple[int, int], ...]) -> str | None:
+    for start, end in kept[:40]:
+        line = text[start:end]
+        if ("来源" in line or "时间" in line or "日期" in line or _DATE_ONLY_LINE.match(line)) and (
+            match := re.search(_DATE, line)
+        ):
+            year, month, day = (int(g) for g in match.groups())
+            if 1 <= month <= 12 and 1 <= day <= 31:
+                return f"{year:04d}-{month:02d}-{day:02d}"
+    return None
+
+
+def _find_source(text: str, kept: tuple[tuple[int, int], ...]) -> str | None:
+    for start, end in kept[:40]:
+        line = text[start:end]
+        if match := _SOURCE.search(line):
+            return match.group(1)
+        if match := _DATELINE.match(line):
+            return match.group(1)
+    return None
+
+
+def parse_article(text: str, article_id: str, path: Path | None = None, *, sha256: str = "",
+                  encoding: str = "utf-8") -> Article:
+    """Build an Article from already-decoded text."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise InputError(f"{path or article_id}: empty article (no text)")
+    kept = _kept_ranges(text)
+    if not kept:
+        raise InputError(f"{path or article_id}: nothing but page furniture (no article text)")
+    title, subtitle = _find_title(text, kept)
+    return Article(
+        article_id=article_id,
+        path=path,
+        text=text,
+        kept=kept,
+        title=title,
+        subtitle=subtitle,
+        published=_find_published(text, kept),
+        source=_find_source(text, kept),
+        sha256=sha256 or hashlib.sha256(text.encode()).hexdigest(),
+        encoding=encoding,
+    )
+
+
+def load_article(path: str | Path, *, article_id: str | None = None, max_bytes: int = 5_000_000) -> Article:
+    """Read and clean one article file.
+
+    Raises:
+        InputError: missing, unreadable, too large, empty, binary or undecodable file.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise InputError(f"{path}: not a regular file")
+        if size > max_bytes:
+            raise InputError(
+                f"{path}: {size:,} bytes is over the {max_bytes:,}-byte limit (raise --max-file-bytes to read it)"
+            )
+        data = path.read_bytes()
+    except InputError:
+        raise
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such file") from exc
+    except PermissionError as exc:
+        raise InputError(f"{path}: permission denied") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not data.strip():
+        raise InputError(f"{path}: empty file")
+    text, encoding = decode_bytes(data, str(path))
+    if not text.strip():
+        raise InputError(f"{path}: whitespace only, no article text")
+    return parse_article(
+        text, article_id or path.stem, path, sha256=hashlib.sha256(data).hexdigest(), encoding=encoding
+    )

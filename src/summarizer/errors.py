@@ -1,0 +1,47 @@
+"""One exception tree for the whole package; cli.py alone turns these into exit codes."""
+
+from __future__ import annotations
+
+
+class SummarizerError(Exception):
+    """Base of every error the tool raises on purpose. The message is one line a user can act on."""
+
+    exit_code = 1
+
+
+class ConfigError(SummarizerError):
+    """A setting is missing or invalid (bad flag value, unknown backend, no model name)."""
+
+    exit_code = 2
+
+
+class InputError(SummarizerError):
+    """An article file cannot be read or is not an article (empty, binary, too large, unreadable)."""
+
+
+class ProviderError(SummarizerError):
+    """The model endpoint failed in a way retries did not fix (HTTP error, timeout, refused)."""
+
+
+class AuthError(ProviderError):
+    """The endpoint refused the credentials; retrying cannot help, so a batch stops."""
+
+
+class OutputValidationError(SummarizerError):
+    """The model's replies never became valid, grounded JSON within the allowed re-asks."""
+
+    def __init__(self, message: str, *, last_reply: str | None = None) -> None:
+        super().__init__(message)
+        self.last_reply = last_reply
+
+
+class TruncatedOutputError(OutputValidationError):
+    """The model stopped at its token limit and the chunk could not be split any further."""
+
+
+class CacheError(SummarizerError):
+    """The cache database cannot be opened or written."""
+
+
+class EvalDataError(SummarizerError):
+    """A gold or prediction file is malformed; the message names the file and the field."""

@@ -1,0 +1,140 @@
+"""One frozen Settings object. Precedence: CLI flag > SUMMARIZER_* env var > config file > default.
+
+Secrets are not settings: the OpenAI backend reads OPENAI_API_KEY when it builds its client, so no
+key ever sits in this object, its repr, the cache key or a report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .schema import SCHEMA_VERSION
+
+BACKENDS = ("auto", "rules", "openai")
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "auto"
+    model: str | None = None
+    base_url: str | None = None
+    prompt_version: str = "v1"
+    temperature: float = 0.0
+    max_output_tokens: int = 4096
+    chunk_tokens: int = 1800
+    chunk_overlap: int = 150
+    json_mode: str = "auto"  # auto: json_schema, falling back to json_object when refused
+    timeout: float = 60.0
+    transport_attempts: int = 5
+    reask_attempts: int = 2
+    retry_after_max: float = 60.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 20.0
+    cache_dir: Path = Path("cache")
+    use_cache: bool = True
+    concurrency: int = 8
+    rpm: int | None = None
+    tpm: int | None = None
+    max_file_bytes: int = 5_000_000
+    workers: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def output_key(self, backend: str, prompt_hash: str | None) -> str:
+        """Hash of everything that can change a summary, so cached and resumed results stay honest."""
+        relevant = {
+            "backend": backend,
+            "model": self.model if backend != "rules" else None,
+            "prompt": prompt_hash if backend != "rules" else None,
+            "schema": SCHEMA_VERSION,
+            "temperature": self.temperature if backend != "rules" else None,
+            "max_output_tokens": self.max_output_tokens if backend != "rules" else None,
+            "chunk_tokens": self.chunk_tokens,
+            "chunk_overlap": self.chunk_overlap,
+        }
+        blob = json.dumps(relevant, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = str(_FIELDS[name].type)
+    if raw is None:
+        return None
+    try:
+        if name == "cache_dir":
+            return Path(raw).expanduser()
+        if name == "use_cache":
+            return raw if isinstance(raw, bool) else str(raw).lower() not in ("0", "false", "no", "off")
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {raw!r} is not a valid {kind.split(' ')[0]}") from exc
+    return raw
+
+
+def _config_file(env: Mapping[str, str]) -> Path | None:
+    explicit = env.get("SUMMARIZER_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"SUMMARIZER_CONFIG points at {path}, which is not a file")
+        return path
+    local = Path("summarizer.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Build Settings from defaults, the config file, SUMMARIZER_* variables and CLI overrides.
+
+    Raises:
+        ConfigError: an unknown key or a value of the wrong type.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = _config_file(env)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config file ({exc})") from exc
+        for key, raw in data.items():
+            name = key.replace("-", "_")
+            if name not in _FIELDS or name == "extra":
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[name] = _coerce(name, raw)
+    for name in _FIELDS:
+        raw = env.get("SUMMARIZER_" + name.upper())
+        if raw not in (None, "") and name != "extra":
+            values[name] = _coerce(name, raw)
+    for name, raw in (overrides or {}).items():
+        if raw is not None:
+            if name not in _FIELDS:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = _coerce(name, raw)
+    settings = Settings(**values)
+    if settings.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {settings.backend!r}: choose one of {', '.join(BACKENDS)}")
+    if settings.chunk_overlap >= settings.chunk_tokens:
+        raise ConfigError("chunk_overlap must be smaller than chunk_tokens")
+    return settings
+
+
+def model_endpoint_configured(env: Mapping[str, str] | None = None) -> bool:
+    """True when the user has pointed us at a model (a key or a base URL)."""
+    env = os.environ if env is None else env
+    return bool(env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"))
