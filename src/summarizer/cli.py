@@ -1,0 +1,132 @@
+"""The `summarizer` command: parse options, call one library function, print, map errors to exit codes.
+
+Heavy modules (openai, tiktoken, the pipeline) are imported inside the commands so `--help` is quick.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Grounded structured summaries of Chinese CPPCC (政协) work reports and news pages.",
+)
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect or empty the result cache.")
+app.add_typer(cache_app, name="cache")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One clear line on stderr, then exit."""
+    typer.echo(f"summarizer: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def notice(message: str) -> None:
+    typer.echo(f"summarizer: {message}", err=True)
+
+
+def build_settings(**overrides: Any) -> Settings:
+    from .errors import SummarizerError
+    from .settings import load_settings
+
+    try:
+        return load_settings(overrides)
+    except SummarizerError as exc:
+        fail(str(exc), 2)
+
+
+def run_guarded(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a library function; turn our errors into one line and an exit code."""
+    from .errors import SummarizerError
+
+    try:
+        return function(*args, **kwargs)
+    except SummarizerError as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr.")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@app.command()
+def summarise(
+    path: Path = typer.Argument(..., help="Article text file (UTF-8, UTF-8 with BOM, or GB18030/GBK)."),
+    backend: str = typer.Option("auto", "--backend", "-b", help="rules | openai | auto (openai when a key or base URL is set)."),
+    model: str | None = typer.Option(None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name for the openai backend."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON here instead of stdout."),
+    compact: bool = typer.Option(False, "--compact", help="One line of JSON instead of pretty-printed."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR", help="Cache folder (default: cache/)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds per model request."),
+    chunk_tokens: int | None = typer.Option(None, "--chunk-tokens", help="Token budget per chunk."),
+    max_file_bytes: int | None = typer.Option(None, "--max-file-bytes", help="Refuse larger input files."),
+) -> None:
+    """Summarise one article and print its ArticleSummary as JSON.
+
+    Example: summarizer summarise eval/articles/001_c079abc98a656ef6.txt --backend rules
+    """
+    from .pipeline import resolve_backend_name, summarise_article
+
+    settings = build_settings(backend=backend, model=model, cache_dir=cache_dir, use_cache=False if no_cache else None,
+                              timeout=timeout, chunk_tokens=chunk_tokens, max_file_bytes=max_file_bytes)
+    _, message = resolve_backend_name(settings)
+    if message:
+        notice(message)
+    result = run_guarded(summarise_article, path, settings)
+    text = result.model_dump_json(indent=None if compact else 2)
+    if output:
+        try:
+            output.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            fail(f"{output}: cannot write ({exc.strerror or exc})")
+    else:
+        typer.echo(text)
+
+
+@cache_app.command("stats")
+def cache_stats(
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
+) -> None:
+    """Show how many results the cache holds and how large it is.
+
+    Example: summarizer cache stats
+    """
+    from .cache import Cache
+
+    settings = build_settings(cache_dir=cache_dir)
+    stats = run_guarded(lambda: Cache(settings.cache_dir).stats())
+    for key, value in stats.items():
+        typer.echo(f"{key}: {value}")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
+) -> None:
+    """Delete every cached result.
+
+    Example: summarizer cache clear
+    """
+    from .cache import Cache
+
+    settings = build_settings(cache_dir=cache_dir)
+    removed = run_guarded(lambda: Cache(settings.cache_dir).clear())
+    typer.echo(f"removed {removed} cached results")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

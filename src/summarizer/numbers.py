@@ -1,0 +1,91 @@
+"""Numbers as Chinese reports write them: Arabic and Chinese numerals, 万/亿, decimals, %, and the
+approximation words (余/多/近/约/以上 ...) that make a figure approximate."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
+_BIG_UNITS = {"万": 10_000, "亿": 100_000_000}
+CN_NUMERAL = "零〇一二两三四五六七八九十百千万亿"
+
+NUMBER = re.compile(
+    r"(?P<arabic>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<mult>[万亿])?"
+    r"|(?P<cn>[零〇一二两三四五六七八九十百千万亿]+)"
+)
+APPROX_AFTER = ("余", "多", "以上", "左右", "上下", "许", "来")
+APPROX_BEFORE = ("近", "约", "大约", "超过", "超", "逾", "将近", "接近", "大概", "上")
+
+
+@dataclass(frozen=True)
+class Number:
+    value: float
+    start: int
+    end: int
+    chinese: bool
+
+
+def parse_chinese(text: str) -> float | None:
+    """`一千一百四十` -> 1140, `两` -> 2, `十` -> 10, `三万五千` -> 35000; None if malformed."""
+    if not text or any(ch not in CN_NUMERAL for ch in text):
+        return None
+    total, section, digit = 0, 0, None
+    for ch in text:
+        if ch in _DIGITS:
+            if digit is not None:  # 二〇二三-style digit strings
+                digit = digit * 10 + _DIGITS[ch]
+            else:
+                digit = _DIGITS[ch]
+        elif ch in _SMALL_UNITS:
+            section += (1 if digit is None else digit) * _SMALL_UNITS[ch]
+            digit = None
+        else:
+            section += digit or 0
+            total += (section or 1) * _BIG_UNITS[ch]
+            section, digit = 0, None
+    return float(total + section + (digit or 0))
+
+
+def find_numbers(text: str) -> list[Number]:
+    """Every number in text with its value (万/亿 applied) and position."""
+    numbers = []
+    for match in NUMBER.finditer(text):
+        if match.group("arabic"):
+            value = float(match.group("arabic").replace(",", ""))
+            if match.group("mult"):
+                value *= _BIG_UNITS[match.group("mult")]
+            numbers.append(Number(value, match.start(), match.end(), False))
+        else:
+            parsed = parse_chinese(match.group("cn"))
+            if parsed is not None:
+                numbers.append(Number(parsed, match.start(), match.end(), True))
+    return numbers
+
+
+def is_approx_at(text: str, start: int, end: int) -> bool:
+    """Is the number at text[start:end] hedged (近300, 1140余篇, 3600多人次, 20以上)?"""
+    after = text[end : end + 3]
+    before = text[max(0, start - 2) : start]
+    return after.startswith(APPROX_AFTER) or before.endswith(APPROX_BEFORE) or text[end : end + 2] in ("余个", "多个")
+
+
+def as_number(value: float) -> int | float:
+    """1140.0 -> 1140; 99.5 stays."""
+    return int(value) if float(value).is_integer() else value
+
+
+def value_readable(value: float, unit: str, evidence: str) -> tuple[bool, bool]:
+    """Can `value` (in `unit`) be read from the evidence? Returns (readable, approx).
+
+    `1.2万人次` reads as 12000 人次 or 1.2 万人次; both are accepted.
+    """
+    for number in find_numbers(evidence):
+        candidates = {number.value}
+        match = NUMBER.match(evidence, number.start)
+        if match and match.group("mult"):
+            candidates.add(float(match.group("arabic").replace(",", "")))
+        if any(abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)) for candidate in candidates):
+            return True, is_approx_at(evidence, number.start, number.end)
+    return False, False

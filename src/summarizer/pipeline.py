@@ -1,0 +1,156 @@
+"""One article in, one grounded ArticleSummary out: sections -> chunks -> backend -> merge, with cache.
+
+`summarise_article_async` is the real entry point (the batch runner awaits it for many articles at
+once); `summarise_article` wraps it for a single file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .article import Article, load_article
+from .backends import Backend, ChunkRequest, ChunkResult, create_backend
+from .cache import Cache, cache_key
+from .chunk import Chunk, chunk_article, split_chunk
+from .ground import ground_bodies
+from .errors import OutputValidationError, SummarizerError, TruncatedOutputError
+from .merge import merge_bodies
+from .schema import SCHEMA_VERSION, ArticleSummary, BodySummary, Meta, Usage
+from .sections import Section, split_sections
+from .settings import Settings, load_settings, model_endpoint_configured
+
+RULES_NOTICE = (
+    "no model endpoint configured (OPENAI_API_KEY / OPENAI_BASE_URL unset): using the offline rules backend; "
+    "set OPENAI_API_KEY (and --model) or OPENAI_BASE_URL to use a model"
+)
+
+
+def resolve_backend_name(settings: Settings, env: Mapping[str, str] | None = None) -> tuple[str, str | None]:
+    """The backend to use and, when `auto` fell back to rules, the one-line notice to show."""
+    if settings.backend != "auto":
+        return settings.backend, None
+    if model_endpoint_configured(os.environ if env is None else env):
+        return "openai", None
+    return "rules", RULES_NOTICE
+
+
+def _chunk_settings(settings: Settings) -> dict[str, object]:
+    return {"temperature": settings.temperature, "max_output_tokens": settings.max_output_tokens,
+            "json_mode": settings.json_mode}
+
+
+async def _extract_chunk(
+    backend: Backend, article: Article, section: Section, chunk: Chunk, count: int,
+    settings: Settings, cache: Cache | None,
+) -> list[ChunkResult]:
+    key = None
+    if cache is not None and backend.cacheable:
+        key = cache_key(backend=backend.name, model=backend.model,
+                        prompt_hash=backend.prompt.sha256 if backend.prompt else None,
+                        schema_version=SCHEMA_VERSION, settings=_chunk_settings(settings),
+                        text=f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}")
+        hit = cache.get(key)
+        if hit is not None:
+            # Spans are re-derived from the stored evidence against this article's own text.
+            stored = [BodySummary.model_validate(b) for b in hit["bodies"]]
+            grounded = ground_bodies(stored, article, (chunk.start, chunk.end), section.body_hint)
+            return [ChunkResult(bodies=grounded.bodies, warnings=list(hit.get("warnings", [])), cached=True)]
+    try:
+        result = await backend.extract(ChunkRequest(article, section, chunk, count))
+    except TruncatedOutputError as exc:
+        halves = split_chunk(article, chunk, section, backend.model)
+        if not halves:
+            raise TruncatedOutputError(
+                f"{article.article_id} chunk {chunk.index + 1}/{count}: reply truncated at the output limit and "
+                f"the chunk cannot be split further", last_reply=exc.last_reply) from exc
+        results: list[ChunkResult] = []
+        for half in halves:
+            results.extend(await _extract_chunk(backend, article, section, half, count, settings, cache))
+        return results
+    except OutputValidationError as exc:
+        raise type(exc)(f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}",
+                        last_reply=exc.last_reply) from exc
+    except SummarizerError as exc:
+        raise type(exc)(f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}") from exc
+    if key is not None and cache is not None:
+        cache.put(key, {"bodies": [b.model_dump(mode="json") for b in result.bodies], "warnings": result.warnings})
+    return [result]
+
+
+async def summarise_article_async(
+    article: Article, backend: Backend, settings: Settings, cache: Cache | None = None
+) -> ArticleSummary:
+    """Summarise one loaded article with one backend.
+
+    Raises:
+        SummarizerError: the backend failed for a chunk after its retries; the message names the
+            article and the chunk.
+    """
+    sections = split_sections(article)
+    if len(sections) > 1:  # a roundup's intro (no committee) is not a body of its own
+        sections = [s for s in sections if s.body_hint] or sections
+    chunks = chunk_article(article, [s for s in sections], settings.chunk_tokens, settings.chunk_overlap,
+                           backend.model)
+    by_index = {s.index: s for s in sections}
+    nested = await asyncio.gather(*(
+        _extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache)
+        for c in chunks
+    ))
+    results = [r for group in nested for r in group]
+    usage, warnings = Usage(), []
+    for result in results:
+        usage = usage.add(result.usage)
+        warnings.extend(w for w in result.warnings if w not in warnings)
+    bodies = merge_bodies([b for r in results for b in r.bodies])
+    if not bodies:
+        warnings.append("no CPPCC committee found in the article")
+    meta = Meta(
+        backend=backend.name, model=backend.model,
+        prompt_version=backend.prompt.version if backend.prompt else None,
+        chunks=len(chunks), usage=usage, cache_hits=sum(1 for r in results if r.cached), warnings=warnings,
+        input_sha256=article.sha256,
+        settings_key=settings.output_key(backend.name, backend.prompt.sha256 if backend.prompt else None),
+    )
+    return ArticleSummary(
+        article_id=article.article_id, source_path=str(article.path) if article.path else None,
+        title=article.title, published=article.published, source=article.source, bodies=bodies, meta=meta,
+    )
+
+
+def open_cache(settings: Settings, backend: Backend) -> Cache | None:
+    if not settings.use_cache or not backend.cacheable:
+        return None
+    return Cache(settings.cache_dir)
+
+
+def summarise_article(
+    path: str | Path, settings: Settings | None = None, backend: Backend | None = None,
+    cache: Cache | None = None,
+) -> ArticleSummary:
+    """Read one article file and summarise it (the synchronous entry point).
+
+    Raises:
+        InputError: the file cannot be read as an article.
+        SummarizerError: configuration or backend failure.
+    """
+    settings = settings or load_settings()
+    article = load_article(path, max_bytes=settings.max_file_bytes)
+
+    async def run() -> ArticleSummary:
+        nonlocal backend, cache
+        owned = backend is None
+        if backend is None:
+            name, _ = resolve_backend_name(settings)
+            backend = create_backend(name, settings)
+        if cache is None:
+            cache = open_cache(settings, backend)
+        try:
+            return await summarise_article_async(article, backend, settings, cache)
+        finally:
+            if owned:
+                await backend.aclose()
+
+    return asyncio.run(run())

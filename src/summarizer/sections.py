@@ -1,0 +1,114 @@
+"""Split an article into sections, one per committee it reports on, and name each section's committee.
+
+Roundups come in two shapes: headings such as `和平区政协:突出“三个紧扣”…` that open each part, and
+author pieces that close with `(作者系XX县政协党组书记、主席)`. Anything else is one section.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from .article import Article
+from .places import Mention, find_mentions, resolve_bare
+
+_HEADING = re.compile(r"^\s*[【\[]?\s*([\u4e00-\u9fff]{2,20}?政协)\s*[】\]]?\s*(?:[:：]|$)")
+_AUTHOR = re.compile(r"^\s*[(（]\s*(?:作者|文章作者|本文作者)\s*(?:系|为|是|单位\s*[:：]?)?\s*(.+?)\s*[)）]\s*$")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A contiguous part of the article about one committee (`body_hint`), or about none (intro)."""
+
+    index: int
+    start: int
+    end: int
+    heading: str | None
+    body_hint: str | None
+
+
+def _lines_in(article: Article, start: int, end: int) -> list[tuple[int, int]]:
+    return [(s, e) for s, e in article.kept if s >= start and e <= end]
+
+
+def _named_at_line_start(article: Article, start: int, end: int) -> str | None:
+    for mention in find_mentions(article.text, start, end):
+        if mention.name and not article.text[start : mention.start].strip():
+            return mention.name
+    return None
+
+
+def _first_named(article: Article, start: int, end: int) -> str | None:
+    for mention in find_mentions(article.text, start, end):
+        if mention.name:
+            return mention.name
+    return None
+
+
+def infer_body(article: Article, start: int, end: int, strong: list[str] | None = None) -> str | None:
+    """The committee a stretch of text is about: headline and heading names weigh most, then frequency.
+
+    Bare mentions (`区政协`) count towards the name they resolve to, so a committee the text calls
+    `市政协` thirty times outranks a sister committee named once in a caption.
+    """
+    strong = list(strong or [])
+    mentions = find_mentions(article.text, start, end)
+    headline_mentions = find_mentions(article.headline) if start <= (article.kept[0][0] if article.kept else 0) else []
+    named_order = strong + [m.name for m in headline_mentions if m.name] + [m.name for m in mentions if m.name]
+    scores: Counter[str] = Counter()
+    for name in strong:
+        scores[name] += 10
+
+    def credit(mention: Mention, weight: int) -> None:
+        name = mention.name
+        if name is None and mention.bare:
+            name = resolve_bare(mention.bare, named_order, article.text)
+        if name and name != "全国政协":
+            scores[name] += weight
+        elif name:
+            scores[name] += weight / 4  # the national committee is usually mentioned in passing
+
+    for mention in headline_mentions:
+        credit(mention, 10)
+    lead_end = start + 300
+    for mention in mentions:
+        credit(mention, 3 if mention.start < lead_end else 1)
+    if not scores:
+        return None
+    return scores.most_common(1)[0][0]
+
+
+def split_sections(article: Article) -> list[Section]:
+    """Sections of the kept text, in order, each with the committee it reports on when known."""
+    if not article.kept:
+        return []
+    first, last = article.kept[0][0], article.kept[-1][1]
+    headings: list[tuple[int, str, str]] = []  # (line start, body, heading text)
+    authors: list[tuple[int, str]] = []  # (line end, body)
+    for start, end in article.kept:
+        line = article.text[start:end]
+        if len(line.strip()) <= 60 and _HEADING.match(line) and (body := _named_at_line_start(article, start, end)):
+            headings.append((start, body, line.strip()))
+        elif (match := _AUTHOR.match(line)) and (body := _first_named(article, start + match.start(1), end)):
+            authors.append((end, body))
+
+    sections: list[Section] = []
+    if len({body for _, body, _ in headings}) >= 2:
+        if headings[0][0] > first:
+            sections.append(Section(0, first, headings[0][0], None, None))
+        for i, (start, body, heading) in enumerate(headings):
+            end = headings[i + 1][0] if i + 1 < len(headings) else last
+            sections.append(Section(len(sections), start, end, heading, body))
+        return sections
+    if len({body for _, body in authors}) >= 2:
+        begin = first
+        for end, body in authors:
+            sections.append(Section(len(sections), begin, end, None, body))
+            begin = end
+        tail = _lines_in(article, begin, last)
+        if sum(e - s for s, e in tail) > 200:
+            sections.append(Section(len(sections), begin, last, None, infer_body(article, begin, last)))
+        return sections
+    strong = [body for _, body, _ in headings] + [body for _, body in authors]
+    return [Section(0, first, last, None, infer_body(article, first, last, strong))]
