@@ -12,11 +12,8 @@ from typing import Any
 import pytest
 
 from fake_openai import FakeOpenAI, GoldResponder
+from helpers import DUMMY_KEY, GOLD_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTICLES = sorted((ROOT / "eval" / "articles").glob("*.txt"))
-GOLD_DIR = ROOT / "eval" / "gold"
-DUMMY_KEY = "sk-test-DUMMYKEY-4f1c2e9a7b3d"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 

@@ -109,8 +109,9 @@ class FakeOpenAI:
     """The server plus its script. `script` is consumed first (one entry per request; an entry may be
     a Response or a function of the request); then `default` answers."""
 
-    def __init__(self, default: Responder) -> None:
-        self.default = default
+    def __init__(self, gold: GoldResponder) -> None:
+        self.gold = gold
+        self.default: Responder = gold
         self.script: list[Response | Responder] = []
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
@@ -156,7 +157,7 @@ class FakeOpenAI:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def base_url(self) -> str:
