@@ -55,6 +55,7 @@ class Seen:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    received: float = field(default_factory=time.monotonic)
 
     @property
     def messages(self) -> list[dict[str, str]]:

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -34,7 +35,7 @@ from tenacity import (
 from ..errors import AuthError, ConfigError, OutputValidationError, ProviderError, TruncatedOutputError
 from ..ground import Grounded, ground_bodies
 from ..prompt import PromptTemplate, load_prompt
-from ..schema import Reply, Usage, strict_json_schema
+from ..schema import Reply, ReplyBody, Usage, strict_json_schema
 from . import ChunkRequest, ChunkResult
 
 if TYPE_CHECKING:
@@ -391,7 +392,7 @@ class OpenAIBackend:
         messages = self._template.render(
             title=request.article.title or "(无)", published=request.article.published or "(未知)",
             body_hint=section.body_hint or "(未知)", chunk_number=chunk.index + 1,
-            chunk_count=request.chunk_count, chunk_text=chunk.text,
+            chunk_count=request.chunk_count, chunk_text=_DELIMITER.sub(r"<\1 片段>", chunk.text),
         )
         counters = _Counters()
         warnings: list[str] = []
@@ -420,8 +421,12 @@ class OpenAIBackend:
                 problem = str(exc)
                 log.info("%s: invalid reply (attempt %d/%d): %s", where, ask + 1, asks, problem)
             else:
-                grounded = ground_bodies(reply.bodies, request.article, near=(chunk.start, chunk.end),
+                named, foreign = _split_foreign(reply.bodies, request.article.text)
+                grounded = ground_bodies(named, request.article, near=(chunk.start, chunk.end),
                                          hint=section.body_hint)
+                for body in foreign:
+                    grounded.warnings.append(f"dropped body {body.body!r}: not named in the article")
+                    grounded.failures.append(f"body {body.body!r} is not a committee named in the article")
                 if not grounded.failures or ask == asks - 1:
                     return ChunkResult(grounded.bodies, counters.usage(), warnings + grounded.warnings)
                 fallback = grounded
@@ -435,6 +440,25 @@ class OpenAIBackend:
             return ChunkResult(fallback.bodies, counters.usage(), warnings + fallback.warnings)
         raise OutputValidationError(f"{where}: no valid JSON reply after {asks} attempts: {problem[:300]}",
                                     last_reply=content)
+
+
+# An article must not close the data block it sits in; the added space folds away in grounding.
+_DELIMITER = re.compile(r"<(/?)\s*片段\s*>")
+_WRAPPERS = re.compile(r"^(?:中国人民政治协商会议|政协)|(?:委员会|政协)$")
+_UNIT = re.compile(r"(?:第?[一二三四五六七八九十\d]+届)?"
+                   r"(?:特别行政区|自治区|自治州|自治县|自治旗|新区|省|市|县|区|旗|盟|州)$")
+
+
+def _split_foreign(bodies: list[ReplyBody], text: str) -> tuple[list[ReplyBody], list[ReplyBody]]:
+    """Bodies whose place name the article never mentions (`火星政协`, a name an injected instruction
+    made up) are foreign; grounding would otherwise file their year and summary under the section's
+    committee. Bare names (`市政协`, `政协`) are left for grounding to resolve."""
+    named: list[ReplyBody] = []
+    foreign: list[ReplyBody] = []
+    for body in bodies:
+        core = _UNIT.sub("", _WRAPPERS.sub("", _WRAPPERS.sub("", body.body.strip())))
+        (named if not core or core in text else foreign).append(body)
+    return named, foreign
 
 
 def _reask_text(problem: str) -> str:
