@@ -68,6 +68,7 @@ class Article:
     source: str | None
     sha256: str
     encoding: str
+    header_end: int = 0  # end of the page header (headline, byline, captions above them)
 
     @property
     def headline(self) -> str:
@@ -186,6 +187,21 @@ def _find_title(text: str, kept: tuple[tuple[int, int], ...]) -> tuple[str | Non
     return None, subtitle
 
 
+def _find_header_end(text: str, kept: tuple[tuple[int, int], ...], title: str | None) -> int:
+    """Where reporting text starts: after the byline/dateline if near the top, else after the headline."""
+    title_end = 0
+    for index, (start, end) in enumerate(kept[:20]):
+        line = text[start:end].strip()
+        if _BYLINE.match(line) or (("来源" in line or "发稿时间" in line) and re.search(_DATE, line)):
+            return end
+        if title and line and (line in title or title.startswith(line)) and not title_end:
+            title_end = end
+            # a subtitle line right after the headline belongs to the header
+            if index + 1 < len(kept) and text[kept[index + 1][0] : kept[index + 1][1]].strip().startswith("——"):
+                title_end = kept[index + 1][1]
+    return title_end
+
+
 def _find_published(text: str, kept: tuple[tuple[int, int], ...]) -> str | None:
     for start, end in kept[:40]:
         line = text[start:end]
@@ -229,6 +245,7 @@ def parse_article(text: str, article_id: str, path: Path | None = None, *, sha25
         source=_find_source(text, kept),
         sha256=sha256 or hashlib.sha256(text.encode()).hexdigest(),
         encoding=encoding,
+        header_end=_find_header_end(text, kept, title),
     )
 
 

@@ -92,8 +92,10 @@ async def summarise_article_async(
     sections = split_sections(article)
     if len(sections) > 1:  # a roundup's intro (no committee) is not a body of its own
         sections = [s for s in sections if s.body_hint] or sections
-    chunks = chunk_article(article, [s for s in sections], settings.chunk_tokens, settings.chunk_overlap,
-                           backend.model)
+    if getattr(backend, "chunked", True):
+        chunks = chunk_article(article, sections, settings.chunk_tokens, settings.chunk_overlap, backend.model)
+    else:  # the backend reads whole sections (the rules extractor ranks across a committee's part)
+        chunks = [Chunk(i, s.index, s.start, s.end, article.text[s.start : s.end], 0) for i, s in enumerate(sections)]
     by_index = {s.index: s for s in sections}
     nested = await asyncio.gather(*(
         _extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache)

@@ -1,0 +1,114 @@
+"""Key initiatives by rule: what the committee set up or ran, as a verb and a named thing.
+
+A candidate is a clause with an action verb (建立/出台/制定/构建/打造/搭建/推行/实施/举办/开展 ...)
+whose object carries a name (《…》, “…”) or ends in a mechanism word (制度, 机制, 平台, 工作室 ...).
+Candidates are scored (documents and new mechanisms first), deduplicated and capped.
+Actions of the Party committee or the government are not the committee's own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_STRONG = ("建立", "出台", "制定", "构建", "打造", "搭建", "推行", "创建", "设立", "开办", "开设", "启动", "发起",
+           "成立", "组建", "印发", "编制", "修订", "实行", "推出", "创新", "首创", "建成", "分设", "上线", "编撰",
+           "编印", "制发", "探索", "揭牌")
+_WEAK = ("实施", "举办", "举行", "开展", "召开", "组织", "落实", "完善", "健全", "推进", "深化", "加强", "确定", "列入",
+         "纳入", "形成", "增开", "坚持", "开好", "做好", "发挥", "依托", "用好", "强化", "突出", "抓实")
+_ADOPTING = ("落实", "贯彻", "学习", "坚持", "发挥")  # acting on someone else's document or slogan
+_VERB = re.compile("|".join(sorted(_STRONG + _WEAK, key=len, reverse=True)))
+_MECHANISM = re.compile(
+    r"(?:制度|机制|体系|平台|模式|品牌|工作室|工作站|联络站|活动站|议事厅|议事堂|栏目|智库|台账|清单|方案|办法|意见|规则|"
+    r"计划|行动|活动|工程|调研法|工作法|格局|大纲|协商会|推进会|座谈会|研讨会|论坛|讲堂|专题协商|专题调研|课题|"
+    r"读书活动|党支部|小组|群组|基地|中心|示范点|联动|督办|调研|协商|视察|监督|评价|考评|述职|备案)"
+)
+_NAMED = re.compile(r"《[^》\n]{2,40}》|“[^”\n]{2,30}”")
+_ACTOR = re.compile(r"党委|市委|区委|县委|省委|旗委|州委|盟委|党中央|中共中央|国务院|中办|政府|人大")
+_SELF = re.compile(r"政协(?!工作会议|工作的|工作汇报|工作\b)")
+_CLAUSE = re.compile(r"[^,。;!?;!?\n]+")
+_MAX_NAME = 20
+
+
+@dataclass(frozen=True)
+class FoundInitiative:
+    name: str
+    start: int
+    end: int
+    score: float
+
+
+def _name_for(evidence: str, verb: str) -> str:
+    named = _NAMED.findall(evidence)
+    rest = evidence[len(verb):] if evidence.startswith(verb) else evidence
+    if named:
+        first = named[0]
+        tail = rest[rest.find(first) + len(first):]
+        mechanism = re.match(r"[\u4e00-\u9fff]{0,10}", tail)
+        name = first + (mechanism.group(0) if mechanism and _MECHANISM.search(mechanism.group(0) or "") else "")
+    else:
+        name = rest
+    name = name.strip(" ,、").removeprefix("了")
+    return name[:_MAX_NAME]
+
+
+def _acted_by_other(head: str) -> bool:
+    """Is the nearest actor before the verb a Party committee or government, not the 政协?"""
+    actor = [m.end() for m in _ACTOR.finditer(head)]
+    own = [m.end() for m in _SELF.finditer(head)]
+    return bool(actor) and (not own or actor[-1] > own[-1])
+
+
+def _balanced(evidence: str) -> bool:
+    return evidence.count("“") == evidence.count("”") and evidence.count("《") == evidence.count("》")
+
+
+def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None,
+                     limit: int = 10, quoted: list[tuple[int, int]] | None = None) -> list[FoundInitiative]:
+    """The section's most telling initiatives, best first, at most `limit`."""
+    skip = skip or []
+    quoted = quoted or []
+    candidates: list[FoundInitiative] = []
+    sentence_start = start
+    for clause in _CLAUSE.finditer(text, start, end):
+        if any(s <= clause.start() < e for s, e in skip):
+            continue
+        body = clause.group(0)
+        sentence_start = clause.start() if text[clause.start() - 1 : clause.start()] in "。!?\n" else sentence_start
+        verb = next((v for v in _VERB.finditer(body)
+                     if not any(qs <= clause.start() + v.start() < qe for qs, qe in quoted)), None)
+        if not verb:
+            continue
+        evidence = body[verb.start():].strip()
+        if len(evidence) > 45 and "、" in evidence[30:]:  # a long list: keep its head
+            evidence = evidence[: 30 + evidence[30:].index("、")]
+        if len(evidence) < 5 or len(evidence) > 60 or not _balanced(evidence):
+            continue
+        obj = evidence[len(verb.group(0)):]
+        named = bool(_NAMED.search(obj))
+        mechanism = bool(_MECHANISM.search(obj))
+        if not (named or mechanism):
+            continue
+        sentence_head = text[sentence_start : clause.start() + verb.start()]
+        if _acted_by_other(sentence_head):
+            continue  # 自治区党委印发《…》: the Party committee's act, not the committee's
+        score = 2.0 if verb.group(0) in _STRONG else 1.0
+        score += 2.0 if "《" in obj else 1.5 if named else 0.0
+        score += 1.0 if mechanism else 0.0
+        score += 0.5 if "政协" in text[sentence_start : clause.end()] else 0.0
+        if verb.group(0) in _ADOPTING and not mechanism:
+            score -= 2.0  # 坚持“两个确立”: a slogan followed, not a thing set up
+        if verb.group(0) in ("落实", "贯彻", "学习") and "《" in obj:
+            score -= 2.0  # carrying out a higher body's document
+        score -= 0.005 * len(candidates)  # earlier in the section reads as slightly more central
+        span_start = clause.start() + verb.start() + (len(body[verb.start():]) - len(body[verb.start():].lstrip()))
+        candidates.append(FoundInitiative(_name_for(evidence, verb.group(0)), span_start,
+                                          span_start + len(evidence), score))
+    chosen: list[FoundInitiative] = []
+    for candidate in sorted(candidates, key=lambda c: -c.score):
+        if any(candidate.name == c.name or candidate.name in c.name or c.name in candidate.name for c in chosen):
+            continue
+        chosen.append(candidate)
+        if len(chosen) == limit:
+            break
+    return sorted(chosen, key=lambda c: -c.score)
