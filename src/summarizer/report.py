@@ -39,6 +39,11 @@ def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:,.1f}"
 
 
+def _year(year: Mapping[str, Any]) -> str:
+    # With no matched body there is no year to judge; 0.0 would read as "all wrong".
+    return _pct(year["accuracy"]) if year["total"] else "–"
+
+
 # --- report.json / report.md --------------------------------------------------------------------
 
 
@@ -139,7 +144,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         lines.append(
             f"| {_md(entry['article_id'])} | {_pct(entry['bodies']['f1'])} | {_pct(m['precision'])} "
             f"| {_pct(m['recall'])} | {_pct(m['f1'])} | {_pct(entry['initiatives']['f1'])} "
-            f"| {_pct(entry['year']['accuracy'])} | {_pct(entry['grounding_rate'])} "
+            f"| {_year(entry['year'])} | {_pct(entry['grounding_rate'])} "
             f"| {_pct(entry['summary_rouge_l'])} |"
         )
     for entry in result["per_article"]:
@@ -195,7 +200,7 @@ def render_table(result: Mapping[str, Any]) -> Group:
             _pct(entry["bodies"]["f1"]),
             _pct(entry["metrics"]["f1"]),
             _pct(entry["initiatives"]["f1"]),
-            _pct(entry["year"]["accuracy"]),
+            _year(entry["year"]),
             _pct(entry["grounding_rate"]),
         )
     return Group(fields, articles)
@@ -440,6 +445,8 @@ h3 { font-size: 14px; margin: 14px 0 6px; color: var(--muted); text-transform: u
   min-width: 120px; }
 .card b { display: block; font-size: 22px; } .card span { color: var(--muted); font-size: 12px; }
 .panel { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; }
+.scores { display: flex; flex-wrap: wrap; gap: 24px; align-items: center; }
+.figures { color: var(--muted); margin: -4px 0 10px; }
 .chart .grid { stroke: var(--line); } .chart text { font-size: 12px; fill: var(--ink); }
 .chart .tick, .chart .val { fill: var(--muted); font-size: 11px; }
 table { border-collapse: collapse; background: #fff; }
@@ -542,8 +549,15 @@ def _render_article(index: int, entry: Mapping[str, Any], text: str) -> str:
     note = (
         "" if entry.get("predicted", True) else " <small>(the run has no prediction for this article)</small>"
     )
+    m = entry["metrics"]
+    figures = (
+        f"bodies F1 {_pct(entry['bodies']['f1'])} · metrics P {_pct(m['precision'])} R {_pct(m['recall'])} "
+        f"F1 {_pct(m['f1'])} · initiatives F1 {_pct(entry['initiatives']['f1'])} · "
+        f"year {_year(entry['year'])} · grounding {_pct(entry['grounding_rate'])}"
+    )
     return (
         f'<section class="article" id="art-{index}"><h2>{_e(entry["article_id"])}{note}</h2>'
+        f'<p class="figures">{figures}</p>'
         f'<div class="cols"><div class="items">{_render_bodies(entry["details"]["bodies"])}'
         f"{_render_items(index, lists)}</div>"
         f'<div class="text" lang="zh">{_highlight(text, marks)}</div></div></section>'
@@ -584,7 +598,7 @@ def render_html(result: Mapping[str, Any], articles: Mapping[str, str]) -> str:
     article_rows = "".join(
         f'<tr><td><a href="#art-{i}">{_e(entry["article_id"])}</a></td><td>{_pct(entry["bodies"]["f1"])}</td>'
         f"{_prf_cells(entry['metrics'])}<td>{_pct(entry['initiatives']['f1'])}</td>"
-        f"<td>{_pct(entry['year']['accuracy'])}</td><td>{_pct(entry['grounding_rate'])}</td>"
+        f"<td>{_year(entry['year'])}</td><td>{_pct(entry['grounding_rate'])}</td>"
         f"<td>{_pct(entry['summary_rouge_l'])}</td></tr>"
         for i, entry in enumerate(result["per_article"])
     )
@@ -604,8 +618,8 @@ def render_html(result: Mapping[str, Any], articles: Mapping[str, str]) -> str:
 <h1>Eval report</h1><p class="run">{run_line}</p>
 <div class="cards">{cards}</div>
 <h2>Scores by field</h2>
-<div class="panel">{render_chart(result)}</div>
-<table><tr><th>Field</th><th>P</th><th>R</th><th>F1</th><th>TP</th><th>FP</th><th>FN</th></tr>{field_rows}</table>
+<div class="panel scores">{render_chart(result)}
+<table><tr><th>Field</th><th>P</th><th>R</th><th>F1</th><th>TP</th><th>FP</th><th>FN</th></tr>{field_rows}</table></div>
 <h2>Per article</h2>
 <table><tr><th>Article</th><th>Bodies F1</th><th>Metrics P</th><th>Metrics R</th><th>Metrics F1</th>
 <th>Initiatives F1</th><th>Year</th><th>Grounding</th><th>ROUGE-L</th></tr>{article_rows}</table>
