@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from summarizer.errors import EvalDataError
+from summarizer.errors import AuthError, EvalDataError, ProviderError
 from summarizer.evaluate import (
     bigram_dice,
     canonical_body_key,
@@ -350,3 +350,24 @@ def test_run_eval_calls_the_summariser_for_each_article(tmp_path: Path) -> None:
     assert run.result["bodies"]["f1"] == 1.0
     assert run.result["metrics"]["recall"] == 0.0
     assert run.result["run"]["backend"] == "fake"
+
+
+def test_run_eval_scores_a_failed_article_as_misses_but_stops_on_bad_credentials(tmp_path: Path) -> None:
+    write_gold(tmp_path / "gold", "x", gold_data())
+    (tmp_path / "articles").mkdir()
+    (tmp_path / "articles" / "x.txt").write_text(TEXT, encoding="utf-8")
+
+    def timing_out(path: Path) -> ArticleSummary:
+        raise ProviderError("endpoint timed out after 5 attempts")
+
+    run = run_eval(gold_dir=tmp_path / "gold", articles_dir=tmp_path / "articles", summarise=timing_out)
+    assert run.result["run"]["failed"] == [
+        {"article_id": "x", "error": "endpoint timed out after 5 attempts"}
+    ]
+    assert run.result["metrics"]["fn"] == 3 and run.result["per_article"][0]["predicted"] is False
+
+    def refused(path: Path) -> ArticleSummary:
+        raise AuthError("401: the API key was refused")
+
+    with pytest.raises(AuthError):
+        run_eval(gold_dir=tmp_path / "gold", articles_dir=tmp_path / "articles", summarise=refused)

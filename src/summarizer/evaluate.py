@@ -7,6 +7,7 @@ summarising step as a callable, so this module never imports a backend.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -20,7 +21,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from .article import load_article
-from .errors import EvalDataError, InputError
+from .errors import AuthError, ConfigError, EvalDataError, InputError, SummarizerError
 from .schema import ArticleSummary, BodySummary, Initiative, Metric
 
 Span = tuple[int, int]
@@ -300,12 +301,10 @@ class _Tally:
     tp: int = 0
     fp: int = 0
     fn: int = 0
-
-    def __post_init__(self) -> None:
-        self.matched: list[dict[str, Any]] = []
-        self.missed: list[dict[str, Any]] = []
-        self.false_positive: list[dict[str, Any]] = []
-        self.ignored: list[dict[str, Any]] = []
+    matched: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    missed: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    false_positive: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    ignored: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def details(self) -> dict[str, list[dict[str, Any]]]:
         return {
@@ -681,6 +680,25 @@ class EvalRun:
     articles: dict[str, str]
 
 
+def _summarise_all(
+    summarise: Callable[[Path], ArticleSummary], articles_dir: Path, article_ids: Sequence[str]
+) -> tuple[dict[str, ArticleSummary], list[dict[str, str]]]:
+    """Run the summariser on each article; one failing article is scored as all misses, not fatal.
+
+    Bad settings or refused credentials would fail every article alike, so those stop the run.
+    """
+    predicted: dict[str, ArticleSummary] = {}
+    failed: list[dict[str, str]] = []
+    for article_id in article_ids:
+        try:
+            predicted[article_id] = summarise(articles_dir / f"{article_id}.txt")
+        except (AuthError, ConfigError):
+            raise
+        except SummarizerError as exc:
+            failed.append({"article_id": article_id, "error": str(exc)})
+    return predicted, failed
+
+
 def run_eval(
     *,
     gold_dir: str | Path = "eval/gold",
@@ -700,23 +718,28 @@ def run_eval(
             (the CLI passes the pipeline's summarise_article bound to its settings).
         backend, model: recorded in `run` when the predictions do not say themselves.
 
+    Returns:
+        The scored run; `result["run"]["failed"]` lists articles the summariser failed on (scored as
+        all misses).
+
     Raises:
         EvalDataError: bad gold or prediction files, or neither/both of `predictions` and `summarise`.
+        AuthError, ConfigError: from `summarise`; they would fail every article, so the run stops.
     """
     if predictions is not None and summarise is not None:
         raise EvalDataError("give either a predictions file or a backend to run, not both")
     gold = load_gold(gold_dir)
     articles = load_article_texts(articles_dir, sorted(gold))
     check_gold_grounded(gold, articles, Path(gold_dir))
+    failed: list[dict[str, str]] = []
     if predictions is not None:
         predicted = load_predictions(predictions)
     elif summarise is not None:
-        predicted = {
-            article_id: summarise(Path(articles_dir) / f"{article_id}.txt") for article_id in sorted(gold)
-        }
+        predicted, failed = _summarise_all(summarise, Path(articles_dir), sorted(gold))
     else:
         raise EvalDataError("nothing to score: give a predictions file or a backend to run")
     result = score_run(predicted, gold, articles)
+    result["run"]["failed"] = failed if summarise is not None else []
     result["run"]["backend"] = result["run"]["backend"] or backend
     result["run"]["model"] = result["run"]["model"] or model
     return EvalRun(result=result, articles=articles)
