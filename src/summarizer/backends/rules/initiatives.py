@@ -23,6 +23,9 @@ _MECHANISM = re.compile(
     r"计划|行动|活动|工程|调研法|工作法|格局|大纲|协商会|推进会|座谈会|研讨会|论坛|讲堂|专题协商|专题调研|课题|"
     r"读书活动|党支部|小组|群组|基地|中心|示范点|联动|督办|调研|协商|视察|监督|评价|考评|述职|备案)"
 )
+_MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
+_ABSTRACT = re.compile(r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则|一个侧面)")
+_VEHICLE = re.compile(r"以([^,。;以为]{3,24}?)为(?:抓手|载体|平台|依托|牵引|突破口)")
 _NAMED = re.compile(r"《[^》\n]{2,40}》|“[^”\n]{2,30}”")
 _ACTOR = re.compile(r"党委|市委|区委|县委|省委|旗委|州委|盟委|党中央|中共中央|国务院|中办|政府|人大")
 _SELF = re.compile(r"政协(?!工作会议|工作的|工作汇报|工作\b)")
@@ -93,8 +96,10 @@ def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]
         if _acted_by_other(sentence_head):
             continue  # 自治区党委印发《…》: the Party committee's act, not the committee's
         score = 2.0 if verb.group(0) in _STRONG else 1.0
-        score += 2.0 if "《" in obj else 1.5 if named else 0.0
-        score += 1.0 if mechanism else 0.0
+        score += 1.5 if "《" in obj else 1.0 if named else 0.0
+        score += 1.5 if _MECHANISM_END.search(obj) else 0.5 if mechanism else 0.0
+        score -= 1.5 if _ABSTRACT.search(obj) else 0.0
+        score -= 0.5 if len(evidence) > 30 else 0.0
         score += 0.5 if "政协" in text[sentence_start : clause.end()] else 0.0
         if verb.group(0) in _ADOPTING and not mechanism:
             score -= 2.0  # 坚持“两个确立”: a slogan followed, not a thing set up
@@ -104,6 +109,10 @@ def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]
         span_start = clause.start() + verb.start() + (len(body[verb.start():]) - len(body[verb.start():].lstrip()))
         candidates.append(FoundInitiative(_name_for(evidence, verb.group(0)), span_start,
                                           span_start + len(evidence), score))
+    for match in _VEHICLE.finditer(text, start, end):  # 以提案归并办理为抓手
+        if any(s <= match.start() < e for s, e in skip) or _ABSTRACT.search(match.group(1)):
+            continue
+        candidates.append(FoundInitiative(match.group(1)[:_MAX_NAME], match.start(), match.end(), 3.0))
     chosen: list[FoundInitiative] = []
     for candidate in sorted(candidates, key=lambda c: -c.score):
         if any(candidate.name == c.name or candidate.name in c.name or c.name in candidate.name for c in chosen):

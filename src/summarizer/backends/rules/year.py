@@ -13,7 +13,7 @@ from collections import Counter
 from ...numbers import parse_chinese
 
 _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*年")
-_LEAD_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*年(?:度)?[^。!?\n]{0,12}?(?:工作|回顾|总结|计划|要点|履职|成绩|协商)")
+_LEAD_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*年(?:度)?[^,。;:!?,;:\n\d]{0,6}?(?:工作|回顾|总结|计划|要点|履职)")
 # 党的二十大 (2022) -> congress N is held in 2022 - 5 * (20 - N) from the 12th (1982) on.
 _CONGRESS_START = re.compile(r"([一二三四五六七八九十]{2,3})大[^。!?\n]{0,20}?开局之年")
 _PLAN = re.compile(r"“?([一二三四五六七八九十]{2,3})五”?[^。!?\n]{0,12}?(开局之年|收官之年)")
@@ -57,7 +57,7 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
     """Best guess at the year whose work a section reports."""
     if match := _YEAR.search(headline):
         return int(match.group(1))
-    if match := _LEAD_YEAR.search(section_text[:300]):
+    if match := _LEAD_YEAR.search(section_text.lstrip()[:80]):
         return int(match.group(1))
     if published:
         year, month = int(published[:4]), int(published[5:7])
