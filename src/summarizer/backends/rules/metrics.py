@@ -189,7 +189,8 @@ def find_metrics(text: str, start: int, end: int, skip: list[tuple[int, int]] | 
                 evidence_start = min(evidence_start, name_start)
         if name in ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个"):
             continue
-        if any(f.name == name and f.value == value and f.unit == unit for f in found):
+        if any(f.value == value and f.unit == unit and (f.name[:3] == name[:3] or f.name in name or name in f.name)
+               for f in found):
             continue  # the same figure repeated later in the text
         found.append(FoundMetric(name, as_number(value), unit, approx, evidence_start, evidence_end))
     return found
