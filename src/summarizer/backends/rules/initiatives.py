@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 _STRONG = ("建立", "出台", "制定", "构建", "打造", "搭建", "推行", "创建", "设立", "开办", "开设", "启动", "发起",
            "成立", "组建", "印发", "编制", "修订", "实行", "推出", "创新", "首创", "建成", "分设", "上线", "编撰",
-           "编印", "制发", "探索", "揭牌")
+           "编印", "制发", "探索", "揭牌", "建强", "开通", "推广")
 _WEAK = ("实施", "举办", "举行", "开展", "召开", "组织", "落实", "完善", "健全", "推进", "深化", "加强", "确定", "列入",
          "纳入", "形成", "增开", "坚持", "开好", "做好", "发挥", "依托", "用好", "强化", "突出", "抓实")
 _ADOPTING = ("落实", "贯彻", "学习", "坚持", "发挥")  # acting on someone else's document or slogan
@@ -25,11 +25,13 @@ _MECHANISM = re.compile(
 )
 _MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
 _ABSTRACT = re.compile(r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则|一个侧面)")
+_SERVING = re.compile(r"(?:聚焦|围绕|助力|助推|服务|紧扣)(?:加快|持续|全面)?$")
+_GENERIC_OBJECT = re.compile(r"^(?:工作|履职|协商|监督|调研|学习|实践|建设)?(?:机制|制度|体系|平台|工作|活动|模式|方式|方法)$")
+_COUNT_END = re.compile(r"\d+(?:\.\d+)?[余多]?[\u4e00-\u9fff%]{1,2}$")
 _VEHICLE = re.compile(r"以([^,。;以为]{3,24}?)为(?:抓手|载体|平台|依托|牵引|突破口)")
 _NAMED = re.compile(r"《[^》\n]{2,40}》|“[^”\n]{2,30}”")
 _ACTOR = re.compile(r"党委|市委|区委|县委|省委|旗委|州委|盟委|党中央|中共中央|国务院|中办|政府|人大")
 _SELF = re.compile(r"政协(?!工作会议|工作的|工作汇报|工作\b)")
-_CLAUSE = re.compile(r"[^,。;!?;!?\n]+")
 _MAX_NAME = 20
 
 
@@ -66,6 +68,41 @@ def _balanced(evidence: str) -> bool:
     return evidence.count("“") == evidence.count("”") and evidence.count("《") == evidence.count("》")
 
 
+def _balanced_prefix(evidence: str) -> str:
+    """Cut before a quote or title the scrape broke off: 修订《甲办法》《乙办 -> 修订《甲办法》"""
+    depth, cut = 0, len(evidence)
+    for index, ch in enumerate(evidence):
+        if ch in "“《":
+            if depth == 0:
+                cut = index
+            depth += 1
+        elif ch in "”》":
+            depth -= 1
+            if depth == 0:
+                cut = len(evidence)
+    return evidence[:cut] if depth else evidence
+
+
+def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Clauses split at , ; 。 ! ? and line ends, never inside “…” or 《…》."""
+    out, depth, begin = [], 0, start
+    for index in range(start, end):
+        ch = text[index]
+        if ch in "“《":
+            depth += 1
+        elif ch in "”》":
+            depth = max(0, depth - 1)
+        elif ch == "\n" or (depth == 0 and ch in ",。;!?;!?,"):
+            if index > begin:
+                out.append((begin, index))
+            begin = index + 1
+            if ch == "\n":
+                depth = 0
+    if end > begin:
+        out.append((begin, end))
+    return out
+
+
 def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None,
                      limit: int = 10, quoted: list[tuple[int, int]] | None = None) -> list[FoundInitiative]:
     """The section's most telling initiatives, best first, at most `limit`."""
@@ -73,26 +110,31 @@ def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]
     quoted = quoted or []
     candidates: list[FoundInitiative] = []
     sentence_start = start
-    for clause in _CLAUSE.finditer(text, start, end):
-        if any(s <= clause.start() < e for s, e in skip):
+    for clause_start, clause_end in _clauses(text, start, end):
+        if any(s <= clause_start < e for s, e in skip):
             continue
-        body = clause.group(0)
-        sentence_start = clause.start() if text[clause.start() - 1 : clause.start()] in "。!?\n" else sentence_start
+        body = text[clause_start:clause_end]
+        sentence_start = clause_start if text[clause_start - 1 : clause_start] in "。!?\n" else sentence_start
         verb = next((v for v in _VERB.finditer(body)
-                     if not any(qs <= clause.start() + v.start() < qe for qs, qe in quoted)), None)
+                     if not any(qs <= clause_start + v.start() < qe for qs, qe in quoted)), None)
         if not verb:
             continue
-        evidence = body[verb.start():].strip()
-        if len(evidence) > 45 and "、" in evidence[30:]:  # a long list: keep its head
-            evidence = evidence[: 30 + evidence[30:].index("、")]
-        if len(evidence) < 5 or len(evidence) > 60 or not _balanced(evidence):
+        evidence = _balanced_prefix(body[verb.start():].strip())
+        if len(evidence) > 45 and "、" in evidence[30:] and not _NAMED.search(evidence[30:]):
+            evidence = evidence[: 30 + evidence[30:].index("、")]  # a long list: keep its head
+        limit_chars = 80 if _NAMED.search(evidence) else 60
+        if len(evidence) < 5 or len(evidence) > limit_chars or not _balanced(evidence):
             continue
-        obj = evidence[len(verb.group(0)):]
+        obj = evidence[len(verb.group(0)):].lstrip("了")
+        if _COUNT_END.search(obj) or obj[:1] in "和与及的" or _GENERIC_OBJECT.match(obj):
+            continue  # 开展专题协商5次 (a count), 加强和改进… (a fragment), 创新工作机制 (too generic)
+        if _SERVING.search(body[: verb.start()].strip()):
+            continue  # 聚焦加快实施“强首府”工程: the committee serves someone else's programme
         named = bool(_NAMED.search(obj))
         mechanism = bool(_MECHANISM.search(obj))
         if not (named or mechanism):
             continue
-        sentence_head = text[sentence_start : clause.start() + verb.start()]
+        sentence_head = text[sentence_start : clause_start + verb.start()]
         if _acted_by_other(sentence_head):
             continue  # 自治区党委印发《…》: the Party committee's act, not the committee's
         score = 2.0 if verb.group(0) in _STRONG else 1.0
@@ -100,24 +142,39 @@ def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]
         score += 1.5 if _MECHANISM_END.search(obj) else 0.5 if mechanism else 0.0
         score -= 1.5 if _ABSTRACT.search(obj) else 0.0
         score -= 0.5 if len(evidence) > 30 else 0.0
-        score += 0.5 if "政协" in text[sentence_start : clause.end()] else 0.0
+        score += 0.5 if "政协" in text[sentence_start:clause_end] else 0.0
         if verb.group(0) in _ADOPTING and not mechanism:
             score -= 2.0  # 坚持“两个确立”: a slogan followed, not a thing set up
         if verb.group(0) in ("落实", "贯彻", "学习") and "《" in obj:
             score -= 2.0  # carrying out a higher body's document
         score -= 0.005 * len(candidates)  # earlier in the section reads as slightly more central
-        span_start = clause.start() + verb.start() + (len(body[verb.start():]) - len(body[verb.start():].lstrip()))
+        span_start = clause_start + verb.start() + (len(body[verb.start():]) - len(body[verb.start():].lstrip()))
         candidates.append(FoundInitiative(_name_for(evidence, verb.group(0)), span_start,
                                           span_start + len(evidence), score))
     for match in _VEHICLE.finditer(text, start, end):  # 以提案归并办理为抓手
         if any(s <= match.start() < e for s, e in skip) or _ABSTRACT.search(match.group(1)):
             continue
         candidates.append(FoundInitiative(match.group(1)[:_MAX_NAME], match.start(), match.end(), 3.0))
+    return _select(candidates, text, limit)
+
+
+def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[FoundInitiative]:
+    """Best first, but one per paragraph before a second from any: reports spread their programmes
+    over paragraphs, so a long list of mechanisms in one paragraph should not crowd out the rest."""
+    def paragraph(item: FoundInitiative) -> int:
+        return text.count("\n", 0, item.start)
+
+    def duplicate(item: FoundInitiative, chosen: list[FoundInitiative]) -> bool:
+        return any(item.name == c.name or (item.start < c.end and c.start < item.end) for c in chosen)
+
+    ranked = sorted(candidates, key=lambda c: -c.score)
     chosen: list[FoundInitiative] = []
-    for candidate in sorted(candidates, key=lambda c: -c.score):
-        if any(candidate.name == c.name or candidate.name in c.name or c.name in candidate.name for c in chosen):
-            continue
-        chosen.append(candidate)
-        if len(chosen) == limit:
-            break
-    return sorted(chosen, key=lambda c: -c.score)
+    used: set[int] = set()
+    for item in ranked:  # first round: each paragraph's best, if it is good enough
+        if item.score >= 3.0 and paragraph(item) not in used and not duplicate(item, chosen):
+            chosen.append(item)
+            used.add(paragraph(item))
+    for item in ranked:  # then the rest by score
+        if not duplicate(item, chosen):
+            chosen.append(item)
+    return sorted(chosen[:limit], key=lambda c: -c.score)

@@ -121,7 +121,7 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
     name = stripped if len(stripped) >= 2 else core
     if "、" in name and len(name) > 12:
         name = name.split("、")[-1]
-    name = name.strip("、")
+    name = re.sub(rf"^(?:{_UNIT_RE})?、", "", name).strip("、")  # 8次、[对口协商]22次
     if sum(1 for ch in name if "\u4e00" <= ch <= "\u9fff") < 2:
         return "", end
     # The quote starts where the name does: 形成[调研报告14篇]

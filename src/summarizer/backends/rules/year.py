@@ -53,9 +53,15 @@ def cited_year(text: str, latest: int | None = None) -> int | None:
     return max(counts, key=lambda y: (counts[y], y))
 
 
+_FULL_DATE = re.compile(r"((?:19|20)\d{2})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+
+
 def infer_year(headline: str, section_text: str, article_text: str, published: str | None) -> int | None:
     """Best guess at the year whose work a section reports."""
-    if match := _YEAR.search(headline):
+    dated = _FULL_DATE.search(headline)
+    if dated and not published:  # "——2024年1月15日在…会议上": when the report was given
+        published = f"{int(dated.group(1)):04d}-{int(dated.group(2)):02d}-{int(dated.group(3)):02d}"
+    if match := _YEAR.search(_FULL_DATE.sub("", headline)):
         return int(match.group(1))
     if match := _LEAD_YEAR.search(section_text.lstrip()[:80]):
         return int(match.group(1))
