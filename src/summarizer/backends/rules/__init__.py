@@ -14,7 +14,7 @@ from ...schema import BodySummary, Initiative, Metric
 from .. import ChunkRequest, ChunkResult
 from .initiatives import find_initiatives
 from .metrics import find_metrics, quoted_ranges
-from .summary import summarise_section
+from .summary import compose_summary, summarise_section
 from .year import infer_year
 
 _SENTENCE_END = "。!?;!?;…”"
@@ -74,9 +74,11 @@ class RulesBackend:
         ]
         section_text = text[section.start:section.end]
         year = infer_year(article.headline, section_text, text, article.published)
+        lead = summarise_section(article, section.start, section.end, section.body_hint, skip)
+        summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives],
+                                  [m.evidence for m in metrics])
         body = BodySummary(
-            body=section.body_hint, level="county", year=year,
-            summary=summarise_section(article, section.start, section.end, section.body_hint, skip),
+            body=section.body_hint, level="county", year=year, summary=summary,
             key_initiatives=initiatives, metrics=metrics,
         )
         grounded = ground_bodies([body], article, (start, end), section.body_hint)

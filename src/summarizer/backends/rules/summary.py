@@ -33,3 +33,22 @@ def summarise_section(article: Article, start: int, end: int, body: str,
         if place in sentence or "政协" in sentence:
             return _shorten(sentence)
     return _shorten(first)
+
+
+def compose_summary(body: str, year: int | None, lead: str, initiatives: list[str], metrics: list[str]) -> str:
+    """Body and year, then what it set up and ran (the top initiatives' quotes), then a figure or two.
+
+    Every phrase is the article's own; joined, they say more than a lead sentence usually does.
+    """
+    head = f"{body}{year}年" if year else body
+    parts = [p for p in initiatives[:4] if p]
+    if not parts:
+        return lead
+    text = head + ":" + ",".join(parts)
+    for figure in metrics[:2]:
+        if len(text) + len(figure) + 1 <= MAX_CHARS - 1:
+            text += "," + figure
+    if len(text) > MAX_CHARS - 1:
+        cut = text.rfind(",", 0, MAX_CHARS - 1)
+        text = text[:cut] if cut > len(head) + 10 else text[: MAX_CHARS - 1]
+    return text + "。"
