@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import EVAL_ARTICLES
 from summarizer.article import load_article, parse_article
 from summarizer.chunk import chunk_article, count_tokens, get_encoding
 from summarizer.errors import InputError
@@ -14,8 +15,6 @@ from summarizer.numbers import parse_chinese, value_readable
 from summarizer.places import canonical_body, level_of
 from summarizer.schema import ReplyBody, ReplyInitiative, ReplyMetric
 from summarizer.sections import split_sections
-
-from conftest import EVAL_ARTICLES
 
 PAGE = """首页 >> 地方政协 >> 正文
 

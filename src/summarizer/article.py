@@ -152,7 +152,7 @@ def _find_title(text: str, kept: tuple[tuple[int, int], ...]) -> tuple[str | Non
     anchored = False
     for start, end in kept[:40]:
         line = text[start:end].strip()
-        if _BYLINE.match(line) or _PUBLISHED.match(line) and ("来源" in line or "时间" in line):
+        if _BYLINE.match(line) or (_PUBLISHED.match(line) and ("来源" in line or "时间" in line)):
             anchored = True
             break
         if _DATELINE.match(line) or len(line) > 60 or line[-1] in _SENTENCE_END:

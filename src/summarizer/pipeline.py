@@ -15,8 +15,8 @@ from .article import Article, load_article
 from .backends import Backend, ChunkRequest, ChunkResult, create_backend
 from .cache import Cache, cache_key
 from .chunk import Chunk, chunk_article, split_chunk
-from .ground import ground_bodies
 from .errors import OutputValidationError, SummarizerError, TruncatedOutputError
+from .ground import ground_bodies
 from .merge import merge_bodies
 from .schema import SCHEMA_VERSION, ArticleSummary, BodySummary, Meta, Usage
 from .sections import Section, split_sections

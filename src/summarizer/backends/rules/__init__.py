@@ -32,9 +32,7 @@ def caption_ranges(article: Article, start: int, end: int, heading_start: int | 
         if line_end <= start or line_start >= end:
             continue
         line = article.text[line_start:line_end].strip()
-        if line_end <= header_end:
-            skip.append((line_start, line_end))
-        elif (line and line[-1] not in _SENTENCE_END + ",、," and len(line) <= 90 and "政协" in line
+        if line_end <= header_end or (line and line[-1] not in _SENTENCE_END + ",、," and len(line) <= 90 and "政协" in line
               and not re.search(r"[,;,;]", line)
               and line_start != heading_start and not re.match(r"^[^,。]{0,20}政协\s*[:：]", line)):
             skip.append((line_start, line_end))

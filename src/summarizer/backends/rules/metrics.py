@@ -24,7 +24,8 @@ _UNIT_RE = "|".join(re.escape(u) for u in UNITS)
 _CN_NUM = r"(?:[一二两三四五六七八九]?十[一二三四五六七八九]?|[一二两三四五六七八九][百千万][零一二两三四五六七八九十百千万]*)"
 _METRIC = re.compile(
     rf"(?P<pre>(?<![附接最邻临就])近|约|超过|超|逾|将近|共计|累计)?"
-    rf"(?P<num>\d+(?:\.\d+)?|{_CN_NUM})(?P<approx>余|多)?(?P<unit>{_UNIT_RE})(?P<post>以上|左右|多)?"
+    rf"(?P<num>\d+(?:\.\d+)?|{_CN_NUM})(?:\s*(?P<range>[—\-~～至到])\s*(?P<upper>\d+(?:\.\d+)?))?"
+    rf"(?P<approx>余|多)?(?P<unit>{_UNIT_RE})(?P<post>以上|左右|多)?"
 )
 # What may not follow a unit when it is really part of a date, ordinal or fixed phrase.
 _BAD_AFTER = re.compile(r"(?:年|月|日|周年|届|岁|号|版|时|分|秒|字|大|方面|层面|维度|环节|阶段|步骤|百分点)")
@@ -169,8 +170,9 @@ def find_metrics(text: str, start: int, end: int, skip: list[tuple[int, int]] | 
         if value is None:
             continue
         unit = "%" if match.group("unit") == "％" else match.group("unit")
+        # A range (3至5次) is reported by its lower bound, marked approximate.
         approx = bool(match.group("pre") in ("近", "约", "超过", "超", "逾", "将近") or match.group("approx")
-                      or match.group("post"))
+                      or match.group("post") or match.group("range"))
         noun = "" if unit == "%" else _noun_after(text, match.end(), min(end, match.end() + 20))
         evidence_start = match.start("pre") if match.group("pre") else number_start
         evidence_end = match.end()
