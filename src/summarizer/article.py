@@ -52,6 +52,7 @@ _SOURCE = re.compile(r"来源\s*[:：]\s*([^\s:：|｜,，。]{2,20})")
 _DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d{1,2}月\d{1,2}日(?:电|讯)")
 _BYLINE = re.compile(r"^\s*(?:[□■●◎]|(?:记者|通讯员|作者|文|本报记者)\s*[:：/ ])")
 _SENTENCE_END = "。!?!?;;"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
             text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
-        controls = sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\n\r\t\f")
+        controls = len(_CONTROL.findall(text, 0, 4096))
         if controls > 8:
             raise InputError(f"{name}: binary file (control bytes), not a text article")
         return text, encoding

@@ -61,10 +61,10 @@ class RulesBackend:
         text = article.text
         start, end = chunk.start, chunk.end
         skip = caption_ranges(article, start, end, section.start if section.heading else None)
-        quoted = [(s + start, e + start) for s, e in quoted_ranges(text[start:end])]
+        quoted = quoted_ranges(text, start, end)
         metrics = [
             Metric(name=m.name, value=m.value, unit=m.unit, approx=m.approx, evidence=text[m.start:m.end])
-            for m in find_metrics(text, start, end, skip)
+            for m in find_metrics(text, start, end, skip, quoted)
         ]
         initiatives = [
             Initiative(name=i.name, evidence=text[i.start:i.end])

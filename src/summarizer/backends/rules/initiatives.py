@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .metrics import Ranges
+
 _STRONG = ("建立", "出台", "制定", "构建", "打造", "搭建", "推行", "创建", "设立", "开办", "开设", "启动", "发起",
            "成立", "组建", "印发", "编制", "修订", "实行", "推出", "创新", "首创", "建成", "分设", "上线", "编撰",
            "编印", "制发", "探索", "揭牌", "建强", "开通", "推广")
@@ -83,16 +85,19 @@ def _balanced_prefix(evidence: str) -> str:
     return evidence[:cut] if depth else evidence
 
 
+_CLAUSE_MARK = re.compile(r"[“《”》\n,。;!?;!?,]")
+
+
 def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Clauses split at , ; 。 ! ? and line ends, never inside “…” or 《…》."""
     out, depth, begin = [], 0, start
-    for index in range(start, end):
-        ch = text[index]
+    for mark in _CLAUSE_MARK.finditer(text, start, end):
+        ch, index = mark.group(0), mark.start()
         if ch in "“《":
             depth += 1
         elif ch in "”》":
             depth = max(0, depth - 1)
-        elif ch == "\n" or (depth == 0 and ch in ",。;!?;!?,"):
+        elif ch == "\n" or depth == 0:
             if index > begin:
                 out.append((begin, index))
             begin = index + 1
@@ -106,17 +111,17 @@ def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
 def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None,
                      limit: int = 10, quoted: list[tuple[int, int]] | None = None) -> list[FoundInitiative]:
     """The section's most telling initiatives, best first, at most `limit`."""
-    skip = skip or []
-    quoted = quoted or []
+    skip_ranges = Ranges(skip or [])
+    quoted_ranges = Ranges(quoted or [])
     candidates: list[FoundInitiative] = []
     sentence_start = start
     for clause_start, clause_end in _clauses(text, start, end):
-        if any(s <= clause_start < e for s, e in skip):
+        if clause_start in skip_ranges:
             continue
         body = text[clause_start:clause_end]
         sentence_start = clause_start if text[clause_start - 1 : clause_start] in "。!?\n" else sentence_start
         verb = next((v for v in _VERB.finditer(body)
-                     if not any(qs <= clause_start + v.start() < qe for qs, qe in quoted)), None)
+                     if clause_start + v.start() not in quoted_ranges), None)
         if not verb:
             continue
         evidence = _balanced_prefix(body[verb.start():].strip())
@@ -152,7 +157,7 @@ def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]
         candidates.append(FoundInitiative(_name_for(evidence, verb.group(0)), span_start,
                                           span_start + len(evidence), score))
     for match in _VEHICLE.finditer(text, start, end):  # 以提案归并办理为抓手
-        if any(s <= match.start() < e for s, e in skip) or _ABSTRACT.search(match.group(1)):
+        if match.start() in skip_ranges or _ABSTRACT.search(match.group(1)):
             continue
         candidates.append(FoundInitiative(match.group(1)[:_MAX_NAME], match.start(), match.end(), 3.0))
     return _select(candidates, text, limit)

@@ -9,6 +9,7 @@ and small Chinese numerals, which in this genre are almost always part of a slog
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from ...numbers import as_number, parse_chinese
@@ -62,24 +63,30 @@ class FoundMetric:
     end: int
 
 
-def quoted_ranges(text: str) -> list[tuple[int, int]]:
-    """[start, end) of every “…”, 《…》 and similar span (a quote never runs past its line)."""
-    ranges: list[tuple[int, int]] = []
-    stack: list[tuple[str, int]] = []
-    for index, ch in enumerate(text):
-        if ch == "\n":
-            stack.clear()
-        elif stack and ch == _QUOTES[stack[-1][0]]:
-            _, start = stack.pop()
-            if not stack:
-                ranges.append((start, index + 1))
-        elif ch in _QUOTES:
-            stack.append((ch, index))
-    return ranges
+_QUOTED = re.compile(r"“[^”\n]*”|《[^》\n]*》|「[^」\n]*」|『[^』\n]*』|〈[^〉\n]*〉|\"[^\"\n]*\"")
 
 
-def _inside(position: int, ranges: list[tuple[int, int]]) -> bool:
-    return any(start <= position < end for start, end in ranges)
+def quoted_ranges(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) of every “…”, 《…》 and similar span in text[start:end] (never past a line end)."""
+    return [m.span() for m in _QUOTED.finditer(text, start, len(text) if end is None else end)]
+
+
+class Ranges:
+    """Sorted, merged [start, end) ranges with a fast membership test."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        merged: list[list[int]] = []
+        for start, end in sorted(ranges):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self.starts = [r[0] for r in merged]
+        self.ends = [r[1] for r in merged]
+
+    def __contains__(self, position: object) -> bool:
+        index = bisect_right(self.starts, position) - 1  # type: ignore[call-overload]
+        return index >= 0 and position < self.ends[index]  # type: ignore[operator]
 
 
 def _noun_after(text: str, start: int, end: int) -> str:
@@ -140,14 +147,18 @@ def _value(raw: str) -> float | None:
     return value
 
 
-def find_metrics(text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None) -> list[FoundMetric]:
+def find_metrics(
+    text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None,
+    quoted: list[tuple[int, int]] | None = None,
+) -> list[FoundMetric]:
     """Every metric in text[start:end]; `skip` are ranges not to read (captions, headings)."""
-    quoted = quoted_ranges(text[start:end])
-    quoted = [(s + start, e + start) for s, e in quoted] + list(skip or [])
+    if quoted is None:
+        quoted = quoted_ranges(text, start, end)
+    excluded = Ranges(quoted + list(skip or []))
     found: list[FoundMetric] = []
     for match in _METRIC.finditer(text, start, end):
         number_start = match.start("num")
-        if _inside(number_start, quoted):
+        if number_start in excluded:
             continue
         before = text[max(0, number_start - 6) : match.start()]
         if (_BAD_BEFORE.search(before) or text[match.start() - 1 : match.start()].isdigit()
