@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Grounded structured summaries of Chinese CPPCC (政协) work reports and news pages.",
 )
@@ -54,6 +55,11 @@ def run_guarded(function: Any, *args: Any, **kwargs: Any) -> Any:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug, not bad input: one line, the traceback only with --verbose
+        logging.getLogger("summarizer").debug("unexpected error", exc_info=True)
+        fail(f"unexpected {type(exc).__name__}: {exc} (run with --verbose for the traceback)")
 
 
 @app.callback()
