@@ -102,7 +102,7 @@ async def summarise_article_async(
         for c in chunks
     ))
     results = [r for group in nested for r in group]
-    usage, warnings = Usage(), []
+    usage, warnings = Usage(), list[str]()
     for result in results:
         usage = usage.add(result.usage)
         warnings.extend(w for w in result.warnings if w not in warnings)

@@ -76,7 +76,7 @@ def level_of(body: str) -> str:
 
 def _last_unit(place: str) -> str:
     """`呼和浩特市赛罕区` -> `赛罕区`; a provincial or single-unit place stays whole."""
-    units = _SPLIT_UNITS.findall(place)
+    units: list[str] = _SPLIT_UNITS.findall(place)
     if len(units) >= 2 and "".join(units) == place:
         return units[-1]
     return place

@@ -10,7 +10,9 @@ import re
 
 from ...article import Article
 from ...ground import ground_bodies
+from ...prompt import PromptTemplate
 from ...schema import BodySummary, Initiative, Metric
+from ...settings import Settings
 from .. import ChunkRequest, ChunkResult
 from .initiatives import find_initiatives
 from .metrics import find_metrics, quoted_ranges
@@ -44,11 +46,11 @@ class RulesBackend:
 
     name = "rules"
     model: str | None = None
-    prompt = None
+    prompt: PromptTemplate | None = None
     cacheable = False
     chunked = False
 
-    def __init__(self, settings: object | None = None) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
 
     async def extract(self, request: ChunkRequest) -> ChunkResult:

@@ -55,7 +55,7 @@ def _name_for(evidence: str, verb: str) -> str:
         name = first + (mechanism.group(0) if mechanism and _MECHANISM.search(mechanism.group(0) or "") else "")
     else:
         name = rest
-    name = name.strip(" ,、").removeprefix("了")
+    name = str(name).strip(" ,、").removeprefix("了")
     return name[:_MAX_NAME]
 
 

@@ -85,8 +85,10 @@ class Ranges:
         self.ends = [r[1] for r in merged]
 
     def __contains__(self, position: object) -> bool:
-        index = bisect_right(self.starts, position) - 1  # type: ignore[call-overload]
-        return index >= 0 and position < self.ends[index]  # type: ignore[operator]
+        if not isinstance(position, int):
+            return False
+        index = bisect_right(self.starts, position) - 1
+        return index >= 0 and position < self.ends[index]
 
 
 def _noun_after(text: str, start: int, end: int) -> str:

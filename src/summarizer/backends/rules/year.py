@@ -71,6 +71,6 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
             return year - 1
         return year
     for text in (section_text, article_text):
-        if (year := anchor_year(text)) is not None:
-            return year
+        if (anchored := anchor_year(text)) is not None:
+            return anchored
     return cited_year(section_text) or cited_year(article_text)
