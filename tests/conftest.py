@@ -1,5 +1,5 @@
-"""Shared fixtures: every test gets its own cache folder, no OPENAI_* variables, and no network beyond
-loopback. Tests marked `live` are exempt (they talk to a real endpoint on purpose)."""
+"""Shared fixtures: every test gets its own cache folder, no OPENAI_*/SUMMARIZER_* variables, and no
+network beyond loopback (so nothing touches the network, the user's home or the real cache folder). Tests marked `live` are exempt (they talk to a real endpoint on purpose)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from fake_openai import FakeOpenAI, GoldResponder
-from helpers import DUMMY_KEY, GOLD_DIR
+from helpers import ARTICLES, DUMMY_KEY, GOLD_DIR, ROOT
 
+EVAL_ARTICLES = ARTICLES
+__all__ = ["EVAL_ARTICLES", "ROOT"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
