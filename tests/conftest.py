@@ -1,5 +1,6 @@
 """Shared fixtures: every test gets its own cache folder, no OPENAI_*/SUMMARIZER_* variables, and no
-network beyond loopback (so nothing touches the network, the user's home or the real cache folder). Tests marked `live` are exempt (they talk to a real endpoint on purpose)."""
+network beyond loopback, so nothing touches the network, the user's home or the real cache folder.
+Tests marked `live` are exempt: they talk to a real endpoint on purpose."""
 
 from __future__ import annotations
 

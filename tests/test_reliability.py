@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_openai import FakeOpenAI, GoldResponder, Response, Seen, chat, error
-from helpers import ARTICLES, DUMMY_KEY, GOLD_DIR, assert_grounded, fast_settings
 from typer.testing import CliRunner
 
+from fake_openai import FakeOpenAI, GoldResponder, Response, Seen, chat, error
+from helpers import ARTICLES, DUMMY_KEY, GOLD_DIR, assert_grounded, fast_settings
 from summarizer import pipeline
 from summarizer.article import load_article
 from summarizer.backends import ChunkRequest
@@ -148,7 +148,7 @@ def test_401_message_never_contains_the_key(fake: FakeOpenAI, small: Path) -> No
 def test_hung_server_hits_the_timeout(fake: FakeOpenAI, small: Path) -> None:
     fake.default = lambda seen: Response(delay=30, body=GOOD)
     started = time.monotonic()
-    with pytest.raises(ProviderError, match="did not answer within 0.5 s"):
+    with pytest.raises(ProviderError, match=r"did not answer within 0\.5 s"):
         run(small, timeout=0.5, transport_attempts=2)
     elapsed = time.monotonic() - started
     assert elapsed < 0.5 * 2 + 0.05 + 1.5  # timeout x attempts + backoff, plus start-up slack
