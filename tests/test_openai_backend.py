@@ -85,6 +85,7 @@ def test_truncated_reply_splits_the_chunk(fake: FakeOpenAI) -> None:
     assert_grounded(summary, ARTICLES[1])
     assert summary.meta is not None
     assert fake.count > summary.meta.chunks
+    assert summary.meta.usage.requests == fake.count  # the truncated attempts are counted too
     sizes = [len(s.chunk_text) for s in fake.requests]
     assert max(sizes) > limit and min(sizes) <= limit
     bodies = [json.dumps(s.body, sort_keys=True) for s in fake.requests]

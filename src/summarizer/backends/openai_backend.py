@@ -412,7 +412,7 @@ class OpenAIBackend:
                 raise TruncatedOutputError(
                     f"{where}: the reply was cut off at max_output_tokens "
                     f"({self.settings.max_output_tokens})",
-                    last_reply=content)
+                    last_reply=content, usage=counters.usage())
             try:
                 if choice is not None and getattr(choice.message, "refusal", None):
                     raise ReplyError(f"the model refused: {str(choice.message.refusal)[:200]}")
