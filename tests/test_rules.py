@@ -122,3 +122,15 @@ def test_committee_in_passing_is_not_a_body() -> None:
     summary = asyncio.run(summarise_article_async(article, RulesBackend(), Settings(backend="rules")))
     assert [b.body for b in summary.bodies] == ["某某市政协"]
     assert summary.bodies[0].year == 2022
+
+
+def test_bulleted_roundup_and_author_unit_line() -> None:
+    roundup = ("各地政协扎实推进协商民主\n\n■ 江阴市政协\n江阴市政协开展“请你来协商”活动16场。\n\n"
+               "■ 【宜兴市政协】\n宜兴市政协组织视察调研9次。\n")
+    summary = asyncio.run(summarise_article_async(parse_article(roundup, "r"), RulesBackend(), Settings(backend="rules")))
+    assert [(b.body, b.level) for b in summary.bodies] == [("江阴市政协", "county"), ("宜兴市政协", "county")]
+    assert [(m.name, m.value) for m in summary.bodies[0].metrics] == [("“请你来协商”活动", 16)]
+
+    piece = "以协商助推发展\n\n□ 王某\n\n2023年,县政协开展专题协商6次。\n\n(作者单位:会宁县政协办公室)\n"
+    summary = asyncio.run(summarise_article_async(parse_article(piece, "p"), RulesBackend(), Settings(backend="rules")))
+    assert [(b.body, b.year) for b in summary.bodies] == [("会宁县政协", 2023)]

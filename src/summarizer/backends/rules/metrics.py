@@ -118,6 +118,11 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
     start = end
     while start > floor and end - start < 16:
         ch = text[start - 1]
+        if ch == "”":  # 开展[“请你来协商”活动]16场: a quoted name is part of the thing counted
+            opening = text.rfind("“", floor, start - 1)
+            if opening >= 0 and end - opening <= 24:
+                start = opening
+                continue
         if (ch in _DELIM and ch != "、") or ch.isdigit():
             break
         start -= 1
