@@ -16,7 +16,7 @@ from ...numbers import as_number, parse_chinese
 
 # Longest first so 人次 wins over 人 and 件次 over 件.
 UNITS = (
-    "万人次", "人次", "件次", "场次", "个百分点", "平方公里", "平方米", "万元", "亿元", "万人", "公里", "千米",
+    "万人次", "人次", "件次", "场次", "个百分点", "个小时", "平方公里", "平方米", "万元", "亿元", "万人", "公里", "千米",
     "小时", "个", "件", "篇", "份", "次", "场", "名", "人", "位", "家", "项", "条", "期", "批", "户", "所", "处",
     "座", "间", "支", "组", "类", "天", "盏", "本", "册", "部", "套", "台", "辆", "张", "幅", "首", "轮", "门",
     "元", "亩", "米", "吨", "%", "％",
@@ -187,7 +187,7 @@ def find_metrics(
         value = _value(match.group("num"))
         if value is None:
             continue
-        unit = "%" if match.group("unit") == "％" else match.group("unit")
+        unit = {"％": "%", "个小时": "小时"}.get(match.group("unit"), match.group("unit"))
         # A range (3至5次) is reported by its lower bound, marked approximate.
         approx = bool(match.group("pre") in ("近", "约", "超过", "超", "逾", "将近") or match.group("approx")
                       or match.group("post") or match.group("range"))
