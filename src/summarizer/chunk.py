@@ -143,6 +143,15 @@ def chunk_section(
             carried_tokens = 0
             for previous in reversed(current):
                 if carried_tokens + previous[3] > overlap:
+                    # carry the paragraph's last sentences that still fit
+                    for s, e, _ in reversed(_sentences(text, previous[0], previous[1])):
+                        tokens = len(encoding.encode(text[s:e], disallowed_special=()))
+                        if carried_tokens + tokens > overlap:
+                            break
+                        carried.insert(0, (s, e, False, tokens))
+                        carried_tokens += tokens
+                    if carried:
+                        carried[0] = (carried[0][0], carried[0][1], True, carried[0][3])
                     break
                 carried.insert(0, previous)
                 carried_tokens += previous[3]
