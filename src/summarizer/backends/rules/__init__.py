@@ -75,8 +75,7 @@ class RulesBackend:
         section_text = text[section.start:section.end]
         year = infer_year(article.headline, section_text, text, article.published)
         lead = summarise_section(article, section.start, section.end, section.body_hint, skip)
-        summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives],
-                                  [m.evidence for m in metrics])
+        summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives])
         body = BodySummary(
             body=section.body_hint, level="county", year=year, summary=summary,
             key_initiatives=initiatives, metrics=metrics,
