@@ -35,7 +35,7 @@ class Permit:
         self._settled = False
 
     def settle(self, actual_tokens: int) -> None:
-        """Correct the token pacing with the tokens the request really used (once; later calls are ignored)."""
+        """Correct the token pacing with the tokens the request really used (only the first call counts)."""
         if not self._settled:
             self._settled = True
             self._limiter._adjust_tokens(actual_tokens - self.tokens)
