@@ -98,8 +98,7 @@ class BatchReport:
 
     def rows(self) -> list[tuple[str, str]]:
         """The summary table, as label/value pairs."""
-        cost = "unknown (no price for this model; set SUMMARIZER_PRICES)" if self.cost_usd is None \
-            else f"${self.cost_usd:.4f}"
+        cost = f"unknown (no price for {self.model})" if self.cost_usd is None else f"${self.cost_usd:.4f}"
         return [
             ("articles done", str(self.done)),
             ("  of which from cache", str(self.cached)),
