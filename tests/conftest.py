@@ -10,7 +10,6 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
 from fake_backend import CpuFakeBackend, FakeBackend  # noqa: E402
-
 from summarizer.backends import register_backend  # noqa: E402
 
 register_backend("fake", FakeBackend)
@@ -25,6 +24,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SUMMARIZER_CONFIG", "SUMMARIZER_PRICES",
                  "FAKE_DELAY", "FAKE_FAIL_MARK", "FAKE_AUTH_MARK"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SUMMARIZER_BACKEND_PLUGIN", "fake=fake_backend:FakeBackend,cpufake=fake_backend:CpuFakeBackend")
+    monkeypatch.setenv("SUMMARIZER_BACKEND_PLUGIN",
+                       "fake=fake_backend:FakeBackend,cpufake=fake_backend:CpuFakeBackend")
     FakeBackend.in_flight = FakeBackend.peak = FakeBackend.calls = 0
     yield

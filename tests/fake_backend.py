@@ -50,7 +50,8 @@ class FakeBackend:
                 raise AuthError("the endpoint refused the API key (401); check OPENAI_API_KEY")
             fail_mark = os.environ.get("FAKE_FAIL_MARK")
             if fail_mark and fail_mark in text:
-                raise OutputValidationError("reply is not valid JSON after 3 attempts", last_reply="{not json")
+                raise OutputValidationError("reply is not valid JSON after 3 attempts",
+                                            last_reply="{not json")
             chunk = request.chunk
             hint = request.section.body_hint
             bodies = []

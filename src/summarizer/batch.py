@@ -200,8 +200,6 @@ def discover(
                 continue
             path = root / rel
             article_id = PurePosixPath(rel).with_suffix("").as_posix() if PurePosixPath(rel).suffix else rel
-            if path.resolve() in excluded:
-                continue
             if path.is_symlink():
                 try:
                     target = path.resolve(strict=True)
@@ -215,6 +213,10 @@ def discover(
                     refused.append(_error(article_id, str(path), f"{path}: symlink points outside the input "
                                           f"folder ({target}); not followed", 0, "InputError"))
                     continue
+            else:
+                target = path.resolve()
+            if target in excluded:
+                continue
             if article_id in seen:
                 refused.append(_error(article_id, str(path), f"{path}: article id {article_id!r} is "
                                       f"already taken by {seen[article_id]}", 0, "InputError"))
