@@ -31,6 +31,11 @@ TESTS = Path(__file__).resolve().parent
 CITIES = ["苏州市", "无锡市", "常州市", "南通市", "扬州市", "镇江市", "泰州市", "徐州市", "盐城市", "淮安市"]
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # CLI runs write relative paths such as results.jsonl
+
+
 def article_text(i: int, committee: str | None = None) -> str:
     committee = committee or CITIES[i % len(CITIES)] + "政协"
     return (f"{committee}召开第{i + 1}期协商会议\n发布时间：2023-05-04\n"

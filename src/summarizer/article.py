@@ -52,6 +52,7 @@ _SOURCE = re.compile(r"来源\s*[:：]\s*([^\s:：|｜,，。]{2,20})")
 _DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d{1,2}月\d{1,2}日(?:电|讯)")
 _BYLINE = re.compile(r"^\s*(?:[□■●◎]|(?:记者|通讯员|作者|文|本报记者)\s*[:：/ ])")
 _SENTENCE_END = "。!?!?;;"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Article:
     source: str | None
     sha256: str
     encoding: str
+    header_end: int = 0  # end of the page header (headline, byline, captions above them)
 
     @property
     def headline(self) -> str:
@@ -97,7 +99,7 @@ def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
             text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
-        controls = sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\n\r\t\f")
+        controls = len(_CONTROL.findall(text, 0, 4096))
         if controls > 8:
             raise InputError(f"{name}: binary file (control bytes), not a text article")
         return text, encoding
@@ -151,7 +153,7 @@ def _find_title(text: str, kept: tuple[tuple[int, int], ...]) -> tuple[str | Non
     anchored = False
     for start, end in kept[:40]:
         line = text[start:end].strip()
-        if _BYLINE.match(line) or _PUBLISHED.match(line) and ("来源" in line or "时间" in line):
+        if _BYLINE.match(line) or (_PUBLISHED.match(line) and ("来源" in line or "时间" in line)):
             anchored = True
             break
         if _DATELINE.match(line) or len(line) > 60 or line[-1] in _SENTENCE_END:
@@ -184,6 +186,21 @@ def _find_title(text: str, kept: tuple[tuple[int, int], ...]) -> tuple[str | Non
         if main:
             return " ".join(main), subtitle
     return None, subtitle
+
+
+def _find_header_end(text: str, kept: tuple[tuple[int, int], ...], title: str | None) -> int:
+    """Where reporting text starts: after the byline/dateline if near the top, else after the headline."""
+    title_end = 0
+    for index, (start, end) in enumerate(kept[:20]):
+        line = text[start:end].strip()
+        if _BYLINE.match(line) or (("来源" in line or "发稿时间" in line) and re.search(_DATE, line)):
+            return end
+        if title and line and (line in title or title.startswith(line)) and not title_end:
+            title_end = end
+            # a subtitle line right after the headline belongs to the header
+            if index + 1 < len(kept) and text[kept[index + 1][0] : kept[index + 1][1]].strip().startswith("——"):
+                title_end = kept[index + 1][1]
+    return title_end
 
 
 def _find_published(text: str, kept: tuple[tuple[int, int], ...]) -> str | None:
@@ -229,6 +246,7 @@ def parse_article(text: str, article_id: str, path: Path | None = None, *, sha25
         source=_find_source(text, kept),
         sha256=sha256 or hashlib.sha256(text.encode()).hexdigest(),
         encoding=encoding,
+        header_end=_find_header_end(text, kept, title),
     )
 
 

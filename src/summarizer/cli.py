@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Grounded structured summaries of Chinese CPPCC (政协) work reports and news pages.",
 )
@@ -54,6 +55,11 @@ def run_guarded(function: Any, *args: Any, **kwargs: Any) -> Any:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug, not bad input: one line, the traceback only with --verbose
+        logging.getLogger("summarizer").debug("unexpected error", exc_info=True)
+        fail(f"unexpected {type(exc).__name__}: {exc} (run with --verbose for the traceback)")
 
 
 @app.callback()
@@ -169,6 +175,51 @@ def export(
                f"-> {written}")
     if counts.bad_lines:
         notice(f"skipped {counts.bad_lines} unreadable lines in {results}")
+
+
+@app.command("eval")
+def evaluate(
+    backend: str = typer.Option("rules", "--backend", "-b", help="Backend to run: rules | openai."),
+    model: str | None = typer.Option(None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model for the openai backend."),
+    predictions: Path | None = typer.Option(None, "--predictions", help="Score this results.jsonl instead of running a backend."),
+    gold: Path = typer.Option(Path("eval/gold"), "--gold", help="Folder of gold label files."),
+    articles: Path = typer.Option(Path("eval/articles"), "--articles", help="Folder of the articles they label."),
+    report_dir: Path = typer.Option(Path("reports/latest"), "--report-dir", help="Where report.json/.md/.html go."),
+    compare: tuple[Path, Path] | None = typer.Option(None, "--compare", help="Show the deltas between two report.json files."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
+    no_cache: bool = typer.Option(False, "--no-cache"),
+) -> None:
+    """Score a backend (or a predictions file) against the hand-labelled eval set and write a report.
+
+    Example: summarizer eval --backend rules --report-dir reports/rules
+    """
+    from rich.console import Console
+
+    from .report import compare_reports, load_report, render_comparison, render_table, write_report
+
+    console = Console()
+    if compare:
+        comparison = run_guarded(lambda: compare_reports(load_report(compare[0]), load_report(compare[1])))
+        console.print(render_comparison(comparison))
+        return
+    from .evaluate import run_eval
+
+    summarise_one = None
+    if predictions is None:
+        from .pipeline import summarise_article
+
+        settings = build_settings(backend=backend, model=model, cache_dir=cache_dir,
+                                  use_cache=False if no_cache else None)
+
+        def summarise_one(path: Path) -> Any:
+            return summarise_article(path, settings)
+
+    run = run_guarded(run_eval, gold_dir=gold, articles_dir=articles, predictions=predictions,
+                      summarise=summarise_one, backend=None if predictions else backend, model=model)
+    paths = run_guarded(write_report, run.result, run.articles, report_dir)
+    console.print(render_table(run.result))
+    for kind, path in paths.items():
+        notice(f"{kind} report: {path}")
 
 
 @cache_app.command("stats")

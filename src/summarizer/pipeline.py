@@ -15,8 +15,8 @@ from .article import Article, load_article
 from .backends import Backend, ChunkRequest, ChunkResult, create_backend
 from .cache import Cache, cache_key
 from .chunk import Chunk, chunk_article, split_chunk
-from .ground import ground_bodies
 from .errors import OutputValidationError, SummarizerError, TruncatedOutputError
+from .ground import ground_bodies
 from .merge import merge_bodies
 from .schema import SCHEMA_VERSION, ArticleSummary, BodySummary, Meta, Usage
 from .sections import Section, split_sections
@@ -92,15 +92,17 @@ async def summarise_article_async(
     sections = split_sections(article)
     if len(sections) > 1:  # a roundup's intro (no committee) is not a body of its own
         sections = [s for s in sections if s.body_hint] or sections
-    chunks = chunk_article(article, [s for s in sections], settings.chunk_tokens, settings.chunk_overlap,
-                           backend.model)
+    if getattr(backend, "chunked", True):
+        chunks = chunk_article(article, sections, settings.chunk_tokens, settings.chunk_overlap, backend.model)
+    else:  # the backend reads whole sections (the rules extractor ranks across a committee's part)
+        chunks = [Chunk(i, s.index, s.start, s.end, article.text[s.start : s.end], 0) for i, s in enumerate(sections)]
     by_index = {s.index: s for s in sections}
     nested = await asyncio.gather(*(
         _extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache)
         for c in chunks
     ))
     results = [r for group in nested for r in group]
-    usage, warnings = Usage(), []
+    usage, warnings = Usage(), list[str]()
     for result in results:
         usage = usage.add(result.usage)
         warnings.extend(w for w in result.warnings if w not in warnings)

@@ -76,7 +76,7 @@ def level_of(body: str) -> str:
 
 def _last_unit(place: str) -> str:
     """`呼和浩特市赛罕区` -> `赛罕区`; a provincial or single-unit place stays whole."""
-    units = _SPLIT_UNITS.findall(place)
+    units: list[str] = _SPLIT_UNITS.findall(place)
     if len(units) >= 2 and "".join(units) == place:
         return units[-1]
     return place
@@ -179,9 +179,14 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
             return place, None, len(tail) + extra
     if any(_is_generic(tail) for tail in tails):  # 全区政协, 各级政协, 市县政协
         return None, None, 0
-    for tail in tails[1:]:  # a name the gazetteer lacks, written elsewhere as a unit of its own
+    run_start = pos - len(raw_run)
+    at_line_start = run_start == 0 or text[run_start - 1] == "\n" or not text[:run_start].split("\n")[-1].strip()
+    for index, tail in enumerate(tails):  # a name the gazetteer lacks, written as a unit of its own
         place = canonical_place(tail)
-        if place and tail[0] not in _STOP_LEAD and len(tail) >= 3 and _is_unit_in_text(text, tail):
+        if not place or tail[0] in _STOP_LEAD or len(tail) < 3:
+            continue
+        # The whole run always follows a boundary, so it counts only at a line start (a heading).
+        if (index == 0 and at_line_start and len(tail) <= 6) or (index > 0 and _is_unit_in_text(text, tail)):
             return place, None, len(tail) + extra
     for suffix in sorted(UNIT_SUFFIXES, key=len, reverse=True):
         if run.endswith(suffix):  # "翻开自治区十三届政协": a verb before a bare suffix

@@ -7,7 +7,6 @@ author pieces that close with `(作者系XX县政协党组书记、主席)`. Any
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 
 from .article import Article
@@ -56,18 +55,16 @@ def infer_body(article: Article, start: int, end: int, strong: list[str] | None 
     mentions = find_mentions(article.text, start, end)
     headline_mentions = find_mentions(article.headline) if start <= (article.kept[0][0] if article.kept else 0) else []
     named_order = strong + [m.name for m in headline_mentions if m.name] + [m.name for m in mentions if m.name]
-    scores: Counter[str] = Counter()
+    scores: dict[str, float] = {}
     for name in strong:
-        scores[name] += 10
+        scores[name] = scores.get(name, 0.0) + 10
 
     def credit(mention: Mention, weight: int) -> None:
         name = mention.name
         if name is None and mention.bare:
             name = resolve_bare(mention.bare, named_order, article.text)
-        if name and name != "全国政协":
-            scores[name] += weight
-        elif name:
-            scores[name] += weight / 4  # the national committee is usually mentioned in passing
+        if name:  # the national committee is usually mentioned in passing
+            scores[name] = scores.get(name, 0.0) + (weight if name != "全国政协" else weight / 4)
 
     for mention in headline_mentions:
         credit(mention, 10)
@@ -76,7 +73,7 @@ def infer_body(article: Article, start: int, end: int, strong: list[str] | None 
         credit(mention, 3 if mention.start < lead_end else 1)
     if not scores:
         return None
-    return scores.most_common(1)[0][0]
+    return max(scores, key=lambda name: scores[name])
 
 
 def split_sections(article: Article) -> list[Section]:

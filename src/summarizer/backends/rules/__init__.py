@@ -1,0 +1,88 @@
+"""The offline rules backend: a deterministic extractor for this genre, no key and no network.
+
+It reads one whole section at a time (`chunked = False`), so ranking and deduplication see the
+whole of a committee's part of the article; every item still goes through the shared grounding code.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ...article import Article
+from ...ground import ground_bodies
+from ...prompt import PromptTemplate
+from ...schema import BodySummary, Initiative, Metric
+from ...settings import Settings
+from .. import ChunkRequest, ChunkResult
+from .initiatives import find_initiatives
+from .metrics import find_metrics, quoted_ranges
+from .summary import compose_summary, summarise_section
+from .year import infer_year
+
+_SENTENCE_END = "。!?;!?;…”"
+
+
+def caption_ranges(article: Article, start: int, end: int, heading_start: int | None) -> list[tuple[int, int]]:
+    """Lines that are photo captions or page header, not reporting text.
+
+    The header runs to the byline or dateline when there is one; later, a short line with no
+    closing punctuation that names a 政协 (and is not the section heading) is a caption.
+    """
+    skip: list[tuple[int, int]] = []
+    header_end = article.header_end
+    for line_start, line_end in article.kept:
+        if line_end <= start or line_start >= end:
+            continue
+        line = article.text[line_start:line_end].strip()
+        if line_end <= header_end or (line and line[-1] not in _SENTENCE_END + ",、," and len(line) <= 90 and "政协" in line
+              and not re.search(r"[,;,;]", line)
+              and line_start != heading_start and not re.match(r"^[^,。]{0,20}政协\s*[:：]", line)):
+            skip.append((line_start, line_end))
+    return skip
+
+
+class RulesBackend:
+    """Deterministic extraction of bodies, years, metrics and initiatives."""
+
+    name = "rules"
+    model: str | None = None
+    prompt: PromptTemplate | None = None
+    cacheable = False
+    chunked = False
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+
+    async def extract(self, request: ChunkRequest) -> ChunkResult:
+        return self.extract_sync(request)
+
+    def extract_sync(self, request: ChunkRequest) -> ChunkResult:
+        article, section, chunk = request.article, request.section, request.chunk
+        if not section.body_hint:
+            return ChunkResult(bodies=[])
+        text = article.text
+        start, end = chunk.start, chunk.end
+        skip = caption_ranges(article, start, end, section.start if section.heading else None)
+        quoted = quoted_ranges(text, start, end)
+        metrics = [
+            Metric(name=m.name, value=m.value, unit=m.unit, approx=m.approx, evidence=text[m.start:m.end])
+            for m in find_metrics(text, start, end, skip, quoted)
+        ]
+        initiatives = [
+            Initiative(name=i.name, evidence=text[i.start:i.end])
+            for i in find_initiatives(text, start, end, skip, quoted=quoted)
+        ]
+        section_text = text[section.start:section.end]
+        year = infer_year(article.headline, section_text, text, article.published)
+        lead = summarise_section(article, section.start, section.end, section.body_hint, skip)
+        summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives],
+                                  [m.evidence for m in metrics])
+        body = BodySummary(
+            body=section.body_hint, level="county", year=year, summary=summary,
+            key_initiatives=initiatives, metrics=metrics,
+        )
+        grounded = ground_bodies([body], article, (start, end), section.body_hint)
+        return ChunkResult(bodies=grounded.bodies, warnings=grounded.warnings)
+
+    async def aclose(self) -> None:
+        return None

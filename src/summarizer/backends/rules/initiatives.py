@@ -1,0 +1,185 @@
+"""Key initiatives by rule: what the committee set up or ran, as a verb and a named thing.
+
+A candidate is a clause with an action verb (建立/出台/制定/构建/打造/搭建/推行/实施/举办/开展 ...)
+whose object carries a name (《…》, “…”) or ends in a mechanism word (制度, 机制, 平台, 工作室 ...).
+Candidates are scored (documents and new mechanisms first), deduplicated and capped.
+Actions of the Party committee or the government are not the committee's own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .metrics import Ranges
+
+_STRONG = ("建立", "出台", "制定", "构建", "打造", "搭建", "推行", "创建", "设立", "开办", "开设", "启动", "发起",
+           "成立", "组建", "印发", "编制", "修订", "实行", "推出", "创新", "首创", "建成", "分设", "上线", "编撰",
+           "编印", "制发", "探索", "揭牌", "建强", "开通", "推广")
+_WEAK = ("实施", "举办", "举行", "开展", "召开", "组织", "落实", "完善", "健全", "推进", "深化", "加强", "确定", "列入",
+         "纳入", "形成", "增开", "坚持", "开好", "做好", "发挥", "依托", "用好", "强化", "突出", "抓实")
+_ADOPTING = ("落实", "贯彻", "学习", "坚持", "发挥")  # acting on someone else's document or slogan
+_VERB = re.compile("|".join(sorted(_STRONG + _WEAK, key=len, reverse=True)))
+_MECHANISM = re.compile(
+    r"(?:制度|机制|体系|平台|模式|品牌|工作室|工作站|联络站|活动站|议事厅|议事堂|栏目|智库|台账|清单|方案|办法|意见|规则|"
+    r"计划|行动|活动|工程|调研法|工作法|格局|大纲|协商会|推进会|座谈会|研讨会|论坛|讲堂|专题协商|专题调研|课题|"
+    r"读书活动|党支部|小组|群组|基地|中心|示范点|联动|督办|调研|协商|视察|监督|评价|考评|述职|备案)"
+)
+_MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
+_ABSTRACT = re.compile(r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则|一个侧面)")
+_SERVING = re.compile(r"(?:聚焦|围绕|助力|助推|服务|紧扣)(?:加快|持续|全面)?$")
+_GENERIC_OBJECT = re.compile(r"^(?:工作|履职|协商|监督|调研|学习|实践|建设)?(?:机制|制度|体系|平台|工作|活动|模式|方式|方法)$")
+_COUNT_END = re.compile(r"\d+(?:\.\d+)?[余多]?[\u4e00-\u9fff%]{1,2}$")
+_VEHICLE = re.compile(r"以([^,。;以为]{3,24}?)为(?:抓手|载体|平台|依托|牵引|突破口)")
+_NAMED = re.compile(r"《[^》\n]{2,40}》|“[^”\n]{2,30}”")
+_ACTOR = re.compile(r"党委|市委|区委|县委|省委|旗委|州委|盟委|党中央|中共中央|国务院|中办|政府|人大")
+_SELF = re.compile(r"政协(?!工作会议|工作的|工作汇报|工作\b)")
+_MAX_NAME = 20
+
+
+@dataclass(frozen=True)
+class FoundInitiative:
+    name: str
+    start: int
+    end: int
+    score: float
+
+
+def _name_for(evidence: str, verb: str) -> str:
+    named = _NAMED.findall(evidence)
+    rest = evidence[len(verb):] if evidence.startswith(verb) else evidence
+    if named:
+        first = named[0]
+        tail = rest[rest.find(first) + len(first):]
+        mechanism = re.match(r"[\u4e00-\u9fff]{0,10}", tail)
+        name = first + (mechanism.group(0) if mechanism and _MECHANISM.search(mechanism.group(0) or "") else "")
+    else:
+        name = rest
+    name = str(name).strip(" ,、").removeprefix("了")
+    return name[:_MAX_NAME]
+
+
+def _acted_by_other(head: str) -> bool:
+    """Is the nearest actor before the verb a Party committee or government, not the 政协?"""
+    actor = [m.end() for m in _ACTOR.finditer(head)]
+    own = [m.end() for m in _SELF.finditer(head)]
+    return bool(actor) and (not own or actor[-1] > own[-1])
+
+
+def _balanced(evidence: str) -> bool:
+    return evidence.count("“") == evidence.count("”") and evidence.count("《") == evidence.count("》")
+
+
+def _balanced_prefix(evidence: str) -> str:
+    """Cut before a quote or title the scrape broke off: 修订《甲办法》《乙办 -> 修订《甲办法》"""
+    depth, cut = 0, len(evidence)
+    for index, ch in enumerate(evidence):
+        if ch in "“《":
+            if depth == 0:
+                cut = index
+            depth += 1
+        elif ch in "”》":
+            depth -= 1
+            if depth == 0:
+                cut = len(evidence)
+    return evidence[:cut] if depth else evidence
+
+
+_CLAUSE_MARK = re.compile(r"[“《”》\n,。;!?;!?,]")
+
+
+def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Clauses split at , ; 。 ! ? and line ends, never inside “…” or 《…》."""
+    out, depth, begin = [], 0, start
+    for mark in _CLAUSE_MARK.finditer(text, start, end):
+        ch, index = mark.group(0), mark.start()
+        if ch in "“《":
+            depth += 1
+        elif ch in "”》":
+            depth = max(0, depth - 1)
+        elif ch == "\n" or depth == 0:
+            if index > begin:
+                out.append((begin, index))
+            begin = index + 1
+            if ch == "\n":
+                depth = 0
+    if end > begin:
+        out.append((begin, end))
+    return out
+
+
+def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None,
+                     limit: int = 10, quoted: list[tuple[int, int]] | None = None) -> list[FoundInitiative]:
+    """The section's most telling initiatives, best first, at most `limit`."""
+    skip_ranges = Ranges(skip or [])
+    quoted_ranges = Ranges(quoted or [])
+    candidates: list[FoundInitiative] = []
+    sentence_start = start
+    for clause_start, clause_end in _clauses(text, start, end):
+        if clause_start in skip_ranges:
+            continue
+        body = text[clause_start:clause_end]
+        sentence_start = clause_start if text[clause_start - 1 : clause_start] in "。!?\n" else sentence_start
+        verb = next((v for v in _VERB.finditer(body)
+                     if clause_start + v.start() not in quoted_ranges), None)
+        if not verb:
+            continue
+        evidence = _balanced_prefix(body[verb.start():].strip())
+        if len(evidence) > 45 and "、" in evidence[30:] and not _NAMED.search(evidence[30:]):
+            evidence = evidence[: 30 + evidence[30:].index("、")]  # a long list: keep its head
+        limit_chars = 80 if _NAMED.search(evidence) else 60
+        if len(evidence) < 5 or len(evidence) > limit_chars or not _balanced(evidence):
+            continue
+        obj = evidence[len(verb.group(0)):].lstrip("了")
+        if _COUNT_END.search(obj) or obj[:1] in "和与及的" or _GENERIC_OBJECT.match(obj):
+            continue  # 开展专题协商5次 (a count), 加强和改进… (a fragment), 创新工作机制 (too generic)
+        if _SERVING.search(body[: verb.start()].strip()):
+            continue  # 聚焦加快实施“强首府”工程: the committee serves someone else's programme
+        named = bool(_NAMED.search(obj))
+        mechanism = bool(_MECHANISM.search(obj))
+        if not (named or mechanism):
+            continue
+        sentence_head = text[sentence_start : clause_start + verb.start()]
+        if _acted_by_other(sentence_head):
+            continue  # 自治区党委印发《…》: the Party committee's act, not the committee's
+        score = 2.0 if verb.group(0) in _STRONG else 1.0
+        score += 1.5 if "《" in obj else 1.0 if named else 0.0
+        score += 1.5 if _MECHANISM_END.search(obj) else 0.5 if mechanism else 0.0
+        score -= 1.5 if _ABSTRACT.search(obj) else 0.0
+        score -= 0.5 if len(evidence) > 30 else 0.0
+        score += 0.5 if "政协" in text[sentence_start:clause_end] else 0.0
+        if verb.group(0) in _ADOPTING and not mechanism:
+            score -= 2.0  # 坚持“两个确立”: a slogan followed, not a thing set up
+        if verb.group(0) in ("落实", "贯彻", "学习") and "《" in obj:
+            score -= 2.0  # carrying out a higher body's document
+        score -= 0.005 * len(candidates)  # earlier in the section reads as slightly more central
+        span_start = clause_start + verb.start() + (len(body[verb.start():]) - len(body[verb.start():].lstrip()))
+        candidates.append(FoundInitiative(_name_for(evidence, verb.group(0)), span_start,
+                                          span_start + len(evidence), score))
+    for match in _VEHICLE.finditer(text, start, end):  # 以提案归并办理为抓手
+        if match.start() in skip_ranges or _ABSTRACT.search(match.group(1)):
+            continue
+        candidates.append(FoundInitiative(match.group(1)[:_MAX_NAME], match.start(), match.end(), 3.0))
+    return _select(candidates, text, limit)
+
+
+def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[FoundInitiative]:
+    """Best first, but one per paragraph before a second from any: reports spread their programmes
+    over paragraphs, so a long list of mechanisms in one paragraph should not crowd out the rest."""
+    def paragraph(item: FoundInitiative) -> int:
+        return text.count("\n", 0, item.start)
+
+    def duplicate(item: FoundInitiative, chosen: list[FoundInitiative]) -> bool:
+        return any(item.name == c.name or (item.start < c.end and c.start < item.end) for c in chosen)
+
+    ranked = sorted(candidates, key=lambda c: -c.score)
+    chosen: list[FoundInitiative] = []
+    used: set[int] = set()
+    for item in ranked:  # first round: each paragraph's best, if it is good enough
+        if item.score >= 3.0 and paragraph(item) not in used and not duplicate(item, chosen):
+            chosen.append(item)
+            used.add(paragraph(item))
+    for item in ranked:  # then the rest by score
+        if not duplicate(item, chosen):
+            chosen.append(item)
+    return sorted(chosen[:limit], key=lambda c: -c.score)

@@ -1,0 +1,211 @@
+"""Metrics by rule: a number, its measure word and the thing counted, in either order.
+
+`86件重点督办提案` (number first) and `形成调研报告14篇` / `委员满意率为99.5%` (thing first).
+Left out: dates and times, ordinals (第N, 届), anniversaries (周年), numbers inside quotes or book
+titles (slogans and document names), frequencies of a norm (每月至少1次), phone and ICP numbers,
+and small Chinese numerals, which in this genre are almost always part of a slogan (两个确立).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from ...numbers import as_number, parse_chinese
+
+# Longest first so 人次 wins over 人 and 件次 over 件.
+UNITS = (
+    "万人次", "人次", "件次", "场次", "个百分点", "平方公里", "平方米", "万元", "亿元", "万人", "公里", "千米",
+    "小时", "个", "件", "篇", "份", "次", "场", "名", "人", "位", "家", "项", "条", "期", "批", "户", "所", "处",
+    "座", "间", "支", "组", "类", "天", "盏", "本", "册", "部", "套", "台", "辆", "张", "幅", "首", "轮", "门",
+    "元", "亩", "米", "吨", "%", "％",
+)
+_UNIT_RE = "|".join(re.escape(u) for u in UNITS)
+_CN_NUM = r"(?:[一二两三四五六七八九]?十[一二三四五六七八九]?|[一二两三四五六七八九][百千万][零一二两三四五六七八九十百千万]*)"
+_METRIC = re.compile(
+    rf"(?P<pre>(?<![附接最邻临就])近|约|超过|超|逾|将近|共计|累计)?"
+    rf"(?P<num>\d+(?:\.\d+)?|{_CN_NUM})(?:\s*(?P<range>[—\-~～至到])\s*(?P<upper>\d+(?:\.\d+)?))?"
+    rf"(?P<approx>余|多)?(?P<unit>{_UNIT_RE})(?P<post>以上|左右|多)?"
+)
+# What may not follow a unit when it is really part of a date, ordinal or fixed phrase.
+_BAD_AFTER = re.compile(r"(?:年|月|日|周年|届|岁|号|版|时|分|秒|字|大|方面|层面|维度|环节|阶段|步骤|百分点)")
+_BAD_BEFORE = re.compile(r"(?:第|每|编号|电话|ICP备|传真|邮编|周年|\d|[a-zA-Z.])$")
+_QUOTES = {"“": "”", "《": "》", "「": "」", "『": "』", '"': '"', "〈": "〉"}
+_DELIM = set(",。;:!?、()()“”《》【】[]…—\n\t ,.;:!?\"'")
+# Where the counted thing ends: a verb or a joining word after at least two characters of noun.
+_VERB_AFTER = re.compile(
+    r"通过|参与|参加|得到|获得|列入|开展|进行|实现|涉及|分别|全部|先后|累计|惠及|覆盖|照亮|达到|深入|作为|建立|组织|"
+    r"提交|形成|捆绑|被|的|和|与|及|等|在|将|向|从|于|把|让|给|到|由|是|已|均|都|也|还|为|每"
+)
+_VERB_BEFORE = re.compile(
+    r"参与|作为|通过|开展|召开|组织|举办|举行|形成|提交|完成|培训|推动|办理|承办|解决|收到|建立|设立|打造|组建|"
+    r"精选|确定|撰写|反映|报送|征集|化解|协调|帮助|走访|接待|受理|共有|共"
+)
+_LEAD_WORDS = re.compile(
+    r"^(?:全年|年内|今年以来|今年|目前|截至目前|迄今|累计|共计|共|先后|已经|已|还|并|同时|其中|此外|另外|全市|全区|全县|全省|"
+    r"形成|召开|开展|组织|举办|举行|提交|完成|收到|立案|办理|承办|推动|建立|设立|打造|组建|成立|选派|邀请|发放|撰写|报送|"
+    r"编发|征集|处理|化解|解决|协调|帮助|走访|慰问|参与|参加|接待|受理|确定|精选|围绕|聚焦|推荐|采纳|"
+    r"达|为|是|在|对|将|把|与|和|及|了|的|、)+"
+)
+_TRAIL_WORDS = re.compile(r"(?:为|达|达到|共|计|总计|累计|约|近|超过|有|了|分别|已|的|是)+$")
+_FREQUENCY = re.compile(r"每(?:年|月|季度?|周|半年|天|日|次)[^,。;!?]{0,12}$")
+_CONTEXT = 18
+
+
+@dataclass(frozen=True)
+class FoundMetric:
+    name: str
+    value: int | float
+    unit: str
+    approx: bool
+    start: int
+    end: int
+
+
+_QUOTED = re.compile(r"“[^”\n]*”|《[^》\n]*》|「[^」\n]*」|『[^』\n]*』|〈[^〉\n]*〉|\"[^\"\n]*\"")
+
+
+def quoted_ranges(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) of every “…”, 《…》 and similar span in text[start:end] (never past a line end)."""
+    return [m.span() for m in _QUOTED.finditer(text, start, len(text) if end is None else end)]
+
+
+class Ranges:
+    """Sorted, merged [start, end) ranges with a fast membership test."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        merged: list[list[int]] = []
+        for start, end in sorted(ranges):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self.starts = [r[0] for r in merged]
+        self.ends = [r[1] for r in merged]
+
+    def __contains__(self, position: object) -> bool:
+        if not isinstance(position, int):
+            return False
+        index = bisect_right(self.starts, position) - 1
+        return index >= 0 and position < self.ends[index]
+
+
+def _noun_after(text: str, start: int, end: int) -> str:
+    """The counted thing written right after the unit: 86件[重点督办提案]、…"""
+    index = start
+    while index < end and index - start < 14:
+        ch = text[index]
+        if ch in "“(" and index - start < 12:  # 3次“政协+法院”季度工作分析会; 委员工作站(室)
+            close = text.find("”" if ch == "“" else ")", index, end)
+            if close > 0:
+                index = close + 1
+                continue
+        if ch in _DELIM or ch.isdigit():
+            break
+        if index - start >= 2 and _VERB_AFTER.match(text, index):
+            break
+        index += 1
+    noun = text[start:index]
+    return "" if _VERB_AFTER.match(noun) else noun
+
+
+def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
+    """The counted thing written before the number: 形成[调研报告]14篇, [委员满意率]为99.5%.
+
+    Returns the name and where the quoted evidence should start.
+    """
+    start = end
+    while start > floor and end - start < 16:
+        ch = text[start - 1]
+        if (ch in _DELIM and ch != "、") or ch.isdigit():
+            break
+        start -= 1
+    phrase = text[start:end]
+    trail = _TRAIL_WORDS.search(phrase)
+    core = phrase[: trail.start()] if trail else phrase
+    parts = _VERB_BEFORE.split(core)
+    if len(parts) > 1 and len(parts[-1]) >= 2:
+        core = parts[-1]
+    stripped = _LEAD_WORDS.sub("", core)
+    name = stripped if len(stripped) >= 2 else core
+    if "、" in name and len(name) > 12:
+        name = name.split("、")[-1]
+    name = re.sub(rf"^(?:{_UNIT_RE})?、", "", name).strip("、")  # 8次、[对口协商]22次
+    if sum(1 for ch in name if "\u4e00" <= ch <= "\u9fff") < 2:
+        return "", end
+    # The quote starts where the name does: 形成[调研报告14篇]
+    return name, text.rfind(name, start, end)
+
+
+def _value(raw: str) -> float | None:
+    if raw[0].isdigit():
+        return float(raw)
+    value = parse_chinese(raw)
+    if value is None or value < 10:
+        return None  # 两个确立, 三个清单: small Chinese numerals name slogans, not counts
+    if raw[0] in "百千万":
+        return None  # 百项重点工作: a bare 百 is a figure of speech
+    return value
+
+
+def find_metrics(
+    text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None,
+    quoted: list[tuple[int, int]] | None = None,
+) -> list[FoundMetric]:
+    """Every metric in text[start:end]; `skip` are ranges not to read (captions, headings)."""
+    if quoted is None:
+        quoted = quoted_ranges(text, start, end)
+    excluded = Ranges(quoted + list(skip or []))
+    found: list[FoundMetric] = []
+    for match in _METRIC.finditer(text, start, end):
+        number_start = match.start("num")
+        if number_start in excluded:
+            continue
+        before = text[max(0, number_start - 6) : match.start()]
+        if (_BAD_BEFORE.search(before) or text[match.start() - 1 : match.start()].isdigit()
+                or (text[number_start - 1 : number_start] == "数" and not match.group("num")[0].isdigit())):
+            continue
+        after = text[match.end("unit") : match.end("unit") + 3]
+        if match.group("unit") in ("%", "％"):
+            after = ""
+        if _BAD_AFTER.match(text, match.end("unit")) and match.group("unit") not in ("%", "％"):
+            continue
+        if match.group("unit") == "米" and after[:1] in ("长", "宽", "高", "深"):
+            continue  # 300多米长的小巷: a size, not a quantity of work
+        clause_start = max(
+            (text.rfind(ch, max(start, match.start() - 40), match.start()) for ch in ",。;!?\n,;"), default=-1
+        )
+        clause = text[max(clause_start + 1, start) : match.start()]
+        if _FREQUENCY.search(clause):
+            continue  # 每月至少召开1次: a standing rule, not a result
+        value = _value(match.group("num"))
+        if value is None:
+            continue
+        unit = "%" if match.group("unit") == "％" else match.group("unit")
+        # A range (3至5次) is reported by its lower bound, marked approximate.
+        approx = bool(match.group("pre") in ("近", "约", "超过", "超", "逾", "将近") or match.group("approx")
+                      or match.group("post") or match.group("range"))
+        noun = "" if unit == "%" else _noun_after(text, match.end(), min(end, match.end() + 20))
+        evidence_start = match.start("pre") if match.group("pre") else number_start
+        evidence_end = match.end()
+        if len(noun) >= 2:
+            name = noun
+            evidence_end = match.end() + len(noun)
+        else:
+            name, name_start = _noun_before(text, evidence_start, max(start, evidence_start - 20))
+            if len(name) < 2:  # 110人次参与: name it by what follows
+                verb = re.match(r"[\u4e00-\u9fff]{2,6}", text[match.end() : match.end() + 6])
+                if not verb or text[match.end() - 1] in "%％" or text[match.end()] in "的和与及等":
+                    continue  # nothing counted: 13个具体… cut off, or a bare figure
+                name = verb.group(0)
+                evidence_end = match.end() + len(name)
+            else:
+                evidence_start = min(evidence_start, name_start)
+        if name in ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个"):
+            continue
+        if any(f.value == value and f.unit == unit and (f.name[:3] == name[:3] or f.name in name or name in f.name)
+               for f in found):
+            continue  # the same figure repeated later in the text
+        found.append(FoundMetric(name, as_number(value), unit, approx, evidence_start, evidence_end))
+    return found

