@@ -108,6 +108,21 @@ def test_limiter_never_exceeds_its_concurrency() -> None:
     assert peak == 3 and limiter.peak_in_flight == 3 and limiter.started == 20
 
 
+def test_limiter_works_across_successive_event_loops() -> None:
+    limiter = Limiter(1)
+
+    async def two() -> None:
+        async def one() -> None:
+            async with limiter.request():
+                await asyncio.sleep(0.001)
+
+        await asyncio.gather(one(), one())  # contended, so the semaphore really waits
+
+    asyncio.run(two())
+    asyncio.run(two())  # a single-article CLI run after another: no "bound to a different loop"
+    assert limiter.started == 4 and limiter.in_flight == 0
+
+
 def test_limiter_paces_requests_evenly_without_a_burst() -> None:
     limiter = Limiter(10, rpm=1200)  # one start every 50 ms
     starts: list[float] = []

@@ -55,8 +55,9 @@ class Limiter:
     next start waits T*60/tpm seconds (the reservation is corrected by `settle`). A single request
     larger than the per-minute budget still runs (alone), rather than waiting forever.
 
-    A Limiter belongs to one event loop; create it where it is used (a backend's constructor is fine,
-    the semaphore binds to the loop on first use).
+    Safe to create outside any event loop (a backend's constructor is the right place) and to use
+    from successive `asyncio.run` calls: the slot semaphore is rebuilt for each new running loop,
+    while the pacing (plain clock arithmetic) carries over. Not for use from several threads.
     """
 
     def __init__(self, concurrency: int, rpm: int | None = None, tpm: int | None = None, *,
@@ -71,7 +72,8 @@ class Limiter:
         self.rpm = rpm
         self.tpm = tpm
         self._clock = clock
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._next_request = 0.0  # earliest start allowed by rpm
         self._next_tokens = 0.0  # earliest start allowed by tpm
         self.in_flight = 0
@@ -99,10 +101,20 @@ class Limiter:
         # A refund may pull the next start back, but never before now: no banked burst.
         self._next_tokens = max(self._clock(), moved) if delta < 0 else moved
 
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            self._slots, self._loop = asyncio.Semaphore(self.concurrency), loop
+        return self._slots
+
     @asynccontextmanager
     async def request(self, tokens: int = 0) -> AsyncIterator[Permit]:
-        """Wait for a free slot and the next paced start, then hold the slot until the block exits."""
-        async with self._slots:
+        """Wait for a free slot and the next paced start, then hold the slot until the block exits.
+
+        Args:
+            tokens: what the request may use (prompt + max output), reserved for tpm pacing.
+        """
+        async with self._semaphore():
             delay = self._reserve(tokens)
             if delay > 0:
                 await asyncio.sleep(delay)
