@@ -13,7 +13,6 @@ EVAL_ARTICLES = sorted((ROOT / "eval" / "articles").glob("*.txt"))
 # The test-only fake backend, importable by tests and by CLI subprocesses (PYTHONPATH=tests).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_backend import CpuFakeBackend, FakeBackend  # noqa: E402
-
 from summarizer.backends import register_backend  # noqa: E402
 
 register_backend("fake", FakeBackend)

@@ -231,6 +231,18 @@ def test_partial_last_line_and_duplicates_from_a_killed_run_are_repaired(tmp_pat
     assert sorted(ids(out)) == sorted({"a000", "part1/a001", "a002", "part0/a003"})
 
 
+def test_a_second_batch_on_the_same_results_file_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    folder = make_folder(tmp_path / "in", 2)
+    out = tmp_path / "results.jsonl"
+    with out.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as a running batch holds it
+        with pytest.raises(ConfigError, match="another batch is writing"):
+            batch(tmp_path, folder, out)
+    assert batch(tmp_path, folder, out).done == 2
+
+
 def test_output_inside_the_input_folder_is_not_read_as_input(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "in", 2)
     report = batch(tmp_path, folder, folder / "results.jsonl", glob="**/*")
@@ -258,6 +270,10 @@ def test_bad_files_each_get_a_one_line_reason_and_the_batch_goes_on(
     outside.write_text(article_text(8), encoding="utf-8")
     os.symlink(outside, folder / "escape.txt")
     os.symlink("a000.txt", folder / "alias.txt")  # inside the folder: fine
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "other.txt").write_text(article_text(7), encoding="utf-8")
+    os.symlink(elsewhere, folder / "linked")  # a symlinked folder is never descended into
     (folder / "scan.pdf").write_bytes(b"%PDF-1.4 binary")
 
     real_read = Path.read_bytes
@@ -291,6 +307,7 @@ def test_bad_files_each_get_a_one_line_reason_and_the_batch_goes_on(
     assert done["nobody"].bodies == []
     assert done["nobody"].meta and "no CPPCC committee found in the article" in done["nobody"].meta.warnings
     assert "scan" not in out.read_text() + (tmp_path / "results.errors.jsonl").read_text()
+    assert "other" not in out.read_text() and "secret" not in out.read_text()
 
 
 def test_a_model_failure_records_class_attempts_and_last_reply(tmp_path: Path,

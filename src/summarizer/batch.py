@@ -324,6 +324,24 @@ def _lock_output(output: Path) -> int:
     return fd
 
 
+def _open_results(output: Path) -> tuple[int, ResultsIndex]:
+    """Lock the results file, repair what a killed run left, and return the descriptor to append to."""
+    fd = _lock_output(output)
+    try:
+        index = repair_and_index(output)
+        if index.needs_compaction:
+            compact_results(output, set())  # duplicates or garbage from a killed run: clean up first
+    except BaseException:
+        os.close(fd)
+        raise
+    if not index.needs_compaction:
+        return fd, index
+    # os.replace put a new file at this path: append to (and lock) that one, not the old inode.
+    os.close(fd)
+    index.needs_compaction = False
+    return _lock_output(output), index
+
+
 def _append(fd: int, text: str) -> None:
     """One whole line with a single write (looping only if the kernel writes short), then fsync."""
     data = (text.rstrip("\n") + "\n").encode()
@@ -554,17 +572,21 @@ def _run_pool(candidates: list[Candidate], backend: Backend, backend_name: str, 
                     if outcome.fatal and stopped is None:
                         stopped = outcome.error["message"] if outcome.error else "stopped"
 
-        for group in _batches(candidates, _POOL_BATCH):
-            if stopped:
-                break
-            while len(pending) >= workers * 4:  # a bounded window, not one future per file
+        try:
+            for group in _batches(candidates, _POOL_BATCH):
+                if stopped:
+                    break
+                while len(pending) >= workers * 4:  # a bounded window, not one future per file
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    collect(done)
+                items = [(c, writer.index.entries.get(c.article_id)) for c in group]
+                pending.add(pool.submit(_work, items, writer.settings_key, force))
+            while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 collect(done)
-            items = [(c, writer.index.entries.get(c.article_id)) for c in group]
-            pending.add(pool.submit(_work, items, writer.settings_key, force))
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            collect(done)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not wait for queued work
+            raise
     return stopped
 
 
@@ -604,12 +626,7 @@ def run_batch(
     settings_key = settings.output_key(backend.name, backend.prompt.sha256 if backend.prompt else None)
     report = BatchReport(root, output, errors_path, backend.name, backend.model, notice=notice,
                          total=len(candidates) + len(refused))
-    fd = _lock_output(output)
-    try:
-        index = repair_and_index(output)
-    except BaseException:
-        os.close(fd)
-        raise
+    fd, index = _open_results(output)
     writer = _Writer(fd, output, errors_path, index, settings_key, progress or choose_progress(quiet), report)
     for record in refused:
         writer.fail(record)
