@@ -59,15 +59,20 @@ def fake_model_section() -> list[str]:
     server that replies with the gold items found in each chunk. It measures what the pipeline keeps
     of a perfect model's answers, not the quality of any real model."""
     try:
-        from fake_openai import FakeOpenAI, gold_oracle  # the test suite's loopback server
+        from fake_openai import FakeOpenAI, GoldResponder  # the test suite's loopback server
     except ImportError:
         return ["## model path on fake-server replies", "", "Not available: tests/fake_openai.py is missing.", ""]
-    with FakeOpenAI(gold_oracle(ROOT / "eval/gold")) as server, tempfile.TemporaryDirectory() as cache:
-        os.environ["OPENAI_API_KEY"] = "sk-fake-baseline"
-        settings = load_settings({"backend": "openai", "model": "fake-model", "base_url": server.base_url,
-                                  "cache_dir": cache, "use_cache": False})
-        run = run_eval(gold_dir=ROOT / "eval/gold", articles_dir=ROOT / "eval/articles",
-                       summarise=lambda path: summarise_article(path, settings), backend="openai", model="fake-model")
+    server = FakeOpenAI(GoldResponder(ROOT / "eval/gold")).start()
+    try:
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["OPENAI_API_KEY"] = "sk-fake-baseline"
+            settings = load_settings({"backend": "openai", "model": "fake-model", "base_url": server.base_url,
+                                      "cache_dir": cache, "use_cache": False})
+            run = run_eval(gold_dir=ROOT / "eval/gold", articles_dir=ROOT / "eval/articles",
+                           summarise=lambda path: summarise_article(path, settings), backend="openai",
+                           model="fake-model")
+    finally:
+        server.close()
     return render("model path on fake-server replies (not a real model)",
                   "The OpenAI backend through the real client against tests/fake_openai.py answering each chunk with "
                   "the gold items whose evidence lies in it: an upper bound for the pipeline, not a model score.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SummarizerError(Exception):
     """Base of every error the tool raises on purpose. The message is one line a user can act on."""
@@ -30,9 +32,10 @@ class AuthError(ProviderError):
 class OutputValidationError(SummarizerError):
     """The model's replies never became valid, grounded JSON within the allowed re-asks."""
 
-    def __init__(self, message: str, *, last_reply: str | None = None) -> None:
+    def __init__(self, message: str, *, last_reply: str | None = None, usage: Any = None) -> None:
         super().__init__(message)
         self.last_reply = last_reply
+        self.usage = usage  # a schema.Usage for the attempts spent, when the backend counted them
 
 
 class TruncatedOutputError(OutputValidationError):

@@ -66,7 +66,8 @@ async def _extract_chunk(
             raise TruncatedOutputError(
                 f"{article.article_id} chunk {chunk.index + 1}/{count}: reply truncated at the output limit and "
                 f"the chunk cannot be split further", last_reply=exc.last_reply) from exc
-        results: list[ChunkResult] = []
+        # The truncated attempts were paid for: keep their usage in the article's totals.
+        results = [ChunkResult(bodies=[], usage=exc.usage)] if isinstance(exc.usage, Usage) else []
         for half in halves:
             results.extend(await _extract_chunk(backend, article, section, half, count, settings, cache))
         return results

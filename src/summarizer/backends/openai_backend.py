@@ -1,0 +1,481 @@
+"""The OpenAI-compatible backend: one chat completion per chunk, checked, grounded, re-asked when wrong.
+
+Two kinds of retry live here and stay apart. Transport retries (429 honouring Retry-After, 5xx,
+timeouts, refused connections) belong to tenacity alone; the SDK's own retries are off. Re-asks
+happen when a reply is not valid JSON for the Reply schema or quotes text the article does not
+contain: the reply and what was wrong with it go back to the model, a bounded number of times.
+
+The API key is read from OPENAI_API_KEY when the client is built and is never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from ..errors import AuthError, ConfigError, OutputValidationError, ProviderError, TruncatedOutputError
+from ..ground import Grounded, ground_bodies
+from ..prompt import PromptTemplate, load_prompt
+from ..schema import Reply, ReplyBody, Usage, strict_json_schema
+from . import ChunkRequest, ChunkResult
+
+if TYPE_CHECKING:
+    import openai
+
+    from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+JSON_MODES = ("auto", "schema", "object")
+MAX_REPLY_BYTES = 2_000_000
+MAX_JSON_DEPTH = 64
+MAX_INT_DIGITS = 30
+ECHO_CHARS = 4000  # how much of a bad reply is sent back to the model when re-asking
+SCHEMA_NAME = "cppcc_summary"
+
+
+class ReplyError(ValueError):
+    """A reply that is not valid JSON for the Reply schema; the message is what the model is told."""
+
+
+# --- Reading a reply defensively: bounded size, depth and numbers; no NaN; no duplicate keys. ---
+
+
+def _json_depth(text: str) -> int:
+    """Deepest bracket nesting outside strings, found without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ReplyError(f"key {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def _parse_int(raw: str) -> int:
+    if len(raw.lstrip("-")) > MAX_INT_DIGITS:
+        raise ReplyError(f"number with {len(raw)} digits is not a plausible value")
+    return int(raw)
+
+
+def _parse_float(raw: str) -> float:
+    if len(raw) > 64:
+        raise ReplyError(f"number with {len(raw)} characters is not a plausible value")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ReplyError(f"number {raw[:20]} is not finite")
+    return value
+
+
+def _reject_constant(raw: str) -> Any:
+    raise ReplyError(f"{raw} is not valid JSON; use a finite number")
+
+
+def _strip_fence(text: str) -> str:
+    text = text.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        if text.rstrip().endswith("```"):
+            text = text.rstrip()[:-3]
+    return text.strip()
+
+
+def parse_reply(content: str | None) -> Reply:
+    """The model's text as a Reply.
+
+    Raises:
+        ReplyError: empty, too large, too deep, not JSON, hostile numbers, duplicate keys, or not
+            matching the schema; the message says which, in words a model can act on.
+    """
+    if not content or not content.strip():
+        raise ReplyError("the reply was empty; output one JSON object")
+    if len(content.encode("utf-8", "surrogatepass")) > MAX_REPLY_BYTES:
+        raise ReplyError(f"the reply is larger than {MAX_REPLY_BYTES} bytes")
+    text = _strip_fence(content)
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise ReplyError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_parse_int,
+                          parse_float=_parse_float, parse_constant=_reject_constant)
+    except ReplyError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise ReplyError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ReplyError(f"not valid JSON ({type(exc).__name__})") from None
+    try:
+        return Reply.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+                    for err in exc.errors()[:8]]
+        more = f" (and {exc.error_count() - 8} more)" if exc.error_count() > 8 else ""
+        summary = "; ".join(problems) + more
+        raise ReplyError(f"the JSON does not match the required format: {summary}") from None
+
+
+def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
+    """Seconds a server asked us to wait (Retry-After as seconds or an HTTP date, or retry-after-ms)."""
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+@dataclass
+class _Counters:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+
+    def usage(self) -> Usage:
+        return Usage(requests=self.requests, prompt_tokens=self.prompt_tokens,
+                     completion_tokens=self.completion_tokens, retries=self.retries)
+
+
+class _RetryAfterTooLong(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class OpenAIBackend:
+    """Summarise chunks with any OpenAI-compatible chat completions endpoint."""
+
+    name = "openai"
+    cacheable = True
+
+    def __init__(self, settings: Settings, limiter: asyncio.Semaphore | None = None) -> None:
+        """
+        Args:
+            settings: model, timeouts, retry budgets, JSON mode and concurrency.
+            limiter: an optional semaphore shared by every backend of a batch run.
+
+        Raises:
+            ConfigError: no model name, an unknown JSON mode, or neither a key nor a base URL.
+        """
+        if not settings.model:
+            raise ConfigError("the openai backend needs a model name: pass --model "
+                              "(e.g. --model gpt-4o-mini) or set SUMMARIZER_MODEL")
+        if settings.json_mode not in JSON_MODES:
+            raise ConfigError(f"json_mode {settings.json_mode!r} is not one of {', '.join(JSON_MODES)}")
+        self.settings = settings
+        self.model: str | None = settings.model
+        self.prompt: PromptTemplate | None = load_prompt(settings.prompt_version)
+        self._template = self.prompt
+        self._schema_mode = settings.json_mode != "object"
+        self._limiter = limiter
+        self._credentials()  # fail on a missing key now, not at the first chunk
+        self._client: openai.AsyncOpenAI | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._not_before = 0.0  # monotonic time before which no request may start (set by 429s)
+
+    # --- client and shared state ---
+
+    def _credentials(self) -> tuple[str, str | None]:
+        key = os.environ.get("OPENAI_API_KEY", "").strip()
+        base_url = self.settings.base_url or os.environ.get("OPENAI_BASE_URL", "").strip() or None
+        if not key and not base_url:
+            raise ConfigError("no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server "
+                              "that needs none")
+        # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
+        return key or "no-key", base_url
+
+    def _state(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+        """The client and semaphore for the running event loop (rebuilt when the loop changes)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._slots is None or self._loop is not loop:
+            import openai
+
+            key, base_url = self._credentials()
+            self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=self.settings.timeout,
+                                              max_retries=0)
+            self._slots = asyncio.Semaphore(max(1, self.settings.concurrency))
+            self._loop = loop
+            del key
+        return self._client, self._slots
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.close()
+
+    @asynccontextmanager
+    async def _slot(self, slots: asyncio.Semaphore) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if self._limiter is not None:
+                await stack.enter_async_context(self._limiter)
+            await stack.enter_async_context(slots)
+            # A 429 anywhere pauses every request of this backend until the server's delay is over.
+            while (delay := self._not_before - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            yield
+
+    # --- one request, with transport retries ---
+
+    def _request_args(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        if self._schema_mode:
+            response_format: dict[str, Any] = {"type": "json_schema", "json_schema": {
+                "name": SCHEMA_NAME, "strict": True, "schema": strict_json_schema(Reply)}}
+        else:
+            response_format = {"type": "json_object"}
+        # api.openai.com wants max_completion_tokens; compatible servers widely know only max_tokens.
+        official = self._client is None or "api.openai.com" in str(self._client.base_url)
+        limit = "max_completion_tokens" if official else "max_tokens"
+        return {"model": self.model, "messages": messages, "temperature": self.settings.temperature,
+                limit: self.settings.max_output_tokens, "response_format": response_format}
+
+    def _wait(self, state: RetryCallState) -> float:
+        import openai
+
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, openai.RateLimitError):
+            delay = retry_after_seconds(exc.response.headers)
+            if delay is not None:
+                return delay
+        backoff = wait_random_exponential(multiplier=self.settings.backoff_initial,
+                                          max=self.settings.backoff_max)
+        seconds = float(backoff(state))
+        if isinstance(exc, openai.RateLimitError):
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+        return seconds
+
+    async def _send(self, messages: list[dict[str, str]], counters: _Counters, attempt: int) -> Any:
+        """Exactly one HTTP request, after waiting for a slot and for any 429 pause."""
+        import openai
+
+        client, slots = self._state()
+        async with self._slot(slots):
+            counters.requests += 1
+            if attempt > 1:
+                counters.retries += 1
+                log.debug("request attempt %d", attempt)
+            try:
+                return await client.chat.completions.create(**self._request_args(messages))
+            except openai.RateLimitError as exc:
+                delay = retry_after_seconds(exc.response.headers)
+                if delay is not None and delay > self.settings.retry_after_max:
+                    raise _RetryAfterTooLong(delay) from None
+                if delay is not None:
+                    self._not_before = max(self._not_before, time.monotonic() + delay)
+                raise
+
+    async def _send_with_retries(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
+        import openai
+
+        def transient(exc: BaseException) -> bool:
+            if isinstance(exc, openai.APIStatusError):
+                return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+            return isinstance(exc, openai.APIConnectionError)  # includes timeouts
+
+        retrying = AsyncRetrying(stop=stop_after_attempt(max(1, self.settings.transport_attempts)),
+                                 wait=self._wait, retry=retry_if_exception(transient), reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                return await self._send(messages, counters, attempt.retry_state.attempt_number)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _complete(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
+        """One chat completion; transient failures retried by tenacity, the rest mapped to our errors."""
+        import openai
+
+        attempts = max(1, self.settings.transport_attempts)
+        try:
+            try:
+                return await self._send_with_retries(messages, counters)
+            except openai.BadRequestError as exc:
+                may_fall_back = self._schema_mode and self.settings.json_mode == "auto"
+                if not (may_fall_back and _mentions_response_format(exc)):
+                    raise
+                # This server does not do structured outputs: use plain JSON mode from now on.
+                log.warning("endpoint rejected response_format json_schema; falling back to json_object")
+                self._schema_mode = False
+                counters.retries += 1
+                return await self._send_with_retries(messages, counters)
+        except _RetryAfterTooLong as exc:
+            raise ProviderError(f"rate limited: the server asks to wait {exc.seconds:.0f} s, more than "
+                                f"retry_after_max ({self.settings.retry_after_max:g} s); try again later"
+                                ) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise AuthError(f"the endpoint refused the credentials (HTTP {exc.status_code}); "
+                            f"check OPENAI_API_KEY and OPENAI_BASE_URL") from None
+        except openai.NotFoundError:
+            raise ProviderError(f"HTTP 404: model {self.model!r} or the endpoint was not found; "
+                                f"check --model and the base URL") from None
+        except openai.APITimeoutError:
+            raise ProviderError(f"the model endpoint did not answer within {self.settings.timeout:g} s "
+                                f"({attempts} attempts); raise --timeout or try later") from None
+        except openai.APIConnectionError:
+            raise ProviderError(f"cannot connect to the model endpoint ({attempts} attempts); "
+                                f"check the base URL and the network") from None
+        except openai.APIStatusError as exc:
+            raise ProviderError(f"the model endpoint answered HTTP {exc.status_code}: "
+                                f"{self._redact(_server_message(exc))}") from None
+        except openai.OpenAIError as exc:
+            raise ProviderError(f"model request failed: {self._redact(str(exc))}") from None
+
+    def _redact(self, text: str) -> str:
+        key = os.environ.get("OPENAI_API_KEY", "").strip()
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+        return text[:300]
+
+    # --- one chunk, with re-asks ---
+
+    async def extract(self, request: ChunkRequest) -> ChunkResult:
+        """Ask the model about one chunk; re-ask on invalid or ungrounded replies.
+
+        Raises:
+            TruncatedOutputError: the reply hit the output token limit (the pipeline splits the chunk).
+            OutputValidationError: no reply became valid JSON for the schema within the re-asks.
+            AuthError, ProviderError: the endpoint failed and transport retries did not help.
+        """
+        chunk, section = request.chunk, request.section
+        where = f"chunk {chunk.index + 1}/{request.chunk_count}"
+        assert self._template is not None
+        messages = self._template.render(
+            title=request.article.title or "(无)", published=request.article.published or "(未知)",
+            body_hint=section.body_hint or "(未知)", chunk_number=chunk.index + 1,
+            chunk_count=request.chunk_count, chunk_text=_DELIMITER.sub(r"<\1 片段>", chunk.text),
+        )
+        counters = _Counters()
+        warnings: list[str] = []
+        fallback: Grounded | None = None
+        problem, content = "", None
+        asks = max(0, self.settings.reask_attempts) + 1
+        for ask in range(asks):
+            if ask:
+                counters.retries += 1
+            completion = await self._complete(messages, counters)
+            if completion.usage is not None:
+                counters.prompt_tokens += completion.usage.prompt_tokens or 0
+                counters.completion_tokens += completion.usage.completion_tokens or 0
+            choice = completion.choices[0] if completion.choices else None
+            content = choice.message.content if choice is not None else None
+            if choice is not None and choice.finish_reason == "length":
+                raise TruncatedOutputError(
+                    f"{where}: the reply was cut off at max_output_tokens "
+                    f"({self.settings.max_output_tokens})",
+                    last_reply=content, usage=counters.usage())
+            try:
+                if choice is not None and getattr(choice.message, "refusal", None):
+                    raise ReplyError(f"the model refused: {str(choice.message.refusal)[:200]}")
+                reply = parse_reply(content)
+            except ReplyError as exc:
+                problem = str(exc)
+                log.info("%s: invalid reply (attempt %d/%d): %s", where, ask + 1, asks, problem)
+            else:
+                named, foreign = _split_foreign(reply.bodies, request.article.text)
+                grounded = ground_bodies(named, request.article, near=(chunk.start, chunk.end),
+                                         hint=section.body_hint)
+                for body in foreign:
+                    grounded.warnings.append(f"dropped body {body.body!r}: not named in the article")
+                    grounded.failures.append(f"body {body.body!r} is not a committee named in the article")
+                if not grounded.failures or ask == asks - 1:
+                    return ChunkResult(grounded.bodies, counters.usage(), warnings + grounded.warnings)
+                fallback = grounded
+                problem = "; ".join(grounded.failures)
+                log.info("%s: ungrounded items (attempt %d/%d): %s", where, ask + 1, asks, problem)
+            messages = [*messages, {"role": "assistant", "content": (content or "")[:ECHO_CHARS]},
+                        {"role": "user", "content": _reask_text(problem)}]
+        if fallback is not None:
+            # An earlier reply parsed: keep its grounded items, drop the rest, and say so.
+            warnings.append(f"{where}: the last re-ask was not valid JSON ({problem[:200]})")
+            return ChunkResult(fallback.bodies, counters.usage(), warnings + fallback.warnings)
+        raise OutputValidationError(f"{where}: no valid JSON reply after {asks} attempts: {problem[:300]}",
+                                    last_reply=content)
+
+
+# An article must not close the data block it sits in; the added space folds away in grounding.
+_DELIMITER = re.compile(r"<(/?)\s*片段\s*>")
+_WRAPPERS = re.compile(r"^(?:中国人民政治协商会议|政协)|(?:委员会|政协)$")
+_UNIT = re.compile(r"(?:第?[一二三四五六七八九十\d]+届)?"
+                   r"(?:特别行政区|自治区|自治州|自治县|自治旗|新区|省|市|县|区|旗|盟|州)$")
+
+
+def _split_foreign(bodies: list[ReplyBody], text: str) -> tuple[list[ReplyBody], list[ReplyBody]]:
+    """Bodies whose place name the article never mentions (`火星政协`, a name an injected instruction
+    made up) are foreign; grounding would otherwise file their year and summary under the section's
+    committee. Bare names (`市政协`, `政协`) are left for grounding to resolve."""
+    named: list[ReplyBody] = []
+    foreign: list[ReplyBody] = []
+    for body in bodies:
+        core = _UNIT.sub("", _WRAPPERS.sub("", _WRAPPERS.sub("", body.body.strip())))
+        (named if not core or core in text else foreign).append(body)
+    return named, foreign
+
+
+def _reask_text(problem: str) -> str:
+    return ("上面的输出有问题:" + problem[:1500] + "\n请修正后重新输出完整的 JSON 对象,"
+            "evidence 必须逐字复制自片段原文;找不到原文依据的内容请删除。只输出 JSON。")
+
+
+def _server_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+    return str(getattr(exc, "message", "")) or type(exc).__name__
+
+
+def _mentions_response_format(exc: Any) -> bool:
+    text = (_server_message(exc) + " " + json.dumps(getattr(exc, "body", None), default=str)).lower()
+    words = ("response_format", "json_schema", "response format", "structured output")
+    return any(word in text for word in words)

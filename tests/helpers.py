@@ -1,0 +1,58 @@
+"""Small helpers shared by the OpenAI backend and reliability tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from summarizer.article import load_article
+from summarizer.ground import locate
+from summarizer.schema import ArticleSummary
+from summarizer.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLD_DIR = ROOT / "eval" / "gold"
+ARTICLES = sorted((ROOT / "eval" / "articles").glob("*.txt"))
+DUMMY_KEY = "sk-test-DUMMYKEY-4f1c2e9a7b3d"
+
+
+def fast_settings(**overrides: Any) -> Settings:
+    """openai backend against the fake, with timeouts and backoffs small enough for a test suite."""
+    values: dict[str, Any] = {"backend": "openai", "model": "fake-model", "timeout": 3.0,
+                              "backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_max": 10.0}
+    values.update(overrides)
+    return load_settings(values)
+
+
+def gold_for(path: Path) -> ArticleSummary:
+    return ArticleSummary.model_validate(json.loads((GOLD_DIR / (path.stem + ".json")).read_text(encoding="utf-8")))
+
+
+def assert_grounded(summary: ArticleSummary, path: Path) -> None:
+    """Every item the user sees quotes the article exactly at its span."""
+    text = load_article(path).text
+    for body in summary.bodies:
+        for item in [*body.key_initiatives, *body.metrics]:
+            assert item.span is not None, item
+            assert text[item.span[0]:item.span[1]] == item.evidence, item
+
+
+def assert_matches_gold(summary: ArticleSummary, path: Path) -> None:
+    """Bodies, levels and years as labelled; every required metric (value, unit, place) and every initiative."""
+    gold = gold_for(path)
+    text = load_article(path).text
+    assert [b.body for b in summary.bodies] == [b.body for b in gold.bodies], path.name
+    for want, got in zip(gold.bodies, summary.bodies, strict=True):
+        assert (got.level, got.year) == (want.level, want.year), (path.name, want.body)
+        for metric in want.metrics:
+            if metric.optional:
+                continue
+            span = locate(metric.evidence, text)
+            assert span is not None
+            assert any(m.value == metric.value and m.unit == metric.unit and m.span is not None
+                       and m.span[0] < span[1] and span[0] < m.span[1] for m in got.metrics), \
+                (path.name, want.body, metric.name, metric.value)
+        for initiative in want.key_initiatives:
+            assert any(i.name == initiative.name for i in got.key_initiatives), \
+                (path.name, want.body, initiative.name)
