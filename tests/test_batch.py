@@ -452,3 +452,28 @@ def test_two_runs_sharing_a_cache_lose_nothing_and_never_report_a_locked_databas
     with sqlite3.connect(cache / "summaries.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == 120
     assert len(ids(tmp_path / "one.jsonl")) == 60 == len(ids(tmp_path / "two.jsonl"))
+
+
+def _open_and_put(directory: str, key: str) -> str:
+    from summarizer.cache import Cache
+
+    try:
+        cache = Cache(Path(directory))
+        cache.put(key, {"bodies": []})
+        cache.close()
+        return "ok"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def test_processes_opening_a_fresh_cache_together_all_succeed(tmp_path: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with context.Pool(6) as pool:
+        for trial in range(30):  # the race (switching a new database to WAL) shows up about 1 time in 15
+            directory = tmp_path / f"cache{trial}"
+            results = pool.starmap(_open_and_put, [(str(directory), f"k{i}") for i in range(6)])
+            assert results == ["ok"] * 6
+            with sqlite3.connect(directory / "summaries.sqlite3") as db:
+                assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == 6
