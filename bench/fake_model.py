@@ -75,13 +75,14 @@ def generate_articles(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 def _our_reply(prompt: str) -> dict[str, Any]:
     """A plausible answer to our prompt: the section's committee with up to three counts it quotes."""
-    hint = _HINT.search(prompt)
-    chunk = _CHUNK.search(prompt)
-    name = hint.group(1).strip() if hint else ""
-    if not name or name.startswith("(") or chunk is None:
+    # The prompt's few-shot example has its own 本节政协 line and <片段> block; the real ones come last.
+    hints = _HINT.findall(prompt)
+    chunks = _CHUNK.findall(prompt)
+    name = hints[-1].strip() if hints else ""
+    if not name or name.startswith("(") or not chunks:
         return {"bodies": []}
     metrics = [{"name": "数量", "value": float(m.group(1)), "unit": m.group(2), "approx": False,
-                "evidence": m.group(0)} for m in _COUNT.finditer(chunk.group(1))][:3]
+                "evidence": m.group(0)} for m in _COUNT.finditer(chunks[-1])][:3]
     return {"bodies": [{"body": name, "level": "municipal", "year": None, "summary": "", "key_initiatives": [],
                         "metrics": metrics}]}
 
@@ -134,6 +135,7 @@ def _serve(latency: float, ready: Any) -> None:
                 return
             messages = body.get("messages", [])
             prompt = "\n".join(str(m.get("content", "")) for m in messages)
+            users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
             with lock:
                 if not stats["requests"]:
                     stats["first_request"] = time.monotonic()
@@ -143,7 +145,7 @@ def _serve(latency: float, ready: Any) -> None:
                 stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
             try:
                 time.sleep(latency)
-                reply = _our_reply(prompt) if "<片段>" in prompt else _peer_reply(prompt)
+                reply = _our_reply(users[0]) if users and "<片段>" in users[0] else _peer_reply(prompt)
                 content = json.dumps(reply, ensure_ascii=False)
                 payload = json.dumps({
                     "id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()),
