@@ -329,6 +329,25 @@ def test_a_model_failure_records_class_attempts_and_last_reply(tmp_path: Path,
     assert not (tmp_path / "results.errors.jsonl").exists()
 
 
+def test_a_stale_line_goes_when_its_redo_fails_but_a_current_one_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_folder(tmp_path / "in", 3, nested=False)
+    out = tmp_path / "results.jsonl"
+    config = settings(tmp_path, use_cache=False)
+    batch(tmp_path, folder, out, config=config)
+    # a002 is edited and its redo fails: its old line describes a file that no longer exists.
+    (folder / "a002.txt").write_text(article_text(2) + "坏数据\n", encoding="utf-8")
+    monkeypatch.setenv("FAKE_FAIL_MARK", "坏数据")
+    report = batch(tmp_path, folder, out, config=config)
+    assert report.failed == 1 and sorted(ids(out)) == ["a000", "a001"]
+    # a000 is unchanged and a --force redo fails: its line is still the right answer and stays.
+    monkeypatch.setenv("FAKE_FAIL_MARK", "苏州市政协召开第1期")
+    report = batch(tmp_path, folder, out, config=config, force=True)
+    assert report.failed == 1 and report.failures[0]["article_id"] == "a000"
+    assert sorted(ids(out)) == ["a000", "a001", "a002"]
+
+
 def test_an_authentication_failure_stops_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = make_folder(tmp_path / "in", 40, nested=False)
     for path in folder.glob("*.txt"):
