@@ -79,3 +79,22 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
         yield server
     finally:
         server.close()
+
+
+# --- The test-only fake backend (tests/fake_backend.py), for batch and export tests ----------------
+
+from fake_backend import CpuFakeBackend, FakeBackend  # noqa: E402
+from summarizer.backends import register_backend  # noqa: E402
+
+register_backend("fake", FakeBackend)
+register_backend("cpufake", CpuFakeBackend)
+# CLI subprocesses find it through the plugin hook (with tests/ on PYTHONPATH).
+FAKE_PLUGINS = "fake=fake_backend:FakeBackend,cpufake=fake_backend:CpuFakeBackend"
+
+
+@pytest.fixture(autouse=True)
+def _fake_backends(_isolate: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FAKE_DELAY", "FAKE_FAIL_MARK", "FAKE_AUTH_MARK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SUMMARIZER_BACKEND_PLUGIN", FAKE_PLUGINS)
+    FakeBackend.in_flight = FakeBackend.peak = FakeBackend.calls = 0

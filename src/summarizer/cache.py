@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 import sqlite3
 import threading
 import time
@@ -33,6 +34,23 @@ def cache_key(*, backend: str, model: str | None, prompt_hash: str | None, schem
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _set_wal(db: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Switch to WAL, waiting for other processes doing the same.
+
+    Changing the journal mode needs an exclusive lock and SQLite answers "database is locked" at
+    once instead of using the busy timeout, so two runs opening a fresh cache together would fail.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + random.random() * 0.04)
+
+
 class Cache:
     """Key -> JSON value store in `<directory>/summaries.sqlite3`."""
 
@@ -54,7 +72,7 @@ class Cache:
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA busy_timeout = 30000")
-        db.execute("PRAGMA journal_mode = WAL")
+        _set_wal(db)
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
         db.execute("SELECT count(*) FROM entries").fetchone()

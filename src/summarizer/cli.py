@@ -103,6 +103,80 @@ def summarise(
         typer.echo(text)
 
 
+@app.command()
+def batch(
+    directory: Path = typer.Argument(..., metavar="DIR", help="Folder of article files (read recursively)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Results file, one JSON summary per line."),
+    backend: str = typer.Option("auto", "--backend", "-b", help="rules | openai | auto."),
+    model: str | None = typer.Option(None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name."),
+    glob: str = typer.Option("**/*.txt", "--glob", help="Which files, relative to DIR."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-j", min=1, help="Requests in flight."),
+    rpm: int | None = typer.Option(None, "--rpm", min=1, help="At most this many requests per minute."),
+    tpm: int | None = typer.Option(None, "--tpm", min=1, help="At most this many tokens per minute."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes for the rules backend."),
+    force: bool = typer.Option(False, "--force", help="Redo articles already in the results file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
+    max_file_bytes: int | None = typer.Option(None, "--max-file-bytes", help="Refuse larger input files."),
+) -> None:
+    """Summarise every article in a folder into a JSONL file; failures go to <name>.errors.jsonl.
+
+    Re-running the same command skips articles already done with the same input and settings.
+    Exit code 0: all done; 1: some articles failed; 2: bad options.
+
+    Example: summarizer batch eval/articles -o results.jsonl --backend rules
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from .batch import run_batch
+
+    settings = build_settings(backend=backend, model=model, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                              workers=workers, cache_dir=cache_dir, use_cache=False if no_cache else None,
+                              max_file_bytes=max_file_bytes)
+    report = run_guarded(run_batch, directory, output, settings, glob=glob, force=force, quiet=quiet)
+    if report.notice:
+        notice(report.notice)
+    table = Table(title=f"batch {directory} ({report.backend}{', ' + report.model if report.model else ''})",
+                  show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("count", justify="right")
+    for label, value in report.rows():
+        table.add_row(label, value)
+    Console().print(table)
+    for failure in report.failures[:5]:
+        notice(f"failed: {failure['message']}")
+    if len(report.failures) > 5:
+        notice(f"... and {len(report.failures) - 5} more in {report.errors_path}")
+    if report.stopped:
+        fail(f"batch stopped: {report.stopped}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def export(
+    results: Path = typer.Argument(..., help="A results file written by `summarizer batch`."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write one row per metric here."),
+    initiatives: Path | None = typer.Option(None, "--csv-initiatives", help="One row per initiative here."),
+    bom: bool = typer.Option(False, "--bom", help="Start with a UTF-8 byte-order mark (for Excel)."),
+) -> None:
+    """Turn a results file into CSV tables for pandas or Excel.
+
+    Example: summarizer export results.jsonl --csv metrics.csv --csv-initiatives initiatives.csv --bom
+    """
+    from .export import export_csv
+
+    if csv_path is None and initiatives is None:
+        fail("nothing to write: give --csv and/or --csv-initiatives", 2)
+    counts = run_guarded(export_csv, results, csv_path, initiatives, bom=bom)
+    written = ", ".join(f"{p}" for p in (csv_path, initiatives) if p)
+    typer.echo(f"{counts.articles} articles: {counts.metrics} metrics, {counts.initiatives} initiatives "
+               f"-> {written}")
+    if counts.bad_lines:
+        notice(f"skipped {counts.bad_lines} unreadable lines in {results}")
+
+
 @app.command("eval")
 def evaluate(
     backend: str = typer.Option("rules", "--backend", "-b", help="Backend to run: rules | openai."),

@@ -20,6 +20,26 @@ from .errors import ConfigError
 from .schema import SCHEMA_VERSION
 
 BACKENDS = ("auto", "rules", "openai")
+PLUGIN_ENV = "SUMMARIZER_BACKEND_PLUGIN"
+
+
+def backend_plugins(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Extra backends named in SUMMARIZER_BACKEND_PLUGIN="name=module:factory[,name2=module2:factory2]".
+
+    The hook exists so tests and experiments can run the real CLI with a backend of their own;
+    `create_backend` imports `module`, and `factory(settings)` builds the backend.
+
+    Raises:
+        ConfigError: an entry is not of the form name=module:factory.
+    """
+    env = os.environ if env is None else env
+    plugins: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in env.get(PLUGIN_ENV, "").split(","))):
+        name, _, target = entry.partition("=")
+        if not name or ":" not in target:
+            raise ConfigError(f"{PLUGIN_ENV}: {entry!r} is not name=module:factory")
+        plugins[name.strip()] = target.strip()
+    return plugins
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,7 @@ class Settings:
     tpm: int | None = None
     max_file_bytes: int = 5_000_000
     workers: int | None = None
+    prices: Mapping[str, Any] | str | None = None  # cost table override, see prices.py; never affects output
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def output_key(self, backend: str, prompt_hash: str | None) -> str:
@@ -127,7 +148,7 @@ def load_settings(
                 raise ConfigError(f"unknown setting {name!r}")
             values[name] = _coerce(name, raw)
     settings = Settings(**values)
-    if settings.backend not in BACKENDS:
+    if settings.backend not in BACKENDS and settings.backend not in backend_plugins(env):
         raise ConfigError(f"unknown backend {settings.backend!r}: choose one of {', '.join(BACKENDS)}")
     if settings.chunk_overlap >= settings.chunk_tokens:
         raise ConfigError("chunk_overlap must be smaller than chunk_tokens")

@@ -6,12 +6,14 @@ tests register fakes through `register_backend`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ..errors import ConfigError
 from ..schema import BodySummary, Usage
+from ..settings import backend_plugins
 
 if TYPE_CHECKING:
     from ..article import Article
@@ -66,10 +68,28 @@ def register_backend(name: str, factory: BackendFactory) -> None:
     _REGISTRY[name] = factory
 
 
+def _load_plugin(target: str) -> BackendFactory:
+    module_name, _, attribute = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"backend plugin {target!r} cannot be loaded ({exc})") from exc
+    if not callable(factory):
+        raise ConfigError(f"backend plugin {target!r} is not callable")
+    return cast(BackendFactory, factory)
+
+
 def create_backend(name: str, settings: Settings) -> Backend:
-    """Instantiate a backend by name. Built-ins are imported lazily so `--help` stays fast."""
+    """Instantiate a backend by name. Built-ins are imported lazily so `--help` stays fast.
+
+    Besides `register_backend`, a backend can come from SUMMARIZER_BACKEND_PLUGIN=name=module:factory
+    (see `settings.backend_plugins`), which also works in subprocesses and worker processes.
+    """
     if name not in _REGISTRY:
-        if name == "rules":
+        plugins = backend_plugins()
+        if name in plugins:
+            register_backend(name, _load_plugin(plugins[name]))
+        elif name == "rules":
             from .rules import RulesBackend
 
             register_backend("rules", RulesBackend)

@@ -1,0 +1,650 @@
+"""Summarise every article in a folder into one JSONL file: bounded concurrency, resumable, crash-safe.
+
+Each finished article is appended as one whole line (single write, flush, fsync), so a killed run
+leaves complete lines plus at most one partial tail, which the next run cuts off. Re-running the
+same command skips articles whose line already matches the input's hash and the output-affecting
+settings. A line superseded in this run (changed input, changed settings, --force) stays in the
+file until the run ends, then the file is rewritten without it (temp file + os.replace), so the
+file never keeps two lines for one article after a run that finished; a run killed before that
+point is repaired the same way by the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import re
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from .article import load_article
+from .backends import Backend, ChunkRequest, ChunkResult, create_backend
+from .cache import Cache
+from .errors import AuthError, ConfigError, InputError, SummarizerError
+from .limits import Limiter
+from .pipeline import open_cache, resolve_backend_name, summarise_article_async
+from .prices import estimate_cost, load_prices
+from .progress import ProgressSink, Tally, choose_progress
+from .schema import ArticleSummary, Usage
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+POOL_THRESHOLD = 200  # a CPU-bound backend uses a process pool above this many files
+_POOL_BATCH = 16  # files per task sent to a worker process
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One input file: its path relative to the folder (POSIX), the path to read, and its article id."""
+
+    rel: str
+    path: Path
+    article_id: str
+
+
+@dataclass
+class Outcome:
+    """What became of one article; picklable, so worker processes can hand it back to the writer."""
+
+    article_id: str
+    kind: Literal["done", "skipped", "failed"]
+    line: str | None = None
+    error: dict[str, Any] | None = None
+    usage: Usage = field(default_factory=Usage)
+    chunks: int = 0
+    cache_hits: int = 0
+    cached: bool = False
+    fatal: bool = False
+    input_sha256: str | None = None  # of the file as read now, when known
+
+
+@dataclass
+class BatchReport:
+    """The outcome of `run_batch`: counts, model traffic, cost and where the results went."""
+
+    input_dir: Path
+    output: Path
+    errors_path: Path
+    backend: str
+    model: str | None
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+    skipped: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = 0.0
+    wall_seconds: float = 0.0
+    notice: str | None = None
+    stopped: str | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.stopped is None
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The summary table, as label/value pairs."""
+        cost = f"unknown (no price for {self.model})" if self.cost_usd is None else f"${self.cost_usd:.4f}"
+        return [
+            ("articles done", str(self.done)),
+            ("  of which from cache", str(self.cached)),
+            ("articles failed", str(self.failed)),
+            ("articles skipped (already done)", str(self.skipped)),
+            ("requests", f"{self.usage.requests:,}"),
+            ("prompt tokens", f"{self.usage.prompt_tokens:,}"),
+            ("completion tokens", f"{self.usage.completion_tokens:,}"),
+            ("estimated cost", cost),
+            ("wall time", f"{self.wall_seconds:.1f}s"),
+            ("results", str(self.output)),
+            ("errors", str(self.errors_path) if self.failed else "none"),
+        ]
+
+
+def errors_path_for(output: Path) -> Path:
+    """results.jsonl -> results.errors.jsonl"""
+    stem = output.name[: -len(".jsonl")] if output.name.endswith(".jsonl") else output.name
+    return output.with_name(stem + ".errors.jsonl")
+
+
+# --- Finding the input files -------------------------------------------------------------------
+
+
+def _glob_part(part: str) -> str:
+    out, i = [], 0
+    while i < len(part):
+        ch = part[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[" and (end := part.find("]", i + 2 if part[i + 1 : i + 2] in ("!", "^") else i + 1)) > 0:
+            body = part[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "".join(out)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob over relative POSIX paths: `*` and `?` stay inside one folder, `**/` spans any number.
+
+    Raises:
+        ConfigError: the pattern is empty, absolute, or climbs out with `..`.
+    """
+    parts = pattern.split("/")
+    if not pattern or pattern.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", pattern):
+        raise ConfigError(f"--glob {pattern!r}: must be relative to the folder (no leading /, no ..)")
+    regex = []
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            regex.append(".*" if last else "(?:[^/]+/)*")
+        else:
+            regex.append(_glob_part(part) + ("" if last else "/"))
+    return re.compile("".join(regex) + r"\Z")
+
+
+def _error(article_id: str, source: str | None, exc: BaseException | str, attempts: int | None = None,
+           kind: str | None = None) -> dict[str, Any]:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return {
+        "article_id": article_id,
+        "source_path": source,
+        "error": kind or type(exc).__name__,
+        "message": message,
+        "attempts": attempts if attempts is not None else getattr(exc, "attempts", None),
+        "last_reply": getattr(exc, "last_reply", None),
+    }
+
+
+def discover(
+    root: Path, pattern: str, exclude: Iterable[Path] = ()
+) -> tuple[list[Candidate], list[dict[str, Any]]]:
+    """Files under `root` matching `pattern`, in sorted order, and a refusal record for each bad one.
+
+    Hidden files and folders (leading dot) are left out. Symlinked folders are not descended into;
+    a symlinked file is read only if it resolves to a file inside `root`.
+    """
+    matcher = glob_regex(pattern)
+    real_root = root.resolve()
+    excluded = {p.resolve() for p in exclude}
+    candidates: list[Candidate] = []
+    refused: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    walk_errors: list[OSError] = []
+    for directory, dirnames, filenames in os.walk(root, followlinks=False, onerror=walk_errors.append):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        base = PurePosixPath(Path(directory).relative_to(root).as_posix())
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            rel = (base / name).as_posix()
+            rel = rel[2:] if rel.startswith("./") else rel
+            if not matcher.match(rel):
+                continue
+            path = root / rel
+            article_id = PurePosixPath(rel).with_suffix("").as_posix() if PurePosixPath(rel).suffix else rel
+            if path.is_symlink():
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError) as problem:
+                    loop = isinstance(problem, RuntimeError) or getattr(problem, "errno", None) == errno.ELOOP
+                    refused.append(_error(article_id, str(path),
+                                          f"{path}: {'symlink loop' if loop else 'broken symlink'}, not read",
+                                          0, "InputError"))
+                    continue
+                if not target.is_relative_to(real_root):
+                    refused.append(_error(article_id, str(path), f"{path}: symlink points outside the input "
+                                          f"folder ({target}); not followed", 0, "InputError"))
+                    continue
+            else:
+                target = path.resolve()
+            if target in excluded:
+                continue
+            if article_id in seen:
+                refused.append(_error(article_id, str(path), f"{path}: article id {article_id!r} is "
+                                      f"already taken by {seen[article_id]}", 0, "InputError"))
+                continue
+            seen[article_id] = rel
+            candidates.append(Candidate(rel, path, article_id))
+    for exc in walk_errors:
+        refused.append(_error(str(exc.filename or root), str(exc.filename or root),
+                              f"{exc.filename}: cannot list folder ({exc.strerror or exc})", 0, "InputError"))
+    return candidates, refused
+
+
+# --- The results file ------------------------------------------------------------------------
+
+
+@dataclass
+class ResultsIndex:
+    """What the results file already holds: per article id, the input hash and settings key of its line."""
+
+    entries: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    needs_compaction: bool = False
+
+
+def _line_fields(raw: bytes) -> tuple[str, str | None, str | None] | None:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("article_id"), str):
+        return None
+    meta = data.get("meta")
+    if not isinstance(meta, dict):
+        return data["article_id"], None, None
+    return data["article_id"], meta.get("input_sha256"), meta.get("settings_key")
+
+
+def repair_and_index(output: Path) -> ResultsIndex:
+    """Cut a partial last line left by a killed run, and index the complete lines."""
+    index = ResultsIndex()
+    if not output.exists():
+        return index
+    good_end = 0
+    with output.open("rb+") as handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break
+            good_end += len(raw)
+            fields = _line_fields(raw)
+            if fields is None:
+                index.needs_compaction = True
+                continue
+            article_id, sha, key = fields
+            if article_id in index.entries:
+                index.needs_compaction = True
+            index.entries[article_id] = (sha, key)
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() != good_end:
+            log.warning("%s: cut %d bytes of an unfinished last line", output, handle.tell() - good_end)
+            handle.truncate(good_end)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return index
+
+
+def compact_results(output: Path, drop: set[str]) -> None:
+    """Rewrite `output` keeping the last line of each article and none of `drop`; atomic via os.replace."""
+    last: dict[str, int] = {}
+    with output.open("rb") as handle:
+        for number, raw in enumerate(handle):
+            fields = _line_fields(raw)
+            if fields is not None:
+                last[fields[0]] = number
+    keep = {number for article_id, number in last.items() if article_id not in drop}
+    temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with output.open("rb") as source, temp.open("wb") as target:
+            for number, raw in enumerate(source):
+                if number in keep:
+                    target.write(raw)
+            target.flush()
+            os.fsync(target.fileno())
+        os.replace(temp, output)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    directory = os.open(output.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _lock_output(output: Path) -> int:
+    """Open the results file for appending, holding an exclusive lock for the whole run."""
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"{output}: cannot open for writing ({exc.strerror or exc})") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise ConfigError(f"{output}: another batch is writing this file; wait for it or use another -o") \
+            from exc
+    return fd
+
+
+def _open_results(output: Path) -> tuple[int, ResultsIndex]:
+    """Lock the results file, repair what a killed run left, and return the descriptor to append to."""
+    fd = _lock_output(output)
+    try:
+        index = repair_and_index(output)
+        if index.needs_compaction:
+            compact_results(output, set())  # duplicates or garbage from a killed run: clean up first
+    except BaseException:
+        os.close(fd)
+        raise
+    if not index.needs_compaction:
+        return fd, index
+    # os.replace put a new file at this path: append to (and lock) that one, not the old inode.
+    os.close(fd)
+    index.needs_compaction = False
+    return _lock_output(output), index
+
+
+def _append(fd: int, text: str) -> None:
+    """One whole line with a single write (looping only if the kernel writes short), then fsync."""
+    data = (text.rstrip("\n") + "\n").encode()
+    written = os.write(fd, data)
+    while written < len(data):
+        written += os.write(fd, data[written:])
+    os.fsync(fd)
+
+
+class _Writer:
+    """Owns the output files and the tallies; every outcome passes through `handle` in the parent."""
+
+    def __init__(self, fd: int, output: Path, errors_path: Path, index: ResultsIndex, settings_key: str,
+                 sink: ProgressSink, report: BatchReport) -> None:
+        self._fd = fd
+        self.output = output
+        self.errors_path = errors_path
+        self.index = index
+        self.settings_key = settings_key
+        self.sink = sink
+        self.report = report
+        self.tally = Tally()
+        self.superseded: set[str] = set()  # ids with a new line this run (their older lines go)
+        self.dropped: set[str] = set()  # ids whose stale line goes although the redo failed
+        self._errors_fd: int | None = None
+        with contextlib.suppress(FileNotFoundError):
+            errors_path.unlink()  # the errors file describes the latest run only
+
+    def start(self, total: int) -> None:
+        self.tally.total = total
+        self.sink.start(total)
+        self.sink.update(self.tally)
+
+    def handle(self, outcome: Outcome) -> None:
+        tally, report = self.tally, self.report
+        if outcome.kind == "done" and outcome.line is not None:
+            _append(self._fd, outcome.line)
+            if outcome.article_id in self.index.entries:
+                self.superseded.add(outcome.article_id)
+            tally.done += 1
+            tally.cached += outcome.cached
+            report.usage = report.usage.add(outcome.usage)
+        elif outcome.kind == "skipped":
+            tally.skipped += 1
+        else:
+            self.fail(outcome.error or _error(outcome.article_id, None, "failed", None, "SummarizerError"))
+            old = self.index.entries.get(outcome.article_id)
+            # An old line for other settings or another version of the file is wrong now; one that
+            # matches (a --force redo that failed) is still the right answer and stays.
+            if old is not None and (old[1] != self.settings_key
+                                    or outcome.input_sha256 not in (None, old[0])):
+                self.dropped.add(outcome.article_id)
+        tally.chunks += outcome.chunks
+        tally.tokens += outcome.usage.prompt_tokens + outcome.usage.completion_tokens
+        tally.cache_hits += outcome.cache_hits
+        self.sink.update(tally)
+
+    def fail(self, record: dict[str, Any]) -> None:
+        if self._errors_fd is None:
+            self._errors_fd = os.open(self.errors_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        _append(self._errors_fd, json.dumps(record, ensure_ascii=False))
+        self.tally.failed += 1
+        self.report.failures.append(record)
+
+    def close(self) -> None:
+        if self.index.needs_compaction or self.superseded or self.dropped:
+            compact_results(self.output, self.dropped)
+        os.close(self._fd)
+        if self._errors_fd is not None:
+            os.close(self._errors_fd)
+        self.sink.finish(self.tally)
+
+
+# --- Summarising one article -----------------------------------------------------------------
+
+
+def _file_sha256(path: Path, max_bytes: int) -> str | None:
+    """The input hash for the resume check, or None when load_article should explain the problem."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return None
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+async def summarise_candidate(candidate: Candidate, backend: Backend, settings: Settings, cache: Cache | None,
+                              known: tuple[str | None, str | None] | None, settings_key: str,
+                              force: bool) -> Outcome:
+    """Skip, summarise, or record the failure of one input file. Never raises a SummarizerError."""
+    article_id, source = candidate.article_id, str(candidate.path)
+    sha = None
+    if known is not None:
+        sha = _file_sha256(candidate.path, settings.max_file_bytes)
+        if not force and known[1] == settings_key and sha is not None and sha == known[0]:
+            return Outcome(article_id, "skipped", input_sha256=sha)
+    try:
+        article = load_article(candidate.path, article_id=article_id, max_bytes=settings.max_file_bytes)
+    except InputError as exc:
+        return Outcome(article_id, "failed", error=_error(article_id, source, exc, 0), input_sha256=sha)
+    try:
+        summary: ArticleSummary = await summarise_article_async(article, backend, settings, cache)
+    except SummarizerError as exc:
+        return Outcome(article_id, "failed", error=_error(article_id, source, exc),
+                       fatal=isinstance(exc, AuthError), input_sha256=article.sha256)
+    except Exception as exc:  # a bug in one backend call must not sink a batch of thousands
+        log.debug("unexpected error on %s", source, exc_info=True)
+        reason = f"{type(exc).__name__}: {exc}"
+        return Outcome(article_id, "failed", input_sha256=article.sha256,
+                       error=_error(article_id, source, reason, None, "InternalError"))
+    meta = summary.meta
+    usage = meta.usage if meta else Usage()
+    hits = meta.cache_hits if meta else 0
+    return Outcome(article_id, "done", line=summary.model_dump_json(), usage=usage, cache_hits=hits,
+                   chunks=meta.chunks if meta else 0, cached=hits > 0 and usage.requests == 0)
+
+
+class LimitedBackend:
+    """Puts a shared Limiter around a backend that does not apply one itself."""
+
+    def __init__(self, inner: Backend, limiter: Limiter, max_output_tokens: int) -> None:
+        self.inner = inner
+        self.limiter = limiter
+        self.name = inner.name
+        self.model = inner.model
+        self.prompt = inner.prompt
+        self.cacheable = inner.cacheable
+        self._max_output = max_output_tokens
+
+    async def extract(self, request: ChunkRequest) -> ChunkResult:
+        async with self.limiter.request(tokens=request.chunk.tokens + self._max_output) as permit:
+            result = await self.inner.extract(request)
+            permit.settle(result.usage.prompt_tokens + result.usage.completion_tokens)
+            return result
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def limited(backend: Backend, settings: Settings) -> Backend:
+    """The backend itself when it owns a Limiter (it applies it per HTTP attempt), else a wrapped one."""
+    if isinstance(getattr(backend, "limiter", None), Limiter):
+        return backend
+    return LimitedBackend(backend, Limiter.from_settings(settings), settings.max_output_tokens)
+
+
+# --- Running many: an async worker pool, or worker processes for a CPU-bound backend ------------
+
+
+async def _run_async(candidates: list[Candidate], backend: Backend, settings: Settings, writer: _Writer,
+                     force: bool) -> str | None:
+    backend = limited(backend, settings)
+    cache = open_cache(settings, backend)
+    workers = max(2, settings.concurrency * 2)  # more articles than slots keeps every slot busy
+    queue: asyncio.Queue[Candidate | None] = asyncio.Queue(maxsize=workers * 2)
+    stopped: list[str] = []
+
+    async def produce() -> None:
+        for candidate in candidates:
+            if stopped:
+                break
+            await queue.put(candidate)
+        for _ in range(workers):
+            await queue.put(None)
+
+    async def work() -> None:
+        while (candidate := await queue.get()) is not None:
+            if stopped:
+                continue
+            outcome = await summarise_candidate(candidate, backend, settings, cache,
+                                                writer.index.entries.get(candidate.article_id),
+                                                writer.settings_key, force)
+            writer.handle(outcome)
+            if outcome.fatal and not stopped:
+                stopped.append(outcome.error["message"] if outcome.error else "stopped")
+
+    try:
+        await asyncio.gather(produce(), *(work() for _ in range(workers)))
+    finally:
+        await backend.aclose()
+        if cache is not None:
+            cache.close()
+    return stopped[0] if stopped else None
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(settings: Settings, backend_name: str, inherited: Backend | None) -> None:
+    # With the fork start method the parent's backend object comes along for free; otherwise build one.
+    backend = inherited if inherited is not None else create_backend(backend_name, settings)
+    _WORKER.update(settings=settings, backend=backend, cache=open_cache(settings, backend),
+                   loop=asyncio.new_event_loop())
+
+
+def _work(items: list[tuple[Candidate, tuple[str | None, str | None] | None]], settings_key: str,
+          force: bool) -> list[Outcome]:
+    loop: asyncio.AbstractEventLoop = _WORKER["loop"]
+    return [loop.run_until_complete(summarise_candidate(candidate, _WORKER["backend"], _WORKER["settings"],
+                                                        _WORKER["cache"], known, settings_key, force))
+            for candidate, known in items]
+
+
+def _batches(items: list[Candidate], size: int) -> Iterator[list[Candidate]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _run_pool(candidates: list[Candidate], backend: Backend, backend_name: str, settings: Settings,
+              writer: _Writer, force: bool, workers: int, total: int) -> str | None:
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    inherited = backend if context.get_start_method() == "fork" else None
+    stopped: str | None = None
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(settings, backend_name, inherited)) as pool:
+        # Fork the workers before the progress display starts a thread: forking a threaded process is risky.
+        pool.submit(os.getpid).result()
+        writer.start(total)
+        pending: set[Future[list[Outcome]]] = set()
+
+        def collect(done: set[Future[list[Outcome]]]) -> None:
+            nonlocal stopped
+            for future in done:
+                for outcome in future.result():
+                    writer.handle(outcome)
+                    if outcome.fatal and stopped is None:
+                        stopped = outcome.error["message"] if outcome.error else "stopped"
+
+        try:
+            for group in _batches(candidates, _POOL_BATCH):
+                if stopped:
+                    break
+                while len(pending) >= workers * 4:  # a bounded window, not one future per file
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    collect(done)
+                items = [(c, writer.index.entries.get(c.article_id)) for c in group]
+                pending.add(pool.submit(_work, items, writer.settings_key, force))
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                collect(done)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not wait for queued work
+            raise
+    return stopped
+
+
+def run_batch(
+    input_dir: str | Path,
+    output: str | Path,
+    settings: Settings,
+    *,
+    glob: str = "**/*.txt",
+    force: bool = False,
+    quiet: bool = False,
+    progress: ProgressSink | None = None,
+    pool_threshold: int = POOL_THRESHOLD,
+) -> BatchReport:
+    """Summarise every file under `input_dir` matching `glob` into `output` (JSONL, one article per line).
+
+    Failures go to `<output stem>.errors.jsonl` and the batch goes on; an authentication failure
+    stops it (`report.stopped`). Re-running skips articles already done with the same input and
+    settings; `force` re-does them all.
+
+    Raises:
+        ConfigError: the folder, glob, output path, backend or price table is unusable.
+    """
+    started = time.monotonic()
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder (batch reads a folder of article files)")
+    output = Path(output)
+    if output.is_dir():
+        raise ConfigError(f"{output}: is a folder; -o needs a file name such as results.jsonl")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    errors_path = errors_path_for(output)
+    prices = load_prices(settings.prices)
+    backend_name, notice = resolve_backend_name(settings)
+    candidates, refused = discover(root, glob, exclude=(output, errors_path))
+    backend = create_backend(backend_name, settings)
+    settings_key = settings.output_key(backend.name, backend.prompt.sha256 if backend.prompt else None)
+    report = BatchReport(root, output, errors_path, backend.name, backend.model, notice=notice,
+                         total=len(candidates) + len(refused))
+    fd, index = _open_results(output)
+    writer = _Writer(fd, output, errors_path, index, settings_key, progress or choose_progress(quiet), report)
+    for record in refused:
+        writer.fail(record)
+    workers = settings.workers or os.cpu_count() or 1
+    cpu_bound = backend.name == "rules" or bool(getattr(backend, "cpu_bound", False))
+    try:
+        if cpu_bound and workers > 1 and len(candidates) > pool_threshold:
+            report.stopped = _run_pool(candidates, backend, backend_name, settings, writer, force, workers,
+                                       report.total)
+            asyncio.run(backend.aclose())
+        else:
+            writer.start(report.total)
+            report.stopped = asyncio.run(_run_async(candidates, backend, settings, writer, force))
+    finally:
+        writer.close()
+    tally = writer.tally
+    report.done, report.cached, report.failed = tally.done, tally.cached, tally.failed
+    report.skipped = tally.skipped
+    report.cost_usd = estimate_cost(report.model, report.usage, prices)
+    report.wall_seconds = time.monotonic() - started
+    return report

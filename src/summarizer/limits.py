@@ -1,0 +1,127 @@
+"""One shared limit on model traffic: requests in flight, and optionally requests and tokens per minute.
+
+A backend that talks to a network holds one `Limiter` and enters it around every HTTP attempt
+(retries included), so a batch of many articles, each with parallel chunks, never has more than
+`concurrency` requests open at once. Rates are paced, not bursty: starts are spaced evenly from
+the first request on, and idle time is not banked as credit for a later burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+
+class LimitSettings(Protocol):
+    """The three settings a Limiter reads (Settings has them; anything with these attributes will do)."""
+
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def rpm(self) -> int | None: ...
+    @property
+    def tpm(self) -> int | None: ...
+
+
+class Permit:
+    """A granted request slot. Call `settle(actual_tokens)` once the reply's usage is known."""
+
+    def __init__(self, limiter: Limiter, tokens: int) -> None:
+        self._limiter = limiter
+        self.tokens = tokens
+        self._settled = False
+
+    def settle(self, actual_tokens: int) -> None:
+        """Correct the token pacing with the tokens the request really used (only the first call counts)."""
+        if not self._settled:
+            self._settled = True
+            self._limiter._adjust_tokens(actual_tokens - self.tokens)
+
+
+class Limiter:
+    """Bounds concurrent requests and paces their starts.
+
+    Usage, around each single HTTP attempt:
+
+        limiter = Limiter(concurrency=8, rpm=500, tpm=200_000)
+        async with limiter.request(tokens=estimated_prompt_plus_max_output) as permit:
+            reply = await client.post(...)
+            permit.settle(reply.usage.total_tokens)
+
+    `rpm`: at most one start every 60/rpm seconds. `tpm`: after a start that reserves T tokens, the
+    next start waits T*60/tpm seconds (the reservation is corrected by `settle`). A single request
+    larger than the per-minute budget still runs (alone), rather than waiting forever.
+
+    Safe to create outside any event loop (a backend's constructor is the right place) and to use
+    from successive `asyncio.run` calls: the slot semaphore is rebuilt for each new running loop,
+    while the pacing (plain clock arithmetic) carries over. Not for use from several threads.
+    """
+
+    def __init__(self, concurrency: int, rpm: int | None = None, tpm: int | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if rpm is not None and rpm < 1:
+            raise ValueError("rpm must be at least 1")
+        if tpm is not None and tpm < 1:
+            raise ValueError("tpm must be at least 1")
+        self.concurrency = concurrency
+        self.rpm = rpm
+        self.tpm = tpm
+        self._clock = clock
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_request = 0.0  # earliest start allowed by rpm
+        self._next_tokens = 0.0  # earliest start allowed by tpm
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.started = 0
+
+    @classmethod
+    def from_settings(cls, settings: LimitSettings) -> Limiter:
+        return cls(max(1, settings.concurrency), settings.rpm, settings.tpm)
+
+    def _reserve(self, tokens: int) -> float:
+        """Claim the next start time; runs without awaiting, so claims are made one at a time."""
+        now = self._clock()
+        start = max(now, self._next_request, self._next_tokens)
+        if self.rpm:
+            self._next_request = start + 60.0 / self.rpm
+        if self.tpm:
+            self._next_tokens = start + max(0, tokens) * 60.0 / self.tpm
+        return start - now
+
+    def _adjust_tokens(self, delta: int) -> None:
+        if not self.tpm or not delta:
+            return
+        moved = self._next_tokens + delta * 60.0 / self.tpm
+        # A refund may pull the next start back, but never before now: no banked burst.
+        self._next_tokens = max(self._clock(), moved) if delta < 0 else moved
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            self._slots, self._loop = asyncio.Semaphore(self.concurrency), loop
+        return self._slots
+
+    @asynccontextmanager
+    async def request(self, tokens: int = 0) -> AsyncIterator[Permit]:
+        """Wait for a free slot and the next paced start, then hold the slot until the block exits.
+
+        Args:
+            tokens: what the request may use (prompt + max output), reserved for tpm pacing.
+        """
+        async with self._semaphore():
+            delay = self._reserve(tokens)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.in_flight += 1
+            self.started += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                yield Permit(self, tokens)
+            finally:
+                self.in_flight -= 1

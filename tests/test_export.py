@@ -1,0 +1,99 @@
+"""CSV export of a results file: one row per metric or initiative, readable by pandas and Excel."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from summarizer.cli import app
+from summarizer.export import INITIATIVE_COLUMNS, METRIC_COLUMNS, export_csv
+from summarizer.schema import ArticleSummary, BodySummary, Initiative, Meta, Metric
+
+
+def summary(article_id: str, value: float = 12, evidence: str = "提出建议12条") -> ArticleSummary:
+    return ArticleSummary(
+        article_id=article_id,
+        bodies=[BodySummary(
+            body="苏州市政协", level="municipal", year=2023, summary="摘要",
+            key_initiatives=[Initiative(name="委员工作室", evidence="建成“委员工作室”, 方便群众", span=(3, 17))],
+            metrics=[Metric(name="建议", value=value, unit="条", evidence=evidence, span=(40, 47)),
+                     Metric(name="调研", value=1.5, unit="万人次", approx=True, evidence="约1.5万人次")],
+        )],
+        meta=Meta(backend="fake"),
+    )
+
+
+def write_results(path: Path, *summaries: ArticleSummary, tail: bytes = b"") -> Path:
+    path.write_bytes(b"".join(s.model_dump_json().encode() + b"\n" for s in summaries) + tail)
+    return path
+
+
+def read_csv(path: Path, encoding: str = "utf-8") -> list[dict[str, str]]:
+    with path.open(encoding=encoding, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_one_row_per_metric_and_per_initiative_with_the_documented_columns(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "results.jsonl", summary("a/one"), summary("two", value=7))
+    counts = export_csv(results, tmp_path / "metrics.csv", tmp_path / "initiatives.csv")
+    assert (counts.articles, counts.metrics, counts.initiatives, counts.bad_lines) == (2, 4, 2, 0)
+    metrics = read_csv(tmp_path / "metrics.csv")
+    assert tuple(metrics[0]) == METRIC_COLUMNS
+    assert metrics[0] == {"article": "a/one", "body": "苏州市政协", "level": "municipal", "year": "2023",
+                          "name": "建议", "value": "12", "unit": "条", "approx": "FALSE",
+                          "evidence": "提出建议12条", "span_start": "40", "span_end": "47"}
+    assert metrics[1]["value"] == "1.5" and metrics[1]["approx"] == "TRUE" and metrics[1]["span_start"] == ""
+    initiatives = read_csv(tmp_path / "initiatives.csv")
+    assert tuple(initiatives[0]) == INITIATIVE_COLUMNS
+    assert initiatives[0]["evidence"] == "建成“委员工作室”, 方便群众"  # the comma survives quoting
+
+
+def test_bom_for_excel_and_crlf_rows(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "results.jsonl", summary("one"))
+    export_csv(results, tmp_path / "plain.csv")
+    export_csv(results, tmp_path / "excel.csv", bom=True)
+    assert not (tmp_path / "plain.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    raw = (tmp_path / "excel.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfarticle,body,") and b"\r\n" in raw
+    assert read_csv(tmp_path / "excel.csv", "utf-8-sig")[0]["body"] == "苏州市政协"
+
+
+def test_pandas_reads_numbers_and_flags(tmp_path: Path) -> None:
+    pandas = pytest.importorskip("pandas")
+    results = write_results(tmp_path / "results.jsonl", summary("one"))
+    export_csv(results, tmp_path / "metrics.csv", bom=True)
+    frame = pandas.read_csv(tmp_path / "metrics.csv", encoding="utf-8-sig")
+    assert list(frame["value"]) == [12, 1.5] and list(frame["approx"]) == [False, True]
+
+
+def test_last_line_wins_and_unreadable_lines_are_counted_not_fatal(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "results.jsonl", summary("one", value=1, evidence="建议1条"),
+                            summary("two"), summary("one", value=3, evidence="建议3条"), tail=b'{"article_id": "thr')
+    counts = export_csv(results, tmp_path / "metrics.csv")
+    rows = read_csv(tmp_path / "metrics.csv")
+    assert [(r["article"], r["value"]) for r in rows if r["name"] == "建议"] == [("two", "12"), ("one", "3")]
+    assert counts.articles == 2 and counts.bad_lines == 1
+
+
+def test_newlines_and_quotes_in_evidence_round_trip(tmp_path: Path) -> None:
+    evidence = '他说:"建议12条"\n第二行'
+    results = write_results(tmp_path / "results.jsonl", summary("one", evidence=evidence))
+    export_csv(results, tmp_path / "metrics.csv")
+    assert read_csv(tmp_path / "metrics.csv")[0]["evidence"] == evidence
+
+
+def test_cli_export_and_its_usage_errors(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "results.jsonl", summary("one"))
+    runner = CliRunner()
+    done = runner.invoke(app, ["export", str(results), "--csv", str(tmp_path / "m.csv"),
+                               "--csv-initiatives", str(tmp_path / "i.csv"), "--bom"])
+    assert done.exit_code == 0 and "1 articles: 2 metrics, 1 initiatives" in done.stdout
+    assert (tmp_path / "i.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    nothing = runner.invoke(app, ["export", str(results)])
+    assert nothing.exit_code == 2 and "--csv" in nothing.stderr
+    missing = runner.invoke(app, ["export", str(tmp_path / "none.jsonl"), "--csv", str(tmp_path / "m2.csv")])
+    assert missing.exit_code == 1 and "cannot read" in missing.stderr
+    assert not (tmp_path / "m2.csv").exists()  # no half-written table left behind
