@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import EVAL_ARTICLES
 from typer.testing import CliRunner
 
+from conftest import EVAL_ARTICLES
 from summarizer.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +53,11 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_openai_without_a_model_is_a_clear_config_error() -> None:
-    result = runner.invoke(app, ["summarise", str(EVAL_ARTICLES[0]), "--backend", "openai"],
-                           env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    result = runner.invoke(
+        app,
+        ["summarise", str(EVAL_ARTICLES[0]), "--backend", "openai"],
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
+    )
     assert result.exit_code != 0
     assert "model" in result.stderr.lower()
 

@@ -16,13 +16,67 @@ from ...numbers import as_number, parse_chinese
 
 # Longest first so 人次 wins over 人 and 件次 over 件.
 UNITS = (
-    "万人次", "人次", "件次", "场次", "个百分点", "个小时", "平方公里", "平方米", "万元", "亿元", "万人", "公里", "千米",
-    "小时", "个", "件", "篇", "份", "次", "场", "名", "人", "位", "家", "项", "条", "期", "批", "户", "所", "处",
-    "座", "间", "支", "组", "类", "天", "盏", "本", "册", "部", "套", "台", "辆", "张", "幅", "首", "轮", "门",
-    "元", "亩", "米", "吨", "%", "％",
+    "万人次",
+    "人次",
+    "件次",
+    "场次",
+    "个百分点",
+    "个小时",
+    "平方公里",
+    "平方米",
+    "万元",
+    "亿元",
+    "万人",
+    "公里",
+    "千米",
+    "小时",
+    "个",
+    "件",
+    "篇",
+    "份",
+    "次",
+    "场",
+    "名",
+    "人",
+    "位",
+    "家",
+    "项",
+    "条",
+    "期",
+    "批",
+    "户",
+    "所",
+    "处",
+    "座",
+    "间",
+    "支",
+    "组",
+    "类",
+    "天",
+    "盏",
+    "本",
+    "册",
+    "部",
+    "套",
+    "台",
+    "辆",
+    "张",
+    "幅",
+    "首",
+    "轮",
+    "门",
+    "元",
+    "亩",
+    "米",
+    "吨",
+    "%",
+    "％",
 )
 _UNIT_RE = "|".join(re.escape(u) for u in UNITS)
-_CN_NUM = r"(?:[一二两三四五六七八九]?十[一二三四五六七八九]?|[一二两三四五六七八九][百千万][零一二两三四五六七八九十百千万]*)"
+_CN_NUM = (
+    r"(?:[一二两三四五六七八九]?十[一二三四五六七八九]?"  # 十, 二十, 十二
+    r"|[一二两三四五六七八九][百千万][零一二两三四五六七八九十百千万]*)"  # 一百二十, 三千
+)
 _METRIC = re.compile(
     rf"(?P<pre>(?<![附接最邻临就])近|约|超过|超|逾|将近|共计|累计)?"
     rf"(?P<num>\d+(?:\.\d+)?|{_CN_NUM})(?:\s*(?P<range>[—\-~～至到])\s*(?P<upper>\d+(?:\.\d+)?))?"
@@ -155,7 +209,10 @@ def _value(raw: str) -> float | None:
 
 
 def find_metrics(
-    text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None,
+    text: str,
+    start: int,
+    end: int,
+    skip: list[tuple[int, int]] | None = None,
     quoted: list[tuple[int, int]] | None = None,
 ) -> list[FoundMetric]:
     """Every metric in text[start:end]; `skip` are ranges not to read (captions, headings)."""
@@ -168,8 +225,11 @@ def find_metrics(
         if number_start in excluded:
             continue
         before = text[max(0, number_start - 6) : match.start()]
-        if (_BAD_BEFORE.search(before) or text[match.start() - 1 : match.start()].isdigit()
-                or (text[number_start - 1 : number_start] == "数" and not match.group("num")[0].isdigit())):
+        if (
+            _BAD_BEFORE.search(before)
+            or text[match.start() - 1 : match.start()].isdigit()
+            or (text[number_start - 1 : number_start] == "数" and not match.group("num")[0].isdigit())
+        ):
             continue
         after = text[match.end("unit") : match.end("unit") + 3]
         if match.group("unit") in ("%", "％"):
@@ -189,8 +249,12 @@ def find_metrics(
             continue
         unit = {"％": "%", "个小时": "小时"}.get(match.group("unit"), match.group("unit"))
         # A range (3至5次) is reported by its lower bound, marked approximate.
-        approx = bool(match.group("pre") in ("近", "约", "超过", "超", "逾", "将近") or match.group("approx")
-                      or match.group("post") or match.group("range"))
+        approx = bool(
+            match.group("pre") in ("近", "约", "超过", "超", "逾", "将近")
+            or match.group("approx")
+            or match.group("post")
+            or match.group("range")
+        )
         noun = "" if unit == "%" else _noun_after(text, match.end(), min(end, match.end() + 20))
         evidence_start = match.start("pre") if match.group("pre") else number_start
         evidence_end = match.end()
@@ -209,8 +273,10 @@ def find_metrics(
                 evidence_start = min(evidence_start, name_start)
         if name in ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个"):
             continue
-        if any(f.value == value and f.unit == unit and (f.name[:3] == name[:3] or f.name in name or name in f.name)
-               for f in found):
+        if any(
+            f.value == value and f.unit == unit and (f.name[:3] == name[:3] or f.name in name or name in f.name)
+            for f in found
+        ):
             continue  # the same figure repeated later in the text
         found.append(FoundMetric(name, as_number(value), unit, approx, evidence_start, evidence_end))
     return found

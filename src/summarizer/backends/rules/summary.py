@@ -18,8 +18,7 @@ def _shorten(sentence: str) -> str:
     return (sentence[:cut] if cut > 40 else sentence[: MAX_CHARS - 1]) + "。"
 
 
-def summarise_section(article: Article, start: int, end: int, body: str,
-                      skip: list[tuple[int, int]]) -> str:
+def summarise_section(article: Article, start: int, end: int, body: str, skip: list[tuple[int, int]]) -> str:
     """The first reporting sentence that names the committee (or says 政协), else the first one."""
     place = body.removesuffix("政协")
     first = ""
