@@ -90,7 +90,8 @@ _DELIM = set(",。;:!?、()()“”《》【】[]…—\n\t ,.;:!?\"'")
 # Where the counted thing ends: a verb or a joining word after at least two characters of noun.
 _VERB_AFTER = re.compile(
     r"通过|参与|参加|得到|获得|列入|开展|进行|实现|涉及|分别|全部|先后|累计|惠及|覆盖|照亮|达到|深入|作为|建立|组织|"
-    r"提交|形成|捆绑|被|的|和|与|及|等|在|将|向|从|于|把|让|给|到|由|是|已|均|都|也|还|为|每"
+    r"提交|形成|捆绑|归并|一并|承办|联动|相关|(?<![工合协创写操运])作|被|的|和|与|及|等|在|将|向|从|于|把|让|给|到|由|是|"
+    r"已|均|都|也|还|为|每"
 )
 _VERB_BEFORE = re.compile(
     r"参与|作为|通过|开展|召开|组织|举办|举行|形成|提交|完成|培训|推动|办理|承办|解决|收到|建立|设立|打造|组建|"
@@ -102,7 +103,7 @@ _LEAD_WORDS = re.compile(
     r"编发|征集|处理|化解|解决|协调|帮助|走访|慰问|参与|参加|接待|受理|确定|精选|围绕|聚焦|推荐|采纳|"
     r"达|为|是|在|对|将|把|与|和|及|了|的|、)+"
 )
-_TRAIL_WORDS = re.compile(r"(?:为|达|达到|共|计|总计|累计|约|近|超过|有|了|分别|已|的|是)+$")
+_TRAIL_WORDS = re.compile(r"(?:为|达|达到|共|计|总计|累计|约|近|超过|不少于|不低于|至少|有|了|分别|已|的|是)+$")
 _FREQUENCY = re.compile(r"每(?:年|月|季度?|周|半年|天|日|次)[^,。;!?]{0,12}$")
 _CONTEXT = 18
 
@@ -256,11 +257,14 @@ def find_metrics(
             or match.group("range")
         )
         noun = "" if unit == "%" else _noun_after(text, match.end(), min(end, match.end() + 20))
+        skip_de = 0
+        if not noun and text[match.end() : match.end() + 1] == "的":  # 3个小时的[宣讲], 2000平方米的[荒地]
+            noun, skip_de = _noun_after(text, match.end() + 1, min(end, match.end() + 21)), 1
         evidence_start = match.start("pre") if match.group("pre") else number_start
         evidence_end = match.end()
         if len(noun) >= 2:
             name = noun
-            evidence_end = match.end() + len(noun)
+            evidence_end = match.end() + skip_de + len(noun)
         else:
             name, name_start = _noun_before(text, evidence_start, max(start, evidence_start - 20))
             if len(name) < 2:  # 110人次参与: name it by what follows
