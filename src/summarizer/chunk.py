@@ -66,7 +66,7 @@ def get_encoding(model: str | None = None) -> tiktoken.Encoding:
 
 
 def count_tokens(text: str, model: str | None = None) -> int:
-    return len(get_encoding(model).encode(text, disallowed_special=()))
+    return len(get_encoding(model).encode_ordinary(text))
 
 
 def _units(article: Article, section: Section) -> list[tuple[int, int, bool]]:
@@ -91,7 +91,7 @@ def _hard_split(
     pieces, position = [], start
     while position < end:
         step = max(1, min(end - position, limit))
-        while step > 1 and len(encoding.encode(text[position : position + step], disallowed_special=())) > limit:
+        while step > 1 and len(encoding.encode_ordinary(text[position : position + step])) > limit:
             step = step * 3 // 4
         pieces.append((position, position + step, position == start))
         position += step
@@ -121,15 +121,15 @@ def chunk_section(
     budget = max(16, max_tokens - overlap)
     units: list[tuple[int, int, bool, int]] = []
     for start, end, new_paragraph in _units(article, section):
-        tokens = len(encoding.encode(text[start:end], disallowed_special=()))
+        tokens = len(encoding.encode_ordinary(text[start:end]))
         if tokens <= budget:
             units.append((start, end, new_paragraph, tokens))
             continue
         for s, e, first in _sentences(text, start, end):
-            sentence_tokens = len(encoding.encode(text[s:e], disallowed_special=()))
+            sentence_tokens = len(encoding.encode_ordinary(text[s:e]))
             parts = [(s, e, first)] if sentence_tokens <= budget else _hard_split(encoding, text, s, e, budget)
             for ps, pe, pfirst in parts:
-                units.append((ps, pe, pfirst and first, len(encoding.encode(text[ps:pe], disallowed_special=()))))
+                units.append((ps, pe, pfirst and first, len(encoding.encode_ordinary(text[ps:pe]))))
 
     chunks: list[Chunk] = []
     current: list[tuple[int, int, bool, int]] = []
@@ -159,7 +159,7 @@ def chunk_section(
                 if carried_tokens + previous[3] > overlap:
                     # carry the paragraph's last sentences that still fit
                     for s, e, _ in reversed(_sentences(text, previous[0], previous[1])):
-                        tokens = len(encoding.encode(text[s:e], disallowed_special=()))
+                        tokens = len(encoding.encode_ordinary(text[s:e]))
                         if carried_tokens + tokens > overlap:
                             break
                         carried.insert(0, (s, e, False, tokens))

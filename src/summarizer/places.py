@@ -27,6 +27,10 @@ PROVINCES: dict[str, str] = {
     "宁夏": "宁夏回族自治区", "新疆": "新疆维吾尔自治区",
 }
 _MUNICIPALITIES = {"北京市", "天津市", "上海市", "重庆市"}
+# "广西自治区", "内蒙古自治区", "河北省", "北京市" -> the full provincial name
+_PROVINCE_ALIASES = {
+    alias: full for short, full in PROVINCES.items() for alias in (full, short + "自治区", short + "省", short + "市")
+}
 _REGIONS = {short: full for short, full in PROVINCES.items() if full.endswith("自治区")}
 
 # Longest first, so 自治区 wins over 区 and 新区 over 区.
@@ -46,6 +50,7 @@ _GENERIC_END = re.compile(
 _STOP_LEAD = set("年月日的在由和与及对向赴到是为了等从将被让于以就据经也都已并又还其该本我这那各全每共届后前中系")
 
 
+@lru_cache(maxsize=16384)
 def _is_generic(place: str) -> bool:
     return place in _GENERIC_EXACT or bool(_GENERIC_LEAD.match(place) or _GENERIC_END.search(place))
 
@@ -82,6 +87,7 @@ def _last_unit(place: str) -> str:
     return place
 
 
+@lru_cache(maxsize=16384)  # pure, and articles repeat the same few places many times
 def canonical_place(place: str) -> str | None:
     """Normalise a place string to the one its committee is named by, or None if it is no place."""
     place = _SESSION.sub("", place)
@@ -89,10 +95,7 @@ def canonical_place(place: str) -> str | None:
         return PROVINCES[place]
     if place in UNIT_SUFFIXES or not place.endswith(UNIT_SUFFIXES) or _is_generic(place):
         return None
-    for short, full in PROVINCES.items():
-        if place in (full, short + "自治区", short + "省", short + "市"):
-            return full
-    return _last_unit(place)
+    return _PROVINCE_ALIASES.get(place) or _last_unit(place)
 
 
 def canonical_body(raw: str) -> str | None:
@@ -217,6 +220,17 @@ def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Men
     return mentions
 
 
+@lru_cache(maxsize=256)
+def _places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
+    """Canonical places ending in `suffix` that the text writes, most frequent first."""
+    places = Counter(
+        p for p in re.findall(rf"([\u4e00-\u9fff]{{2,6}}?{suffix})(?![\u4e00-\u9fff]*委员会)", text)
+        if canonical_place(p) and p[0] not in _STOP_LEAD
+    )
+    ordered = (canonical_place(place) for place, _ in places.most_common())
+    return tuple(c for c in ordered if c and c.endswith(suffix))
+
+
 def resolve_bare(suffix: str, named: Iterable[str], text: str) -> str | None:
     """Resolve a bare `<suffix>政协` to a full name using the names the article spells out.
 
@@ -236,12 +250,5 @@ def resolve_bare(suffix: str, named: Iterable[str], text: str) -> str | None:
                           if full.endswith("省")})
         short, count = counts.most_common(1)[0]
         return PROVINCES[short] + "政协" if count else None
-    places = Counter(
-        p for p in re.findall(rf"([\u4e00-\u9fff]{{2,6}}?{suffix})(?![\u4e00-\u9fff]*委员会)", text)
-        if canonical_place(p) and p[0] not in _STOP_LEAD
-    )
-    for place, _ in places.most_common():
-        canonical = canonical_place(place)
-        if canonical and canonical.endswith(suffix):
-            return canonical + "政协"
-    return None
+    places = _places_by_frequency(suffix, text)
+    return places[0] + "政协" if places else None
