@@ -46,13 +46,21 @@ POOL_THRESHOLD = 200  # a CPU-bound backend uses a process pool above this many 
 _POOL_BATCH = 16  # files per task sent to a worker process
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
-    """One input file: its path relative to the folder (POSIX), the path to read, and its article id."""
+    """One input file: the folder, its path relative to it (POSIX) and its article id.
 
+    Kept small (a huge folder holds one of these per file while it runs): the folder object is
+    shared and the path to read is derived on demand.
+    """
+
+    root: Path
     rel: str
-    path: Path
     article_id: str
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.rel
 
 
 @dataclass
@@ -222,7 +230,7 @@ def discover(
                                       f"already taken by {seen[article_id]}", 0, "InputError"))
                 continue
             seen[article_id] = rel
-            candidates.append(Candidate(rel, path, article_id))
+            candidates.append(Candidate(root, rel, article_id))
     for exc in walk_errors:
         refused.append(_error(str(exc.filename or root), str(exc.filename or root),
                               f"{exc.filename}: cannot list folder ({exc.strerror or exc})", 0, "InputError"))
