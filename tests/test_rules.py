@@ -66,8 +66,10 @@ def test_same_figure_repeated_is_reported_once() -> None:
 
 
 def test_initiatives_favour_what_the_committee_set_up() -> None:
-    text = ("县政协建立“委员议事厅”协商平台,出台《委员履职考核办法》。市委印发《关于加强政协工作的意见》。"
-            "县政协坚持“两个确立”,开展“送法进社区”活动。")
+    text = (
+        "县政协建立“委员议事厅”协商平台,出台《委员履职考核办法》。市委印发《关于加强政协工作的意见》。"
+        "县政协坚持“两个确立”,开展“送法进社区”活动。"
+    )
     found = find_initiatives(text, 0, len(text))
     names = [f.name for f in found]
     assert any("委员议事厅" in n for n in names)
@@ -116,9 +118,27 @@ def test_roundup_gives_one_body_per_section_with_its_own_items() -> None:
 
 
 def test_committee_in_passing_is_not_a_body() -> None:
-    text = ("某某市政协2022年工作综述\n\n一年来,某某市政协召开常委会会议4次。省政协副主席出席会议。"
-            "市政协组织委员开展视察12次,东湖区政协委员也参加了活动。")
+    text = (
+        "某某市政协2022年工作综述\n\n一年来,某某市政协召开常委会会议4次。省政协副主席出席会议。"
+        "市政协组织委员开展视察12次,东湖区政协委员也参加了活动。"
+    )
     article = parse_article(text, "passing")
     summary = asyncio.run(summarise_article_async(article, RulesBackend(), Settings(backend="rules")))
     assert [b.body for b in summary.bodies] == ["某某市政协"]
     assert summary.bodies[0].year == 2022
+
+
+def test_bulleted_roundup_and_author_unit_line() -> None:
+    roundup = (
+        "各地政协扎实推进协商民主\n\n■ 江阴市政协\n江阴市政协开展“请你来协商”活动16场。\n\n"
+        "■ 【宜兴市政协】\n宜兴市政协组织视察调研9次。\n"
+    )
+    summary = asyncio.run(
+        summarise_article_async(parse_article(roundup, "r"), RulesBackend(), Settings(backend="rules"))
+    )
+    assert [(b.body, b.level) for b in summary.bodies] == [("江阴市政协", "county"), ("宜兴市政协", "county")]
+    assert [(m.name, m.value) for m in summary.bodies[0].metrics] == [("“请你来协商”活动", 16)]
+
+    piece = "以协商助推发展\n\n□ 王某\n\n2023年,县政协开展专题协商6次。\n\n(作者单位:会宁县政协办公室)\n"
+    summary = asyncio.run(summarise_article_async(parse_article(piece, "p"), RulesBackend(), Settings(backend="rules")))
+    assert [(b.body, b.year) for b in summary.bodies] == [("会宁县政协", 2023)]

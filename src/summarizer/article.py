@@ -170,10 +170,7 @@ def _find_title(text: str, kept: tuple[tuple[int, int], ...]) -> tuple[str | Non
     runs = [run for run in runs if run]
     if not runs:
         return None, None
-    if anchored:
-        candidates = runs[::-1]
-    else:
-        candidates = runs
+    candidates = runs[::-1] if anchored else runs  # with a byline, the headline is the run just above it
     subtitle = None
     for index, run in enumerate(runs):
         if run[0].startswith(("——", "—", "--")) and index > 0 and subtitle is None:

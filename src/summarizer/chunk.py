@@ -84,7 +84,9 @@ def _sentences(text: str, start: int, end: int) -> list[tuple[int, int, bool]]:
     return pieces
 
 
-def _hard_split(encoding: tiktoken.Encoding, text: str, start: int, end: int, limit: int) -> list[tuple[int, int, bool]]:
+def _hard_split(
+    encoding: tiktoken.Encoding, text: str, start: int, end: int, limit: int
+) -> list[tuple[int, int, bool]]:
     """Last resort for a sentence longer than the budget: cut by characters of ~limit tokens."""
     pieces, position = [], start
     while position < end:
@@ -106,7 +108,11 @@ def _render(text: str, pieces: list[tuple[int, int, bool]]) -> str:
 
 
 def chunk_section(
-    article: Article, section: Section, max_tokens: int, overlap: int, model: str | None = None,
+    article: Article,
+    section: Section,
+    max_tokens: int,
+    overlap: int,
+    model: str | None = None,
     first_index: int = 0,
 ) -> list[Chunk]:
     """Chunks of one section, each at most `max_tokens` (plus overlap carried from the previous one)."""
@@ -131,9 +137,17 @@ def chunk_section(
 
     def flush() -> None:
         pieces = [(s, e, p) for s, e, p, _ in current]
-        chunks.append(Chunk(first_index + len(chunks), section.index, current[0][0], current[-1][1],
-                            _render(text, pieces), sum(t for *_, t in current),
-                            tuple((s, e) for s, e, _ in pieces)))
+        chunks.append(
+            Chunk(
+                first_index + len(chunks),
+                section.index,
+                current[0][0],
+                current[-1][1],
+                _render(text, pieces),
+                sum(t for *_, t in current),
+                tuple((s, e) for s, e, _ in pieces),
+            )
+        )
 
     fresh = 0  # units in `current` that are new (not carried over as overlap)
     for unit in units:
@@ -143,6 +157,15 @@ def chunk_section(
             carried_tokens = 0
             for previous in reversed(current):
                 if carried_tokens + previous[3] > overlap:
+                    # carry the paragraph's last sentences that still fit
+                    for s, e, _ in reversed(_sentences(text, previous[0], previous[1])):
+                        tokens = len(encoding.encode(text[s:e], disallowed_special=()))
+                        if carried_tokens + tokens > overlap:
+                            break
+                        carried.insert(0, (s, e, False, tokens))
+                        carried_tokens += tokens
+                    if carried:
+                        carried[0] = (carried[0][0], carried[0][1], True, carried[0][3])
                     break
                 carried.insert(0, previous)
                 carried_tokens += previous[3]

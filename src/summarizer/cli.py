@@ -64,18 +64,27 @@ def run_guarded(function: Any, *args: Any, **kwargs: Any) -> Any:
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr.")) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 @app.command()
 def summarise(
     path: Path = typer.Argument(..., help="Article text file (UTF-8, UTF-8 with BOM, or GB18030/GBK)."),
-    backend: str = typer.Option("auto", "--backend", "-b", help="rules | openai | auto (openai when a key or base URL is set)."),
-    model: str | None = typer.Option(None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name for the openai backend."),
+    backend: str = typer.Option(
+        "auto", "--backend", "-b", help="rules | openai | auto (openai when a key or base URL is set)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name for the openai backend."
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON here instead of stdout."),
     compact: bool = typer.Option(False, "--compact", help="One line of JSON instead of pretty-printed."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR", help="Cache folder (default: cache/)."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR", help="Cache folder (default: cache/)."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds per model request."),
     chunk_tokens: int | None = typer.Option(None, "--chunk-tokens", help="Token budget per chunk."),
@@ -87,8 +96,15 @@ def summarise(
     """
     from .pipeline import resolve_backend_name, summarise_article
 
-    settings = build_settings(backend=backend, model=model, cache_dir=cache_dir, use_cache=False if no_cache else None,
-                              timeout=timeout, chunk_tokens=chunk_tokens, max_file_bytes=max_file_bytes)
+    settings = build_settings(
+        backend=backend,
+        model=model,
+        cache_dir=cache_dir,
+        use_cache=False if no_cache else None,
+        timeout=timeout,
+        chunk_tokens=chunk_tokens,
+        max_file_bytes=max_file_bytes,
+    )
     _, message = resolve_backend_name(settings)
     if message:
         notice(message)
@@ -132,14 +148,23 @@ def batch(
 
     from .batch import run_batch
 
-    settings = build_settings(backend=backend, model=model, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                              workers=workers, cache_dir=cache_dir, use_cache=False if no_cache else None,
-                              max_file_bytes=max_file_bytes)
+    settings = build_settings(
+        backend=backend,
+        model=model,
+        concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
+        workers=workers,
+        cache_dir=cache_dir,
+        use_cache=False if no_cache else None,
+        max_file_bytes=max_file_bytes,
+    )
     report = run_guarded(run_batch, directory, output, settings, glob=glob, force=force, quiet=quiet)
     if report.notice:
         notice(report.notice)
-    table = Table(title=f"batch {directory} ({report.backend}{', ' + report.model if report.model else ''})",
-                  show_header=False)
+    table = Table(
+        title=f"batch {directory} ({report.backend}{', ' + report.model if report.model else ''})", show_header=False
+    )
     table.add_column("what", style="bold")
     table.add_column("count", justify="right")
     for label, value in report.rows():
@@ -171,8 +196,7 @@ def export(
         fail("nothing to write: give --csv and/or --csv-initiatives", 2)
     counts = run_guarded(export_csv, results, csv_path, initiatives, bom=bom)
     written = ", ".join(f"{p}" for p in (csv_path, initiatives) if p)
-    typer.echo(f"{counts.articles} articles: {counts.metrics} metrics, {counts.initiatives} initiatives "
-               f"-> {written}")
+    typer.echo(f"{counts.articles} articles: {counts.metrics} metrics, {counts.initiatives} initiatives -> {written}")
     if counts.bad_lines:
         notice(f"skipped {counts.bad_lines} unreadable lines in {results}")
 
@@ -180,12 +204,18 @@ def export(
 @app.command("eval")
 def evaluate(
     backend: str = typer.Option("rules", "--backend", "-b", help="Backend to run: rules | openai."),
-    model: str | None = typer.Option(None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model for the openai backend."),
-    predictions: Path | None = typer.Option(None, "--predictions", help="Score this results.jsonl instead of running a backend."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model for the openai backend."
+    ),
+    predictions: Path | None = typer.Option(
+        None, "--predictions", help="Score this results.jsonl instead of running a backend."
+    ),
     gold: Path = typer.Option(Path("eval/gold"), "--gold", help="Folder of gold label files."),
     articles: Path = typer.Option(Path("eval/articles"), "--articles", help="Folder of the articles they label."),
     report_dir: Path = typer.Option(Path("reports/latest"), "--report-dir", help="Where report.json/.md/.html go."),
-    compare: tuple[Path, Path] | None = typer.Option(None, "--compare", help="Show the deltas between two report.json files."),
+    compare: tuple[Path, Path] | None = typer.Option(
+        None, "--compare", help="Show the deltas between two report.json files."
+    ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
     no_cache: bool = typer.Option(False, "--no-cache"),
 ) -> None:
@@ -208,14 +238,22 @@ def evaluate(
     if predictions is None:
         from .pipeline import summarise_article
 
-        settings = build_settings(backend=backend, model=model, cache_dir=cache_dir,
-                                  use_cache=False if no_cache else None)
+        settings = build_settings(
+            backend=backend, model=model, cache_dir=cache_dir, use_cache=False if no_cache else None
+        )
 
         def summarise_one(path: Path) -> Any:
             return summarise_article(path, settings)
 
-    run = run_guarded(run_eval, gold_dir=gold, articles_dir=articles, predictions=predictions,
-                      summarise=summarise_one, backend=None if predictions else backend, model=model)
+    run = run_guarded(
+        run_eval,
+        gold_dir=gold,
+        articles_dir=articles,
+        predictions=predictions,
+        summarise=summarise_one,
+        backend=None if predictions else backend,
+        model=model,
+    )
     paths = run_guarded(write_report, run.result, run.articles, report_dir)
     console.print(render_table(run.result))
     for kind, path in paths.items():

@@ -34,10 +34,8 @@ def parse_chinese(text: str) -> float | None:
     total, section, digit = 0, 0, None
     for ch in text:
         if ch in _DIGITS:
-            if digit is not None:  # 二〇二三-style digit strings
-                digit = digit * 10 + _DIGITS[ch]
-            else:
-                digit = _DIGITS[ch]
+            # 二〇二三-style digit strings read digit by digit
+            digit = _DIGITS[ch] if digit is None else digit * 10 + _DIGITS[ch]
         elif ch in _SMALL_UNITS:
             section += (1 if digit is None else digit) * _SMALL_UNITS[ch]
             digit = None

@@ -137,10 +137,10 @@ def gazetteer() -> dict[str, str]:
         if name in ("市辖区", "县", "省直辖县级行政区划") or not name:
             continue
         table.setdefault(name, level)
-        if short := _ETHNIC.sub(lambda m: m.group(1).removeprefix("自治"), name):
-            if short != name and len(short) >= 3:
-                table.setdefault(short, level)
-    for short, full in PROVINCES.items():
+        short = _ETHNIC.sub(lambda m: m.group(1).removeprefix("自治"), name)
+        if short != name and len(short) >= 3:
+            table.setdefault(short, level)
+    for full in PROVINCES.values():
         table[full] = "provincial"
     return table
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .article import Article
 from .places import Mention, find_mentions, resolve_bare
 
-_HEADING = re.compile(r"^\s*[【\[]?\s*([\u4e00-\u9fff]{2,20}?政协)\s*[】\]]?\s*(?:[:：]|$)")
+_HEADING = re.compile(r"^\s*[■●◆▲★◇◎·]?\s*[【\[]?\s*([\u4e00-\u9fff]{2,20}?政协)\s*[】\]]?\s*(?:[:：]|$)")
 _AUTHOR = re.compile(r"^\s*[(（]\s*(?:作者|文章作者|本文作者)\s*(?:系|为|是|单位\s*[:：]?)?\s*(.+?)\s*[)）]\s*$")
 
 
@@ -33,7 +33,7 @@ def _lines_in(article: Article, start: int, end: int) -> list[tuple[int, int]]:
 
 def _named_at_line_start(article: Article, start: int, end: int) -> str | None:
     for mention in find_mentions(article.text, start, end):
-        if mention.name and not article.text[start : mention.start].strip():
+        if mention.name and not article.text[start : mention.start].strip(" \t\u3000■●◆▲★◇◎·【["):
             return mention.name
     return None
 

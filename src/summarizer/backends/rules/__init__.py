@@ -34,9 +34,15 @@ def caption_ranges(article: Article, start: int, end: int, heading_start: int | 
         if line_end <= start or line_start >= end:
             continue
         line = article.text[line_start:line_end].strip()
-        if line_end <= header_end or (line and line[-1] not in _SENTENCE_END + ",、," and len(line) <= 90 and "政协" in line
-              and not re.search(r"[,;,;]", line)
-              and line_start != heading_start and not re.match(r"^[^,。]{0,20}政协\s*[:：]", line)):
+        if line_end <= header_end or (
+            line
+            and line[-1] not in _SENTENCE_END + ",、,"
+            and len(line) <= 90
+            and "政协" in line
+            and not re.search(r"[,;,;]", line)
+            and line_start != heading_start
+            and not re.match(r"^[^,。]{0,20}政协\s*[:：]", line)
+        ):
             skip.append((line_start, line_end))
     return skip
 
@@ -65,21 +71,24 @@ class RulesBackend:
         skip = caption_ranges(article, start, end, section.start if section.heading else None)
         quoted = quoted_ranges(text, start, end)
         metrics = [
-            Metric(name=m.name, value=m.value, unit=m.unit, approx=m.approx, evidence=text[m.start:m.end])
+            Metric(name=m.name, value=m.value, unit=m.unit, approx=m.approx, evidence=text[m.start : m.end])
             for m in find_metrics(text, start, end, skip, quoted)
         ]
         initiatives = [
-            Initiative(name=i.name, evidence=text[i.start:i.end])
+            Initiative(name=i.name, evidence=text[i.start : i.end])
             for i in find_initiatives(text, start, end, skip, quoted=quoted)
         ]
-        section_text = text[section.start:section.end]
+        section_text = text[section.start : section.end]
         year = infer_year(article.headline, section_text, text, article.published)
         lead = summarise_section(article, section.start, section.end, section.body_hint, skip)
-        summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives],
-                                  [m.evidence for m in metrics])
+        summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives])
         body = BodySummary(
-            body=section.body_hint, level="county", year=year, summary=summary,
-            key_initiatives=initiatives, metrics=metrics,
+            body=section.body_hint,
+            level="county",
+            year=year,
+            summary=summary,
+            key_initiatives=initiatives,
+            metrics=metrics,
         )
         grounded = ground_bodies([body], article, (start, end), section.body_hint)
         return ChunkResult(bodies=grounded.bodies, warnings=grounded.warnings)

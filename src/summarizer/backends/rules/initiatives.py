@@ -13,11 +13,69 @@ from dataclasses import dataclass
 
 from .metrics import Ranges
 
-_STRONG = ("建立", "出台", "制定", "构建", "打造", "搭建", "推行", "创建", "设立", "开办", "开设", "启动", "发起",
-           "成立", "组建", "印发", "编制", "修订", "实行", "推出", "创新", "首创", "建成", "分设", "上线", "编撰",
-           "编印", "制发", "探索", "揭牌", "建强", "开通", "推广")
-_WEAK = ("实施", "举办", "举行", "开展", "召开", "组织", "落实", "完善", "健全", "推进", "深化", "加强", "确定", "列入",
-         "纳入", "形成", "增开", "坚持", "开好", "做好", "发挥", "依托", "用好", "强化", "突出", "抓实")
+_STRONG = (
+    "建立",
+    "出台",
+    "制定",
+    "构建",
+    "打造",
+    "搭建",
+    "推行",
+    "创建",
+    "设立",
+    "开办",
+    "开设",
+    "启动",
+    "发起",
+    "成立",
+    "组建",
+    "印发",
+    "编制",
+    "修订",
+    "实行",
+    "推出",
+    "创新",
+    "首创",
+    "建成",
+    "分设",
+    "上线",
+    "编撰",
+    "编印",
+    "制发",
+    "探索",
+    "揭牌",
+    "建强",
+    "开通",
+    "推广",
+)
+_WEAK = (
+    "实施",
+    "举办",
+    "举行",
+    "开展",
+    "召开",
+    "组织",
+    "落实",
+    "完善",
+    "健全",
+    "推进",
+    "深化",
+    "加强",
+    "确定",
+    "列入",
+    "纳入",
+    "形成",
+    "增开",
+    "坚持",
+    "开好",
+    "做好",
+    "发挥",
+    "依托",
+    "用好",
+    "强化",
+    "突出",
+    "抓实",
+)
 _ADOPTING = ("落实", "贯彻", "学习", "坚持", "发挥")  # acting on someone else's document or slogan
 _VERB = re.compile("|".join(sorted(_STRONG + _WEAK, key=len, reverse=True)))
 _MECHANISM = re.compile(
@@ -26,9 +84,13 @@ _MECHANISM = re.compile(
     r"读书活动|党支部|小组|群组|基地|中心|示范点|联动|督办|调研|协商|视察|监督|评价|考评|述职|备案)"
 )
 _MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
-_ABSTRACT = re.compile(r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则|一个侧面)")
+_ABSTRACT = re.compile(
+    r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则|一个侧面)"
+)
 _SERVING = re.compile(r"(?:聚焦|围绕|助力|助推|服务|紧扣)(?:加快|持续|全面)?$")
-_GENERIC_OBJECT = re.compile(r"^(?:工作|履职|协商|监督|调研|学习|实践|建设)?(?:机制|制度|体系|平台|工作|活动|模式|方式|方法)$")
+_GENERIC_OBJECT = re.compile(
+    r"^(?:工作|履职|协商|监督|调研|学习|实践|建设)?(?:机制|制度|体系|平台|工作|活动|模式|方式|方法)$"
+)
 _COUNT_END = re.compile(r"\d+(?:\.\d+)?[余多]?[\u4e00-\u9fff%]{1,2}$")
 _VEHICLE = re.compile(r"以([^,。;以为]{3,24}?)为(?:抓手|载体|平台|依托|牵引|突破口)")
 _NAMED = re.compile(r"《[^》\n]{2,40}》|“[^”\n]{2,30}”")
@@ -47,10 +109,10 @@ class FoundInitiative:
 
 def _name_for(evidence: str, verb: str) -> str:
     named = _NAMED.findall(evidence)
-    rest = evidence[len(verb):] if evidence.startswith(verb) else evidence
+    rest = evidence[len(verb) :] if evidence.startswith(verb) else evidence
     if named:
         first = named[0]
-        tail = rest[rest.find(first) + len(first):]
+        tail = rest[rest.find(first) + len(first) :]
         mechanism = re.match(r"[\u4e00-\u9fff]{0,10}", tail)
         name = first + (mechanism.group(0) if mechanism and _MECHANISM.search(mechanism.group(0) or "") else "")
     else:
@@ -108,8 +170,14 @@ def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
-def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None,
-                     limit: int = 10, quoted: list[tuple[int, int]] | None = None) -> list[FoundInitiative]:
+def find_initiatives(
+    text: str,
+    start: int,
+    end: int,
+    skip: list[tuple[int, int]] | None = None,
+    limit: int = 10,
+    quoted: list[tuple[int, int]] | None = None,
+) -> list[FoundInitiative]:
     """The section's most telling initiatives, best first, at most `limit`."""
     skip_ranges = Ranges(skip or [])
     quoted_ranges = Ranges(quoted or [])
@@ -120,17 +188,16 @@ def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]
             continue
         body = text[clause_start:clause_end]
         sentence_start = clause_start if text[clause_start - 1 : clause_start] in "。!?\n" else sentence_start
-        verb = next((v for v in _VERB.finditer(body)
-                     if clause_start + v.start() not in quoted_ranges), None)
+        verb = next((v for v in _VERB.finditer(body) if clause_start + v.start() not in quoted_ranges), None)
         if not verb:
             continue
-        evidence = _balanced_prefix(body[verb.start():].strip())
+        evidence = _balanced_prefix(body[verb.start() :].strip())
         if len(evidence) > 45 and "、" in evidence[30:] and not _NAMED.search(evidence[30:]):
             evidence = evidence[: 30 + evidence[30:].index("、")]  # a long list: keep its head
         limit_chars = 80 if _NAMED.search(evidence) else 60
         if len(evidence) < 5 or len(evidence) > limit_chars or not _balanced(evidence):
             continue
-        obj = evidence[len(verb.group(0)):].lstrip("了")
+        obj = evidence[len(verb.group(0)) :].lstrip("了")
         if _COUNT_END.search(obj) or obj[:1] in "和与及的" or _GENERIC_OBJECT.match(obj):
             continue  # 开展专题协商5次 (a count), 加强和改进… (a fragment), 创新工作机制 (too generic)
         if _SERVING.search(body[: verb.start()].strip()):
@@ -153,9 +220,10 @@ def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]
         if verb.group(0) in ("落实", "贯彻", "学习") and "《" in obj:
             score -= 2.0  # carrying out a higher body's document
         score -= 0.005 * len(candidates)  # earlier in the section reads as slightly more central
-        span_start = clause_start + verb.start() + (len(body[verb.start():]) - len(body[verb.start():].lstrip()))
-        candidates.append(FoundInitiative(_name_for(evidence, verb.group(0)), span_start,
-                                          span_start + len(evidence), score))
+        span_start = clause_start + verb.start() + (len(body[verb.start() :]) - len(body[verb.start() :].lstrip()))
+        candidates.append(
+            FoundInitiative(_name_for(evidence, verb.group(0)), span_start, span_start + len(evidence), score)
+        )
     for match in _VEHICLE.finditer(text, start, end):  # 以提案归并办理为抓手
         if match.start() in skip_ranges or _ABSTRACT.search(match.group(1)):
             continue
@@ -166,6 +234,7 @@ def find_initiatives(text: str, start: int, end: int, skip: list[tuple[int, int]
 def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[FoundInitiative]:
     """Best first, but one per paragraph before a second from any: reports spread their programmes
     over paragraphs, so a long list of mechanisms in one paragraph should not crowd out the rest."""
+
     def paragraph(item: FoundInitiative) -> int:
         return text.count("\n", 0, item.start)
 

@@ -16,13 +16,67 @@ from ...numbers import as_number, parse_chinese
 
 # Longest first so 人次 wins over 人 and 件次 over 件.
 UNITS = (
-    "万人次", "人次", "件次", "场次", "个百分点", "平方公里", "平方米", "万元", "亿元", "万人", "公里", "千米",
-    "小时", "个", "件", "篇", "份", "次", "场", "名", "人", "位", "家", "项", "条", "期", "批", "户", "所", "处",
-    "座", "间", "支", "组", "类", "天", "盏", "本", "册", "部", "套", "台", "辆", "张", "幅", "首", "轮", "门",
-    "元", "亩", "米", "吨", "%", "％",
+    "万人次",
+    "人次",
+    "件次",
+    "场次",
+    "个百分点",
+    "个小时",
+    "平方公里",
+    "平方米",
+    "万元",
+    "亿元",
+    "万人",
+    "公里",
+    "千米",
+    "小时",
+    "个",
+    "件",
+    "篇",
+    "份",
+    "次",
+    "场",
+    "名",
+    "人",
+    "位",
+    "家",
+    "项",
+    "条",
+    "期",
+    "批",
+    "户",
+    "所",
+    "处",
+    "座",
+    "间",
+    "支",
+    "组",
+    "类",
+    "天",
+    "盏",
+    "本",
+    "册",
+    "部",
+    "套",
+    "台",
+    "辆",
+    "张",
+    "幅",
+    "首",
+    "轮",
+    "门",
+    "元",
+    "亩",
+    "米",
+    "吨",
+    "%",
+    "％",
 )
 _UNIT_RE = "|".join(re.escape(u) for u in UNITS)
-_CN_NUM = r"(?:[一二两三四五六七八九]?十[一二三四五六七八九]?|[一二两三四五六七八九][百千万][零一二两三四五六七八九十百千万]*)"
+_CN_NUM = (
+    r"(?:[一二两三四五六七八九]?十[一二三四五六七八九]?"  # 十, 二十, 十二
+    r"|[一二两三四五六七八九][百千万][零一二两三四五六七八九十百千万]*)"  # 一百二十, 三千
+)
 _METRIC = re.compile(
     rf"(?P<pre>(?<![附接最邻临就])近|约|超过|超|逾|将近|共计|累计)?"
     rf"(?P<num>\d+(?:\.\d+)?|{_CN_NUM})(?:\s*(?P<range>[—\-~～至到])\s*(?P<upper>\d+(?:\.\d+)?))?"
@@ -36,7 +90,8 @@ _DELIM = set(",。;:!?、()()“”《》【】[]…—\n\t ,.;:!?\"'")
 # Where the counted thing ends: a verb or a joining word after at least two characters of noun.
 _VERB_AFTER = re.compile(
     r"通过|参与|参加|得到|获得|列入|开展|进行|实现|涉及|分别|全部|先后|累计|惠及|覆盖|照亮|达到|深入|作为|建立|组织|"
-    r"提交|形成|捆绑|被|的|和|与|及|等|在|将|向|从|于|把|让|给|到|由|是|已|均|都|也|还|为|每"
+    r"提交|形成|捆绑|归并|一并|承办|联动|相关|(?<![工合协创写操运])作|被|的|和|与|及|等|在|将|向|从|于|把|让|给|到|由|是|"
+    r"已|均|都|也|还|为|每"
 )
 _VERB_BEFORE = re.compile(
     r"参与|作为|通过|开展|召开|组织|举办|举行|形成|提交|完成|培训|推动|办理|承办|解决|收到|建立|设立|打造|组建|"
@@ -48,7 +103,7 @@ _LEAD_WORDS = re.compile(
     r"编发|征集|处理|化解|解决|协调|帮助|走访|慰问|参与|参加|接待|受理|确定|精选|围绕|聚焦|推荐|采纳|"
     r"达|为|是|在|对|将|把|与|和|及|了|的|、)+"
 )
-_TRAIL_WORDS = re.compile(r"(?:为|达|达到|共|计|总计|累计|约|近|超过|有|了|分别|已|的|是)+$")
+_TRAIL_WORDS = re.compile(r"(?:为|达|达到|共|计|总计|累计|约|近|超过|不少于|不低于|至少|有|了|分别|已|的|是)+$")
 _FREQUENCY = re.compile(r"每(?:年|月|季度?|周|半年|天|日|次)[^,。;!?]{0,12}$")
 _CONTEXT = 18
 
@@ -118,6 +173,11 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
     start = end
     while start > floor and end - start < 16:
         ch = text[start - 1]
+        if ch == "”":  # 开展[“请你来协商”活动]16场: a quoted name is part of the thing counted
+            opening = text.rfind("“", floor, start - 1)
+            if opening >= 0 and end - opening <= 24:
+                start = opening
+                continue
         if (ch in _DELIM and ch != "、") or ch.isdigit():
             break
         start -= 1
@@ -150,7 +210,10 @@ def _value(raw: str) -> float | None:
 
 
 def find_metrics(
-    text: str, start: int, end: int, skip: list[tuple[int, int]] | None = None,
+    text: str,
+    start: int,
+    end: int,
+    skip: list[tuple[int, int]] | None = None,
     quoted: list[tuple[int, int]] | None = None,
 ) -> list[FoundMetric]:
     """Every metric in text[start:end]; `skip` are ranges not to read (captions, headings)."""
@@ -163,8 +226,11 @@ def find_metrics(
         if number_start in excluded:
             continue
         before = text[max(0, number_start - 6) : match.start()]
-        if (_BAD_BEFORE.search(before) or text[match.start() - 1 : match.start()].isdigit()
-                or (text[number_start - 1 : number_start] == "数" and not match.group("num")[0].isdigit())):
+        if (
+            _BAD_BEFORE.search(before)
+            or text[match.start() - 1 : match.start()].isdigit()
+            or (text[number_start - 1 : number_start] == "数" and not match.group("num")[0].isdigit())
+        ):
             continue
         after = text[match.end("unit") : match.end("unit") + 3]
         if match.group("unit") in ("%", "％"):
@@ -182,16 +248,23 @@ def find_metrics(
         value = _value(match.group("num"))
         if value is None:
             continue
-        unit = "%" if match.group("unit") == "％" else match.group("unit")
+        unit = {"％": "%", "个小时": "小时"}.get(match.group("unit"), match.group("unit"))
         # A range (3至5次) is reported by its lower bound, marked approximate.
-        approx = bool(match.group("pre") in ("近", "约", "超过", "超", "逾", "将近") or match.group("approx")
-                      or match.group("post") or match.group("range"))
+        approx = bool(
+            match.group("pre") in ("近", "约", "超过", "超", "逾", "将近")
+            or match.group("approx")
+            or match.group("post")
+            or match.group("range")
+        )
         noun = "" if unit == "%" else _noun_after(text, match.end(), min(end, match.end() + 20))
+        skip_de = 0
+        if not noun and text[match.end() : match.end() + 1] == "的":  # 3个小时的[宣讲], 2000平方米的[荒地]
+            noun, skip_de = _noun_after(text, match.end() + 1, min(end, match.end() + 21)), 1
         evidence_start = match.start("pre") if match.group("pre") else number_start
         evidence_end = match.end()
         if len(noun) >= 2:
             name = noun
-            evidence_end = match.end() + len(noun)
+            evidence_end = match.end() + skip_de + len(noun)
         else:
             name, name_start = _noun_before(text, evidence_start, max(start, evidence_start - 20))
             if len(name) < 2:  # 110人次参与: name it by what follows
@@ -204,8 +277,10 @@ def find_metrics(
                 evidence_start = min(evidence_start, name_start)
         if name in ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个"):
             continue
-        if any(f.value == value and f.unit == unit and (f.name[:3] == name[:3] or f.name in name or name in f.name)
-               for f in found):
+        if any(
+            f.value == value and f.unit == unit and (f.name[:3] == name[:3] or f.name in name or name in f.name)
+            for f in found
+        ):
             continue  # the same figure repeated later in the text
         found.append(FoundMetric(name, as_number(value), unit, approx, evidence_start, evidence_end))
     return found

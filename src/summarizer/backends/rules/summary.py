@@ -18,8 +18,7 @@ def _shorten(sentence: str) -> str:
     return (sentence[:cut] if cut > 40 else sentence[: MAX_CHARS - 1]) + "。"
 
 
-def summarise_section(article: Article, start: int, end: int, body: str,
-                      skip: list[tuple[int, int]]) -> str:
+def summarise_section(article: Article, start: int, end: int, body: str, skip: list[tuple[int, int]]) -> str:
     """The first reporting sentence that names the committee (or says 政协), else the first one."""
     place = body.removesuffix("政协")
     first = ""
@@ -35,19 +34,16 @@ def summarise_section(article: Article, start: int, end: int, body: str,
     return _shorten(first)
 
 
-def compose_summary(body: str, year: int | None, lead: str, initiatives: list[str], metrics: list[str]) -> str:
-    """Body and year, then what it set up and ran (the top initiatives' quotes), then a figure or two.
+def compose_summary(body: str, year: int | None, lead: str, initiatives: list[str]) -> str:
+    """Body and year, then what it set up and ran: the top initiatives in the article's own words.
 
-    Every phrase is the article's own; joined, they say more than a lead sentence usually does.
+    Joined, these say more than a lead sentence usually does; with no initiatives, the lead it is.
     """
     head = f"{body}{year}年" if year else body
     parts = [p for p in initiatives[:4] if p]
     if not parts:
         return lead
     text = head + ":" + ",".join(parts)
-    for figure in metrics[:2]:
-        if len(text) + len(figure) + 1 <= MAX_CHARS - 1:
-            text += "," + figure
     if len(text) > MAX_CHARS - 1:
         cut = text.rfind(",", 0, MAX_CHARS - 1)
         text = text[:cut] if cut > len(head) + 10 else text[: MAX_CHARS - 1]

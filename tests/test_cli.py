@@ -1,0 +1,93 @@
+"""The command line as a user runs it: summarise, eval, cache, errors and the import contracts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from conftest import EVAL_ARTICLES
+from summarizer.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_summarise_prints_grounded_json_and_says_it_used_rules() -> None:
+    path = EVAL_ARTICLES[1]
+    result = runner.invoke(app, ["summarise", str(path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    text = path.read_text(encoding="utf-8")
+    assert summary["article_id"] == path.stem and summary["meta"]["backend"] == "rules"
+    items = [i for b in summary["bodies"] for i in b["metrics"] + b["key_initiatives"]]
+    assert items and all(text[i["span"][0] : i["span"][1]] == i["evidence"] for i in items)
+    assert "rules backend" in result.stderr
+
+
+def test_summarise_compact_to_file(tmp_path: Path) -> None:
+    out = tmp_path / "one.json"
+    result = runner.invoke(app, ["summarise", str(EVAL_ARTICLES[0]), "--backend", "rules", "--compact", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text(encoding="utf-8").strip().splitlines()) == 1
+
+
+def test_bad_input_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\x00\x01\x02binary")
+    result = runner.invoke(app, ["summarise", str(bad), "--backend", "rules"])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("summarizer: error")]
+    assert len(errors) == 1 and str(bad) in errors[0] and "binary" in errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_usage_errors_exit_2() -> None:
+    result = runner.invoke(app, ["summarise", str(EVAL_ARTICLES[0]), "--backend", "nonsense"])
+    assert result.exit_code == 2
+    assert "unknown backend" in result.stderr
+
+
+def test_openai_without_a_model_is_a_clear_config_error() -> None:
+    result = runner.invoke(
+        app,
+        ["summarise", str(EVAL_ARTICLES[0]), "--backend", "openai"],
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
+    )
+    assert result.exit_code != 0
+    assert "model" in result.stderr.lower()
+
+
+def test_eval_writes_the_three_reports(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "--backend", "rules", "--report-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert report["bodies"]["f1"] == 1.0
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "report.html").is_file()
+    again = runner.invoke(app, ["eval", "--compare", str(tmp_path / "report.json"), str(tmp_path / "report.json")])
+    assert again.exit_code == 0 and "metrics" in again.stdout
+
+
+def test_cache_commands(tmp_path: Path) -> None:
+    stats = runner.invoke(app, ["cache", "stats", "--cache-dir", str(tmp_path)])
+    assert stats.exit_code == 0 and "entries: 0" in stats.stdout
+    cleared = runner.invoke(app, ["cache", "clear", "--cache-dir", str(tmp_path)])
+    assert cleared.exit_code == 0 and "removed 0" in cleared.stdout
+
+
+def test_help_runs_as_an_installed_command() -> None:
+    exe = shutil.which("summarizer", path=str(Path(sys.executable).parent))
+    assert exe, "the console script is installed with the package"
+    result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "summarise" in result.stdout
+
+
+def test_import_contracts_hold() -> None:
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert exe, "import-linter is a dev dependency"
+    result = subprocess.run([exe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
