@@ -173,6 +173,21 @@ def test_every_article_becomes_one_line_named_by_its_relative_path(tmp_path: Pat
     assert "picture" not in out.read_text()
 
 
+def test_batch_gives_the_same_summaries_as_the_single_article_command(tmp_path: Path) -> None:
+    from summarizer.pipeline import summarise_article
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in sorted(EVAL.glob("*.txt"))[:3]:
+        shutil.copy(path, folder / path.name)
+    rules = Settings(backend="rules", use_cache=False, workers=1)
+    batch(tmp_path, folder, tmp_path / "results.jsonl", config=rules)
+    for line in lines(tmp_path / "results.jsonl"):
+        alone = summarise_article(folder / f"{line['article_id']}.txt", rules)
+        assert line["bodies"] == alone.model_dump(mode="json")["bodies"]
+        assert line["meta"]["chunks"] == alone.meta.chunks  # type: ignore[index,union-attr]
+
+
 def test_rerun_skips_finished_articles_and_leaves_the_file_alone(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "in", 5)
     out = tmp_path / "results.jsonl"

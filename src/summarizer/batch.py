@@ -46,13 +46,21 @@ POOL_THRESHOLD = 200  # a CPU-bound backend uses a process pool above this many 
 _POOL_BATCH = 16  # files per task sent to a worker process
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
-    """One input file: its path relative to the folder (POSIX), the path to read, and its article id."""
+    """One input file: the folder, its path relative to it (POSIX) and its article id.
 
+    Kept small (a huge folder holds one of these per file while it runs): the folder object is
+    shared and the path to read is derived on demand.
+    """
+
+    root: Path
     rel: str
-    path: Path
     article_id: str
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.rel
 
 
 @dataclass
@@ -222,7 +230,7 @@ def discover(
                                       f"already taken by {seen[article_id]}", 0, "InputError"))
                 continue
             seen[article_id] = rel
-            candidates.append(Candidate(rel, path, article_id))
+            candidates.append(Candidate(root, rel, article_id))
     for exc in walk_errors:
         refused.append(_error(str(exc.filename or root), str(exc.filename or root),
                               f"{exc.filename}: cannot list folder ({exc.strerror or exc})", 0, "InputError"))
@@ -460,6 +468,10 @@ async def summarise_candidate(candidate: Candidate, backend: Backend, settings: 
                    chunks=meta.chunks if meta else 0, cached=hits > 0 and usage.requests == 0)
 
 
+def _cpu_bound(backend: Backend) -> bool:
+    return backend.name == "rules" or bool(getattr(backend, "cpu_bound", False))
+
+
 class LimitedBackend:
     """Puts a shared Limiter around a backend that does not apply one itself."""
 
@@ -481,10 +493,15 @@ class LimitedBackend:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    def __getattr__(self, name: str) -> Any:
+        # Optional backend traits the pipeline reads with getattr (e.g. `chunked`) must show through.
+        return getattr(self.inner, name)
+
 
 def limited(backend: Backend, settings: Settings) -> Backend:
-    """The backend itself when it owns a Limiter (it applies it per HTTP attempt), else a wrapped one."""
-    if isinstance(getattr(backend, "limiter", None), Limiter):
+    """The backend itself when it owns a Limiter (it applies it per HTTP attempt) or makes no
+    requests (a CPU-bound extractor), else the backend behind the shared Limiter."""
+    if isinstance(getattr(backend, "limiter", None), Limiter) or _cpu_bound(backend):
         return backend
     return LimitedBackend(backend, Limiter.from_settings(settings), settings.max_output_tokens)
 
@@ -631,9 +648,8 @@ def run_batch(
     for record in refused:
         writer.fail(record)
     workers = settings.workers or os.cpu_count() or 1
-    cpu_bound = backend.name == "rules" or bool(getattr(backend, "cpu_bound", False))
     try:
-        if cpu_bound and workers > 1 and len(candidates) > pool_threshold:
+        if _cpu_bound(backend) and workers > 1 and len(candidates) > pool_threshold:
             report.stopped = _run_pool(candidates, backend, backend_name, settings, writer, force, workers,
                                        report.total)
             asyncio.run(backend.aclose())
