@@ -209,3 +209,28 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0) == 10.0
     assert retry_after_seconds({"retry-after": "soon"}) is None
     assert retry_after_seconds({}) is None
+
+
+def test_rpm_paces_every_attempt_including_retries(fake: FakeOpenAI) -> None:
+    """--rpm spaces request starts evenly across chunks, retries and re-asks: no burst at start."""
+    import time
+
+    starts: list[float] = []
+    gold = fake.default
+
+    def timed(seen: Seen) -> Response:
+        starts.append(time.monotonic())
+        return gold(seen)
+
+    def timed_error(seen: Seen) -> Response:
+        starts.append(time.monotonic())
+        return error(500)
+
+    fake.default = timed
+    fake.script = [timed_error]  # the first attempt fails and is retried under the same pacing
+    settings = fast_settings(rpm=240, concurrency=8, chunk_tokens=600, chunk_overlap=50)
+    summary = summarise_article(ARTICLES[0], settings)
+    assert summary.bodies and len(starts) >= 4
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 0.25 * 0.9, gaps  # 240 per minute: one start every 0.25 s
+    assert summary.meta is not None and summary.meta.usage.retries == 1

@@ -19,7 +19,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from tenacity import (
 
 from ..errors import AuthError, ConfigError, OutputValidationError, ProviderError, TruncatedOutputError
 from ..ground import Grounded, ground_bodies
+from ..limits import Limiter, Permit
 from ..prompt import PromptTemplate, load_prompt
 from ..schema import Reply, ReplyBody, Usage, strict_json_schema
 from . import ChunkRequest, ChunkResult
@@ -200,11 +201,12 @@ class OpenAIBackend:
     name = "openai"
     cacheable = True
 
-    def __init__(self, settings: Settings, limiter: asyncio.Semaphore | None = None) -> None:
+    def __init__(self, settings: Settings, limiter: Limiter | None = None) -> None:
         """
         Args:
-            settings: model, timeouts, retry budgets, JSON mode and concurrency.
-            limiter: an optional semaphore shared by every backend of a batch run.
+            settings: model, timeouts, retry budgets, JSON mode, concurrency and rpm/tpm.
+            limiter: a Limiter to share with other backends; by default one from the settings.
+                It is entered around every HTTP attempt, retries and re-asks included.
 
         Raises:
             ConfigError: no model name, an unknown JSON mode, or neither a key nor a base URL.
@@ -219,11 +221,10 @@ class OpenAIBackend:
         self.prompt: PromptTemplate | None = load_prompt(settings.prompt_version)
         self._template = self.prompt
         self._schema_mode = settings.json_mode != "object"
-        self._limiter = limiter
+        self.limiter = limiter or Limiter.from_settings(settings)
         self._credentials()  # fail on a missing key now, not at the first chunk
         self._client: openai.AsyncOpenAI | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots: asyncio.Semaphore | None = None
         self._not_before = 0.0  # monotonic time before which no request may start (set by 429s)
 
     # --- client and shared state ---
@@ -237,19 +238,18 @@ class OpenAIBackend:
         # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
         return key or "no-key", base_url
 
-    def _state(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
-        """The client and semaphore for the running event loop (rebuilt when the loop changes)."""
+    def _state(self) -> openai.AsyncOpenAI:
+        """The client for the running event loop (rebuilt when the loop changes)."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._slots is None or self._loop is not loop:
+        if self._client is None or self._loop is not loop:
             import openai
 
             key, base_url = self._credentials()
             self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=self.settings.timeout,
                                               max_retries=0)
-            self._slots = asyncio.Semaphore(max(1, self.settings.concurrency))
             self._loop = loop
             del key
-        return self._client, self._slots
+        return self._client
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -257,15 +257,14 @@ class OpenAIBackend:
             await client.close()
 
     @asynccontextmanager
-    async def _slot(self, slots: asyncio.Semaphore) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            if self._limiter is not None:
-                await stack.enter_async_context(self._limiter)
-            await stack.enter_async_context(slots)
+    async def _slot(self, messages: list[dict[str, str]]) -> AsyncIterator[Permit]:
+        # Reserve roughly what the request may use (a CJK character is about a token) for tpm pacing.
+        estimate = sum(len(m["content"]) for m in messages) + self.settings.max_output_tokens
+        async with self.limiter.request(tokens=estimate) as permit:
             # A 429 anywhere pauses every request of this backend until the server's delay is over.
             while (delay := self._not_before - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-            yield
+            yield permit
 
     # --- one request, with transport retries ---
 
@@ -300,14 +299,18 @@ class OpenAIBackend:
         """Exactly one HTTP request, after waiting for a slot and for any 429 pause."""
         import openai
 
-        client, slots = self._state()
-        async with self._slot(slots):
+        client = self._state()
+        async with self._slot(messages) as permit:
             counters.requests += 1
             if attempt > 1:
                 counters.retries += 1
                 log.debug("request attempt %d", attempt)
             try:
-                return await client.chat.completions.create(**self._request_args(messages))
+                reply = await client.chat.completions.create(**self._request_args(messages))
+                usage = getattr(reply, "usage", None)
+                if usage is not None and isinstance(getattr(usage, "total_tokens", None), int):
+                    permit.settle(usage.total_tokens)
+                return reply
             except openai.RateLimitError as exc:
                 delay = retry_after_seconds(exc.response.headers)
                 if delay is not None and delay > self.settings.retry_after_max:
