@@ -390,3 +390,34 @@ def test_key_never_appears_in_logs_cache_output_or_errors(fake: FakeOpenAI, smal
         assert DUMMY_KEY not in text, place
         assert "DUMMYKEY" not in text, place
     assert fake.requests[0].headers["authorization"] == f"Bearer {DUMMY_KEY}"  # the key was really sent
+
+
+def test_key_never_reaches_eval_reports_or_batch_files(fake: FakeOpenAI, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Reports, results and error files of a model run, with debug logging on, never hold the key."""
+    import logging
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from summarizer.cli import app
+
+    caplog.set_level(logging.DEBUG)
+    runner = CliRunner()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(ARTICLES[0], folder / "a.txt")
+    (folder / "bad.txt").write_bytes(b"\x00\x01binary")
+    common = ["--model", "fake-model"]
+    evaluated = runner.invoke(app, ["-v", "eval", "--backend", "openai", *common,
+                                    "--report-dir", str(tmp_path / "report"), "--cache-dir", str(tmp_path / "c")])
+    batched = runner.invoke(app, ["-v", "batch", str(folder), "-o", str(tmp_path / "results.jsonl"),
+                                  "--backend", "openai", *common, "--cache-dir", str(tmp_path / "c")])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert batched.exit_code == 1, batched.output  # bad.txt failed, the rest done
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "report.html" for p in written) and any(p.name == "results.errors.jsonl" for p in written)
+    for path in written:
+        assert DUMMY_KEY.encode() not in path.read_bytes(), path
+    assert DUMMY_KEY not in evaluated.output + batched.output
+    assert all(DUMMY_KEY not in record.getMessage() for record in caplog.records)
