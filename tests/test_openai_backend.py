@@ -235,3 +235,19 @@ def test_rpm_paces_every_attempt_including_retries(fake: FakeOpenAI) -> None:
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.25 * 0.9, gaps  # 240 per minute: one start every 0.25 s
     assert summary.meta is not None and summary.meta.usage.retries == 1
+
+
+def test_cache_hit_from_another_file_gets_spans_for_this_file(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """The same chunk text at other offsets (another file) is served from the cache with its own spans."""
+    settings = fast_settings(cache_dir=tmp_path / "cache")
+    first = summarise_article(ARTICLES[0], settings)
+    moved = tmp_path / ARTICLES[0].name
+    moved.write_text("\n\n\n" + ARTICLES[0].read_text(encoding="utf-8"), encoding="utf-8")
+    requests = fake.count
+    second = summarise_article(moved, settings)
+    assert fake.count == requests, "every chunk came from the cache"
+    assert second.meta is not None and second.meta.cache_hits == second.meta.chunks
+    assert_grounded(second, moved)
+    shifted = [m.span for b in second.bodies for m in b.metrics]
+    original = [m.span for b in first.bodies for m in b.metrics]
+    assert shifted == [(s + 3, e + 3) for s, e in original if s is not None]  # type: ignore[misc]

@@ -54,10 +54,11 @@ async def _extract_chunk(
                         text=f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}")
         hit = cache.get(key)
         if hit is not None:
-            # Spans are re-derived from the stored evidence against this article's own text.
             stored = [BodySummary.model_validate(b) for b in hit["bodies"]]
-            grounded = ground_bodies(stored, article, (chunk.start, chunk.end), section.body_hint)
-            return [ChunkResult(bodies=grounded.bodies, warnings=list(hit.get("warnings", [])), cached=True)]
+            if hit.get("input_sha256") != article.sha256 or hit.get("chunk_start") != chunk.start:
+                # The same chunk text in another article: spans are re-derived against this one's text.
+                stored = ground_bodies(stored, article, (chunk.start, chunk.end), section.body_hint).bodies
+            return [ChunkResult(bodies=stored, warnings=list(hit.get("warnings", [])), cached=True)]
     try:
         result = await backend.extract(ChunkRequest(article, section, chunk, count))
     except TruncatedOutputError as exc:
@@ -77,7 +78,8 @@ async def _extract_chunk(
     except SummarizerError as exc:
         raise type(exc)(f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}") from exc
     if key is not None and cache is not None:
-        cache.put(key, {"bodies": [b.model_dump(mode="json") for b in result.bodies], "warnings": result.warnings})
+        cache.put(key, {"bodies": [b.model_dump(mode="json") for b in result.bodies], "warnings": result.warnings,
+                        "input_sha256": article.sha256, "chunk_start": chunk.start})
     return [result]
 
 
