@@ -26,12 +26,31 @@ EXE = Path(sys.executable).with_name("summarizer")
 
 def run(folder: Path, out: Path, cache: Path, glob: str, *extra: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one CLI run."""
-    env = {**os.environ, "PYTHONPATH": str(BENCH), "SUMMARIZER_CACHE_DIR": str(cache),
-           "SUMMARIZER_BACKEND_PLUGIN": "bench-instant=fake_model:InstantBackend"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(BENCH),
+        "SUMMARIZER_CACHE_DIR": str(cache),
+        "SUMMARIZER_BACKEND_PLUGIN": "bench-instant=fake_model:InstantBackend",
+    }
     began = time.perf_counter()
-    process = subprocess.Popen([str(EXE), "batch", str(folder), "-o", str(out), "--backend", "bench-instant",
-                                "--glob", glob, "--quiet", *extra], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            str(EXE),
+            "batch",
+            str(folder),
+            "-o",
+            str(out),
+            "--backend",
+            "bench-instant",
+            "--glob",
+            glob,
+            "--quiet",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - began
     if os.waitstatus_to_exitcode(status) != 0:
@@ -55,8 +74,7 @@ def main() -> None:
                 wall, rss = run(work / "articles", out, cache, glob, *extra)
                 print(f"{count:>8,} {label:>7} {wall:>7.2f} {rss:>12.0f}")
             db = cache / "summaries.sqlite3"
-            print(f"{'':>8} cache {db.stat().st_size / 2**20:.0f} MiB, results "
-                  f"{out.stat().st_size / 2**20:.0f} MiB")
+            print(f"{'':>8} cache {db.stat().st_size / 2**20:.0f} MiB, results {out.stat().st_size / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

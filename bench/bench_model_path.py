@@ -43,24 +43,37 @@ def main() -> None:
     args = parser.parse_args()
     name = backend_name()
     print(f"machine: {machine()}")
-    print(f"backend: {name}" + ("" if name == "openai" else
-                                " (stand-in: the OpenAI backend is not on this branch yet)"))
+    print(
+        f"backend: {name}" + ("" if name == "openai" else " (stand-in: the OpenAI backend is not on this branch yet)")
+    )
     with tempfile.TemporaryDirectory() as temp, FakeServer(args.latency) as server:
         work = Path(temp)
         folder = work / "articles"
         generate_articles(folder, args.articles)
         size = sum(p.stat().st_size for p in folder.rglob("*.txt"))
-        print(f"{args.articles} generated articles, {size / args.articles / 1024:.1f} KiB each on average; "
-              f"server latency {args.latency:g} s")
+        print(
+            f"{args.articles} generated articles, {size / args.articles / 1024:.1f} KiB each on average; "
+            f"server latency {args.latency:g} s"
+        )
         os.environ.setdefault("OPENAI_API_KEY", "bench-no-key")
-        print("ideal = requests x latency / concurrency; 'busy' is first request to last reply at the server, "
-              "i.e. the wall time without start-up (imports, token encoding, first article read)")
-        print(f"{'concurrency':>11} {'requests':>8} {'wall s':>8} {'busy s':>7} {'ideal s':>8} {'ideal/wall':>10} "
-              f"{'ideal/busy':>10} {'server max in flight':>21}")
+        print(
+            "ideal = requests x latency / concurrency; 'busy' is first request to last reply at the server, "
+            "i.e. the wall time without start-up (imports, token encoding, first article read)"
+        )
+        print(
+            f"{'concurrency':>11} {'requests':>8} {'wall s':>8} {'busy s':>7} {'ideal s':>8} {'ideal/wall':>10} "
+            f"{'ideal/busy':>10} {'server max in flight':>21}"
+        )
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             server.reset()
-            settings = Settings(backend=name, model="bench-model", base_url=server.base_url,
-                                concurrency=concurrency, use_cache=False, cache_dir=work / "cache")
+            settings = Settings(
+                backend=name,
+                model="bench-model",
+                base_url=server.base_url,
+                concurrency=concurrency,
+                use_cache=False,
+                cache_dir=work / "cache",
+            )
             began = time.perf_counter()
             report = run_batch(folder, work / f"results-{concurrency}.jsonl", settings, force=True, quiet=True)
             wall = time.perf_counter() - began
@@ -69,9 +82,11 @@ def main() -> None:
             peak = int(stats["max_in_flight"])
             verdict = "ok" if peak <= concurrency else "EXCEEDED"
             busy = stats["last_reply"] - stats["first_request"]
-            print(f"{concurrency:>11} {server.requests:>8} {wall:>8.1f} {busy:>7.1f} {ideal:>8.1f} "
-                  f"{ideal / wall:>10.2f} {ideal / busy:>10.2f} {peak:>16} ({verdict})"
-                  + (f"  [{report.failed} articles failed]" if report.failed else ""))
+            print(
+                f"{concurrency:>11} {server.requests:>8} {wall:>8.1f} {busy:>7.1f} {ideal:>8.1f} "
+                f"{ideal / wall:>10.2f} {ideal / busy:>10.2f} {peak:>16} ({verdict})"
+                + (f"  [{report.failed} articles failed]" if report.failed else "")
+            )
 
 
 if __name__ == "__main__":

@@ -28,21 +28,32 @@ PROMPT = "从中文政协新闻中抽取工作量指标:原文中的数字加量
 def run_peer(paths: list[Path], server: FakeServer, concurrency: int) -> tuple[float, int, int, str]:
     import langextract as lx
 
-    examples = [lx.data.ExampleData(
-        text="市政协全年开展调研36次,组织委员参与活动1200人次。",
-        extractions=[lx.data.Extraction(extraction_class="metric", extraction_text="36次",
-                                        attributes={"name": "调研"})],
-    )]
+    examples = [
+        lx.data.ExampleData(
+            text="市政协全年开展调研36次,组织委员参与活动1200人次。",
+            extractions=[
+                lx.data.Extraction(extraction_class="metric", extraction_text="36次", attributes={"name": "调研"})
+            ],
+        )
+    ]
     documents = [lx.data.Document(text=p.read_text(encoding="utf-8"), document_id=p.stem) for p in paths]
     server.reset()
     began = time.perf_counter()
-    results = list(lx.extract(
-        text_or_documents=documents, prompt_description=PROMPT, examples=examples,
-        model_id="gpt-4o-mini", api_key="bench-no-key",
-        language_model_params={"base_url": server.base_url},
-        fence_output=False, use_schema_constraints=False,
-        max_workers=concurrency, batch_length=max(concurrency, 10), show_progress=False,
-    ))
+    results = list(
+        lx.extract(
+            text_or_documents=documents,
+            prompt_description=PROMPT,
+            examples=examples,
+            model_id="gpt-4o-mini",
+            api_key="bench-no-key",
+            language_model_params={"base_url": server.base_url},
+            fence_output=False,
+            use_schema_constraints=False,
+            max_workers=concurrency,
+            batch_length=max(concurrency, 10),
+            show_progress=False,
+        )
+    )
     wall = time.perf_counter() - began
     found = sum(len(r.extractions or []) for r in results)
     return wall, server.requests, server.prompt_chars, f"{len(results)} documents, {found} extractions"
@@ -59,18 +70,30 @@ def main() -> None:
         work = Path(temp)
         paths = generate_articles(work / "articles", args.articles)
         chars = sum(len(p.read_text(encoding="utf-8")) for p in paths)
-        print(f"{args.articles} articles, {chars:,} characters of article text; latency {args.latency:g} s; "
-              f"concurrency {args.concurrency}")
+        print(
+            f"{args.articles} articles, {chars:,} characters of article text; latency {args.latency:g} s; "
+            f"concurrency {args.concurrency}"
+        )
         os.environ.setdefault("OPENAI_API_KEY", "bench-no-key")
 
         name = backend_name()
-        settings = Settings(backend=name, model="bench-model", base_url=server.base_url,
-                            concurrency=args.concurrency, use_cache=False, cache_dir=work / "cache")
+        settings = Settings(
+            backend=name,
+            model="bench-model",
+            base_url=server.base_url,
+            concurrency=args.concurrency,
+            use_cache=False,
+            cache_dir=work / "cache",
+        )
         server.reset()
         began = time.perf_counter()
         report = run_batch(work / "articles", work / "ours.jsonl", settings, quiet=True)
-        ours = (time.perf_counter() - began, server.requests, server.prompt_chars,
-                f"{report.done} articles ({name} backend)")
+        ours = (
+            time.perf_counter() - began,
+            server.requests,
+            server.prompt_chars,
+            f"{report.done} articles ({name} backend)",
+        )
 
         if importlib.util.find_spec("langextract") is None:
             peer: tuple[float, int, int, str] | None = None
@@ -84,8 +107,10 @@ def main() -> None:
         print(f"{'':<12} {'requests':>8} {'prompt chars':>13} {'chars/article':>13} {'wall s':>7}  notes")
         rows = [("summarizer", ours)] + ([("langextract", peer)] if peer else [])
         for label, (wall, requests, prompt_chars, note) in rows:
-            print(f"{label:<12} {requests:>8,} {prompt_chars:>13,} {prompt_chars // args.articles:>13,} "
-                  f"{wall:>7.1f}  {note}")
+            print(
+                f"{label:<12} {requests:>8,} {prompt_chars:>13,} {prompt_chars // args.articles:>13,} "
+                f"{wall:>7.1f}  {note}"
+            )
         if why:
             print(f"langextract: not run: {why}")
 

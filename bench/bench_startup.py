@@ -1,6 +1,6 @@
 """Start-up cost: wall time of `summarizer --help` (the command most sensitive to import weight).
 
-    .venv/bin/python bench/bench_startup.py
+.venv/bin/python bench/bench_startup.py
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ def main() -> None:
             began = time.perf_counter()
             subprocess.run(command, capture_output=True, check=True)
             times.append(time.perf_counter() - began)
-        print(f"{' '.join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command)):<24} "
-              f"median {statistics.median(times):.3f} s, min {min(times):.3f} s, max {max(times):.3f} s "
-              f"(15 runs)")
+        print(
+            f"{' '.join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command)):<24} "
+            f"median {statistics.median(times):.3f} s, min {min(times):.3f} s, max {max(times):.3f} s "
+            f"(15 runs)"
+        )
 
 
 if __name__ == "__main__":

@@ -81,10 +81,15 @@ def _our_reply(prompt: str) -> dict[str, Any]:
     name = hints[-1].strip() if hints else ""
     if not name or name.startswith("(") or not chunks:
         return {"bodies": []}
-    metrics = [{"name": "数量", "value": float(m.group(1)), "unit": m.group(2), "approx": False,
-                "evidence": m.group(0)} for m in _COUNT.finditer(chunks[-1])][:3]
-    return {"bodies": [{"body": name, "level": "municipal", "year": None, "summary": "", "key_initiatives": [],
-                        "metrics": metrics}]}
+    metrics = [
+        {"name": "数量", "value": float(m.group(1)), "unit": m.group(2), "approx": False, "evidence": m.group(0)}
+        for m in _COUNT.finditer(chunks[-1])
+    ][:3]
+    return {
+        "bodies": [
+            {"body": name, "level": "municipal", "year": None, "summary": "", "key_initiatives": [], "metrics": metrics}
+        ]
+    }
 
 
 def _peer_reply(prompt: str) -> dict[str, Any]:
@@ -150,14 +155,23 @@ def _serve(latency: float, ready: Any) -> None:
                 time.sleep(latency)
                 reply = _our_reply(users[0]) if users and "<片段>" in users[0] else _peer_reply(prompt)
                 content = json.dumps(reply, ensure_ascii=False)
-                payload = json.dumps({
-                    "id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", "bench-model"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": len(prompt) // 2, "completion_tokens": 60,
-                              "total_tokens": len(prompt) // 2 + 60},
-                }, ensure_ascii=False).encode()
+                payload = json.dumps(
+                    {
+                        "id": "chatcmpl-bench",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", "bench-model"),
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                        "usage": {
+                            "prompt_tokens": len(prompt) // 2,
+                            "completion_tokens": 60,
+                            "total_tokens": len(prompt) // 2 + 60,
+                        },
+                    },
+                    ensure_ascii=False,
+                ).encode()
             finally:
                 with lock:
                     stats["in_flight"] -= 1
@@ -188,8 +202,9 @@ class FakeServer:
     def _call(self, method: str, path: str) -> dict[str, float]:
         import urllib.request
 
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
-                                         data=b"{}" if method == "POST" else None)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", method=method, data=b"{}" if method == "POST" else None
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             data: dict[str, float] = json.loads(response.read())
             return data
@@ -241,22 +256,34 @@ class BenchOpenAIBackend:
         import openai
 
         if self._client is None:
-            self._client = openai.AsyncOpenAI(api_key="bench", base_url=self.settings.base_url, max_retries=0,
-                                              timeout=self.settings.timeout)
+            self._client = openai.AsyncOpenAI(
+                api_key="bench", base_url=self.settings.base_url, max_retries=0, timeout=self.settings.timeout
+            )
         chunk = request.chunk
         messages = self.prompt.render(
-            title=request.article.title or "(无)", published=request.article.published or "(未知)",
-            body_hint=request.section.body_hint or "(未知)", chunk_number=chunk.index + 1,
-            chunk_count=request.chunk_count, chunk_text=chunk.text)
+            title=request.article.title or "(无)",
+            published=request.article.published or "(未知)",
+            body_hint=request.section.body_hint or "(未知)",
+            chunk_number=chunk.index + 1,
+            chunk_count=request.chunk_count,
+            chunk_text=chunk.text,
+        )
         async with self.limiter.request(tokens=chunk.tokens + 1000 + self.settings.max_output_tokens) as permit:
             completion = await self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=0, max_tokens=self.settings.max_output_tokens,
-                response_format={"type": "json_object"})
+                model=self.model,
+                messages=messages,
+                temperature=0,
+                max_tokens=self.settings.max_output_tokens,
+                response_format={"type": "json_object"},
+            )
             permit.settle(completion.usage.total_tokens)
         reply = Reply.model_validate_json(completion.choices[0].message.content)
         grounded = ground_bodies(reply.bodies, request.article, (chunk.start, chunk.end), request.section.body_hint)
-        usage = Usage(requests=1, prompt_tokens=completion.usage.prompt_tokens,
-                      completion_tokens=completion.usage.completion_tokens)
+        usage = Usage(
+            requests=1,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+        )
         return ChunkResult(bodies=grounded.bodies, usage=usage, warnings=grounded.warnings)
 
     async def aclose(self) -> None:
@@ -281,14 +308,17 @@ class InstantBackend:
         chunk, hint = request.chunk, request.section.body_hint
         bodies = []
         if hint:
-            metrics = [ReplyMetric(name="数量", value=float(m.group(1)), unit=m.group(2), approx=False,
-                                   evidence=m.group(0))
-                       for m in _COUNT.finditer(request.article.text, chunk.start, chunk.end)][:3]
-            bodies.append(ReplyBody(body=hint, level="municipal", year=None, summary="", key_initiatives=[],
-                                    metrics=metrics))
+            metrics = [
+                ReplyMetric(name="数量", value=float(m.group(1)), unit=m.group(2), approx=False, evidence=m.group(0))
+                for m in _COUNT.finditer(request.article.text, chunk.start, chunk.end)
+            ][:3]
+            bodies.append(
+                ReplyBody(body=hint, level="municipal", year=None, summary="", key_initiatives=[], metrics=metrics)
+            )
         grounded = ground_bodies(bodies, request.article, (chunk.start, chunk.end), hint)
-        return ChunkResult(bodies=grounded.bodies, usage=Usage(requests=1, prompt_tokens=chunk.tokens + 900,
-                                                               completion_tokens=60))
+        return ChunkResult(
+            bodies=grounded.bodies, usage=Usage(requests=1, prompt_tokens=chunk.tokens + 900, completion_tokens=60)
+        )
 
     async def aclose(self) -> None:
         pass

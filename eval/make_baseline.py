@@ -36,21 +36,29 @@ def render(title: str, note: str, result: dict[str, Any]) -> list[str]:
     ]
     cost = result.get("cost") or {}
     if cost.get("requests_per_article"):
-        lines.append(f"- requests / article: {cost['requests_per_article']:.1f}, "
-                     f"tokens / article: {cost['tokens_per_article']:.0f}")
+        lines.append(
+            f"- requests / article: {cost['requests_per_article']:.1f}, "
+            f"tokens / article: {cost['tokens_per_article']:.0f}"
+        )
     lines.append("")
     lines.append("| article | bodies F1 | metrics F1 | initiatives F1 |")
     lines.append("| --- | --- | --- | --- |")
     for article in result["per_article"]:
-        lines.append(f"| {article['article_id']} | {article['bodies']['f1']:.3f} | {article['metrics']['f1']:.3f} "
-                     f"| {article['initiatives']['f1']:.3f} |")
-    return lines + [""]
+        lines.append(
+            f"| {article['article_id']} | {article['bodies']['f1']:.3f} | {article['metrics']['f1']:.3f} "
+            f"| {article['initiatives']['f1']:.3f} |"
+        )
+    return [*lines, ""]
 
 
 def rules_section() -> list[str]:
     settings = load_settings({"backend": "rules"})
-    run = run_eval(gold_dir=ROOT / "eval/gold", articles_dir=ROOT / "eval/articles",
-                   summarise=lambda path: summarise_article(path, settings), backend="rules")
+    run = run_eval(
+        gold_dir=ROOT / "eval/gold",
+        articles_dir=ROOT / "eval/articles",
+        summarise=lambda path: summarise_article(path, settings),
+        backend="rules",
+    )
     return render("rules backend", "Offline, deterministic; `summarizer eval --backend rules`.", run.result)
 
 
@@ -66,23 +74,39 @@ def fake_model_section() -> list[str]:
     try:
         with tempfile.TemporaryDirectory() as cache:
             os.environ["OPENAI_API_KEY"] = "sk-fake-baseline"
-            settings = load_settings({"backend": "openai", "model": "fake-model", "base_url": server.base_url,
-                                      "cache_dir": cache, "use_cache": False})
-            run = run_eval(gold_dir=ROOT / "eval/gold", articles_dir=ROOT / "eval/articles",
-                           summarise=lambda path: summarise_article(path, settings), backend="openai",
-                           model="fake-model")
+            settings = load_settings(
+                {
+                    "backend": "openai",
+                    "model": "fake-model",
+                    "base_url": server.base_url,
+                    "cache_dir": cache,
+                    "use_cache": False,
+                }
+            )
+            run = run_eval(
+                gold_dir=ROOT / "eval/gold",
+                articles_dir=ROOT / "eval/articles",
+                summarise=lambda path: summarise_article(path, settings),
+                backend="openai",
+                model="fake-model",
+            )
     finally:
         server.close()
-    return render("model path on fake-server replies (not a real model)",
-                  "The OpenAI backend through the real client against tests/fake_openai.py answering each chunk with "
-                  "the gold items whose evidence lies in it: an upper bound for the pipeline, not a model score.",
-                  run.result)
+    return render(
+        "model path on fake-server replies (not a real model)",
+        "The OpenAI backend through the real client against tests/fake_openai.py answering each chunk with "
+        "the gold items whose evidence lies in it: an upper bound for the pipeline, not a model score.",
+        run.result,
+    )
 
 
 def main() -> None:
-    lines = ["# Baseline figures on the eval set", "",
-             "Regenerate with `.venv/bin/python eval/make_baseline.py` (writes this file). "
-             "Scoring rules: eval/README.md.", ""]
+    lines = [
+        "# Baseline figures on the eval set",
+        "",
+        "Regenerate with `.venv/bin/python eval/make_baseline.py` (writes this file). Scoring rules: eval/README.md.",
+        "",
+    ]
     lines += rules_section()
     lines += fake_model_section()
     (ROOT / "eval" / "BASELINE.md").write_text("\n".join(lines), encoding="utf-8")

@@ -45,8 +45,7 @@ def summarise_naively(path: Path) -> ArticleSummary:
         for match in _METRIC.finditer(text)
     ]
     initiatives = [
-        Initiative(name=match.group(1), evidence=match.group(0), span=match.span())
-        for match in _QUOTED.finditer(text)
+        Initiative(name=match.group(1), evidence=match.group(0), span=match.span()) for match in _QUOTED.finditer(text)
     ][:8]
     first_line = next((text[s:e] for s, e in article.kept if e - s > 40), "")
     body = BodySummary(

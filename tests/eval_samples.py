@@ -39,17 +39,11 @@ def sample_run() -> tuple[dict[str, Any], dict[str, str]]:
             Metric(name="联络站", value=15, unit="个", evidence="联络站15个"),
             Metric(name="群众", value=2000, unit="人", evidence="走访群众两千人"),
         ],
-        key_initiatives=[
-            Initiative(name="<script>alert(1)</script>", evidence="<script>alert('x')</script>")
-        ],
+        key_initiatives=[Initiative(name="<script>alert(1)</script>", evidence="<script>alert('x')</script>")],
     )
     usage = Usage(requests=2, prompt_tokens=900, completion_tokens=100)
     result = score_run(
-        {
-            "a1": ArticleSummary(
-                article_id="a1", bodies=[pred], meta=Meta(backend="fake", model="m", usage=usage)
-            )
-        },
+        {"a1": ArticleSummary(article_id="a1", bodies=[pred], meta=Meta(backend="fake", model="m", usage=usage))},
         {"a1": ArticleSummary(article_id="a1", bodies=[gold])},
         {"a1": TEXT},
     )

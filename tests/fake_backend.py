@@ -50,17 +50,22 @@ class FakeBackend:
                 raise AuthError("the endpoint refused the API key (401); check OPENAI_API_KEY")
             fail_mark = os.environ.get("FAKE_FAIL_MARK")
             if fail_mark and fail_mark in text:
-                raise OutputValidationError("reply is not valid JSON after 3 attempts",
-                                            last_reply="{not json")
+                raise OutputValidationError("reply is not valid JSON after 3 attempts", last_reply="{not json")
             chunk = request.chunk
             hint = request.section.body_hint
             bodies = []
             if hint:
-                metrics = [ReplyMetric(name="数量", value=float(m.group(1)), unit=m.group(2), approx=False,
-                                       evidence=m.group(0))
-                           for m in _COUNT.finditer(text, chunk.start, chunk.end)][:5]
-                bodies.append(ReplyBody(body=hint, level="municipal", year=None, summary="测试摘要",
-                                        key_initiatives=[], metrics=metrics))
+                metrics = [
+                    ReplyMetric(
+                        name="数量", value=float(m.group(1)), unit=m.group(2), approx=False, evidence=m.group(0)
+                    )
+                    for m in _COUNT.finditer(text, chunk.start, chunk.end)
+                ][:5]
+                bodies.append(
+                    ReplyBody(
+                        body=hint, level="municipal", year=None, summary="测试摘要", key_initiatives=[], metrics=metrics
+                    )
+                )
             grounded = ground_bodies(bodies, request.article, (chunk.start, chunk.end), hint)
             usage = Usage(requests=1, prompt_tokens=chunk.tokens + 100, completion_tokens=50)
             return ChunkResult(bodies=grounded.bodies, usage=usage, warnings=grounded.warnings)

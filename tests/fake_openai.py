@@ -33,19 +33,30 @@ class Response:
 
 
 def chat(content: str, finish_reason: str = "stop", prompt_tokens: int = 100, completion_tokens: int = 50) -> Response:
-    return Response(body={
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": "fake-model",
-        "choices": [{"index": 0, "finish_reason": finish_reason,
-                     "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-    })
+    return Response(
+        body={
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "fake-model",
+            "choices": [
+                {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": content}}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+    )
 
 
-def error(status: int, message: str = "error", headers: dict[str, str] | None = None,
-          code: str | None = None) -> Response:
-    return Response(status=status, body={"error": {"message": message, "type": "fake_error", "code": code}},
-                    headers=headers or {})
+def error(
+    status: int, message: str = "error", headers: dict[str, str] | None = None, code: str | None = None
+) -> Response:
+    return Response(
+        status=status, body={"error": {"message": message, "type": "fake_error", "code": code}}, headers=headers or {}
+    )
 
 
 @dataclass
@@ -93,13 +104,27 @@ class GoldResponder:
         bodies = []
         for label in labels:
             for body in label["bodies"]:
-                initiatives = [{"name": i["name"], "evidence": i["evidence"]}
-                               for i in body["key_initiatives"] if _squash(i["evidence"]) in chunk]
-                metrics = [{k: m[k] for k in ("name", "value", "unit", "approx", "evidence")}
-                           for m in body["metrics"] if _squash(m["evidence"]) in chunk]
+                initiatives = [
+                    {"name": i["name"], "evidence": i["evidence"]}
+                    for i in body["key_initiatives"]
+                    if _squash(i["evidence"]) in chunk
+                ]
+                metrics = [
+                    {k: m[k] for k in ("name", "value", "unit", "approx", "evidence")}
+                    for m in body["metrics"]
+                    if _squash(m["evidence"]) in chunk
+                ]
                 if initiatives or metrics:
-                    bodies.append({"body": body["body"], "level": body["level"], "year": body["year"],
-                                   "summary": body["summary"], "key_initiatives": initiatives, "metrics": metrics})
+                    bodies.append(
+                        {
+                            "body": body["body"],
+                            "level": body["level"],
+                            "year": body["year"],
+                            "summary": body["summary"],
+                            "key_initiatives": initiatives,
+                            "metrics": metrics,
+                        }
+                    )
         return {"bodies": bodies}
 
     def __call__(self, seen: Seen) -> Response:

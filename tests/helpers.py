@@ -19,8 +19,14 @@ DUMMY_KEY = "sk-test-DUMMYKEY-4f1c2e9a7b3d"
 
 def fast_settings(**overrides: Any) -> Settings:
     """openai backend against the fake, with timeouts and backoffs small enough for a test suite."""
-    values: dict[str, Any] = {"backend": "openai", "model": "fake-model", "timeout": 3.0,
-                              "backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_max": 10.0}
+    values: dict[str, Any] = {
+        "backend": "openai",
+        "model": "fake-model",
+        "timeout": 3.0,
+        "backoff_initial": 0.01,
+        "backoff_max": 0.05,
+        "retry_after_max": 10.0,
+    }
     values.update(overrides)
     return load_settings(values)
 
@@ -35,7 +41,7 @@ def assert_grounded(summary: ArticleSummary, path: Path) -> None:
     for body in summary.bodies:
         for item in [*body.key_initiatives, *body.metrics]:
             assert item.span is not None, item
-            assert text[item.span[0]:item.span[1]] == item.evidence, item
+            assert text[item.span[0] : item.span[1]] == item.evidence, item
 
 
 def assert_matches_gold(summary: ArticleSummary, path: Path) -> None:
@@ -50,9 +56,13 @@ def assert_matches_gold(summary: ArticleSummary, path: Path) -> None:
                 continue
             span = locate(metric.evidence, text)
             assert span is not None
-            assert any(m.value == metric.value and m.unit == metric.unit and m.span is not None
-                       and m.span[0] < span[1] and span[0] < m.span[1] for m in got.metrics), \
-                (path.name, want.body, metric.name, metric.value)
+            assert any(
+                m.value == metric.value
+                and m.unit == metric.unit
+                and m.span is not None
+                and m.span[0] < span[1]
+                and span[0] < m.span[1]
+                for m in got.metrics
+            ), (path.name, want.body, metric.name, metric.value)
         for initiative in want.key_initiatives:
-            assert any(i.name == initiative.name for i in got.key_initiatives), \
-                (path.name, want.body, initiative.name)
+            assert any(i.name == initiative.name for i in got.key_initiatives), (path.name, want.body, initiative.name)

@@ -38,9 +38,11 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def article_text(i: int, committee: str | None = None) -> str:
     committee = committee or CITIES[i % len(CITIES)] + "政协"
-    return (f"{committee}召开第{i + 1}期协商会议\n发布时间：2023-05-04\n"
-            f"{committee}近日召开专题协商会，围绕营商环境提出建议，组织调研{i + 2}次，委员参与{i + 30}人。\n"
-            f"会议指出，{committee}将持续推进协商议政工作。\n")
+    return (
+        f"{committee}召开第{i + 1}期协商会议\n发布时间：2023-05-04\n"
+        f"{committee}近日召开专题协商会，围绕营商环境提出建议，组织调研{i + 2}次，委员参与{i + 30}人。\n"
+        f"会议指出，{committee}将持续推进协商议政工作。\n"
+    )
 
 
 def make_folder(root: Path, count: int, nested: bool = True) -> Path:
@@ -58,8 +60,15 @@ def settings(tmp_path: Path, **changes: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def batch(tmp_path: Path, folder: Path, out: Path, *, config: Settings | None = None, glob: str = "**/*.txt",
-          force: bool = False) -> BatchReport:
+def batch(
+    tmp_path: Path,
+    folder: Path,
+    out: Path,
+    *,
+    config: Settings | None = None,
+    glob: str = "**/*.txt",
+    force: bool = False,
+) -> BatchReport:
     config = config or settings(tmp_path)
     return run_batch(folder, out, config, glob=glob, force=force, progress=NullProgress())
 
@@ -161,8 +170,7 @@ def test_every_article_becomes_one_line_named_by_its_relative_path(tmp_path: Pat
     report = batch(tmp_path, folder, out)
     assert report.ok and report.done == 7 and report.total == 7
     found = ids(out)
-    assert sorted(found) == sorted(["a000", "part1/a001", "a002", "part0/a003", "a004", "part2/a005",
-                                    "part1/eval001"])
+    assert sorted(found) == sorted(["a000", "part1/a001", "a002", "part0/a003", "a004", "part2/a005", "part1/eval001"])
     for line in lines(out):
         summary = ArticleSummary.model_validate(line)
         assert summary.meta is not None and summary.meta.input_sha256 and summary.meta.settings_key
@@ -325,8 +333,7 @@ def test_bad_files_each_get_a_one_line_reason_and_the_batch_goes_on(
     assert "other" not in out.read_text() and "secret" not in out.read_text()
 
 
-def test_a_model_failure_records_class_attempts_and_last_reply(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_failure_records_class_attempts_and_last_reply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = make_folder(tmp_path / "in", 3, nested=False)
     (folder / "a001.txt").write_text(article_text(1) + "坏数据\n", encoding="utf-8")
     monkeypatch.setenv("FAKE_FAIL_MARK", "坏数据")
@@ -376,14 +383,16 @@ def test_an_authentication_failure_stops_the_batch(tmp_path: Path, monkeypatch: 
 # --- concurrency and worker processes ---------------------------------------------------------
 
 
-def test_requests_in_flight_stay_within_the_concurrency(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_requests_in_flight_stay_within_the_concurrency(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = make_folder(tmp_path / "in", 24)
     shutil.copy(EVAL / "002_a0e3353743ab7c90.txt", folder / "long.txt")  # several chunks, gathered at once
     monkeypatch.setenv("FAKE_DELAY", "0.03")
-    report = batch(tmp_path, folder, tmp_path / "results.jsonl",
-                   config=settings(tmp_path, concurrency=4, chunk_tokens=300, chunk_overlap=20))
+    report = batch(
+        tmp_path,
+        folder,
+        tmp_path / "results.jsonl",
+        config=settings(tmp_path, concurrency=4, chunk_tokens=300, chunk_overlap=20),
+    )
     assert report.done == 25
     assert FakeBackend.peak == 4
 
@@ -391,13 +400,15 @@ def test_requests_in_flight_stay_within_the_concurrency(
 def test_a_cpu_bound_backend_uses_worker_processes_and_the_parent_writes(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "in", 40)
     out = tmp_path / "results.jsonl"
-    report = run_batch(folder, out, settings(tmp_path, backend="cpufake", workers=2), progress=NullProgress(),
-                       pool_threshold=10)
+    report = run_batch(
+        folder, out, settings(tmp_path, backend="cpufake", workers=2), progress=NullProgress(), pool_threshold=10
+    )
     assert report.done == 40 and report.ok
     assert FakeBackend.calls == 0  # nothing ran in this process
     assert len(ids(out)) == 40 == len(set(ids(out)))
-    report = run_batch(folder, out, settings(tmp_path, backend="cpufake", workers=2), progress=NullProgress(),
-                       pool_threshold=10)
+    report = run_batch(
+        folder, out, settings(tmp_path, backend="cpufake", workers=2), progress=NullProgress(), pool_threshold=10
+    )
     assert report.skipped == 40
 
 
@@ -424,8 +435,7 @@ def test_cli_exit_codes_progress_lines_and_summary_table(tmp_path: Path) -> None
     assert runner.invoke(app, ["batch", str(folder), "-o", "r.jsonl", "--concurrency", "0"]).exit_code == 2
 
 
-def test_cost_uses_the_price_table_and_says_unknown_otherwise(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cost_uses_the_price_table_and_says_unknown_otherwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = make_folder(tmp_path / "in", 2)
     report = batch(tmp_path, folder, tmp_path / "r1.jsonl")
     assert report.cost_usd is None and "unknown" in dict(report.rows())["estimated cost"]
@@ -443,16 +453,27 @@ def test_cost_uses_the_price_table_and_says_unknown_otherwise(tmp_path: Path,
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     full_env = {**os.environ, "PYTHONPATH": str(TESTS), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "summarizer.cli", *args], env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "summarizer.cli", *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def test_kill_9_mid_batch_then_rerun_finishes_without_half_or_duplicate_lines(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "in", 16)
     out = tmp_path / "results.jsonl"
     cache = tmp_path / "cache"
-    process = _cli("batch", str(folder), "-o", str(out), "--backend", "fake", "--concurrency", "2", "--quiet",
-                   env={"FAKE_DELAY": "0.25", "SUMMARIZER_CACHE_DIR": str(cache)})
+    process = _cli(
+        "batch",
+        str(folder),
+        "-o",
+        str(out),
+        "--backend",
+        "fake",
+        "--concurrency",
+        "2",
+        "--quiet",
+        env={"FAKE_DELAY": "0.25", "SUMMARIZER_CACHE_DIR": str(cache)},
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 4):
         time.sleep(0.02)
@@ -477,8 +498,21 @@ def test_two_runs_sharing_a_cache_lose_nothing_and_never_report_a_locked_databas
     second.mkdir()
     for i in range(60):
         (second / f"b{i:03d}.txt").write_text(article_text(i + 100), encoding="utf-8")
-    runs = [_cli("batch", str(folder), "-o", str(tmp_path / f"{folder.name}.jsonl"), "--backend", "fake",
-                 "--concurrency", "16", "--quiet", env=env) for folder in (first, second)]
+    runs = [
+        _cli(
+            "batch",
+            str(folder),
+            "-o",
+            str(tmp_path / f"{folder.name}.jsonl"),
+            "--backend",
+            "fake",
+            "--concurrency",
+            "16",
+            "--quiet",
+            env=env,
+        )
+        for folder in (first, second)
+    ]
     outputs = [run.communicate(timeout=60) for run in runs]
     for run, (_, stderr) in zip(runs, outputs, strict=True):
         assert run.returncode == 0, stderr.decode()

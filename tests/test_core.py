@@ -32,8 +32,12 @@ PAGE = """首页 >> 地方政协 >> 正文
 
 
 def test_utf8_bom_and_gbk_read_the_same(tmp_path: Path) -> None:
-    for name, data in {"plain": PAGE.encode(), "bom": b"\xef\xbb\xbf" + PAGE.encode(),
-                       "gbk": PAGE.encode("gbk"), "crlf": PAGE.replace("\n", "\r\n").encode("gb18030")}.items():
+    for name, data in {
+        "plain": PAGE.encode(),
+        "bom": b"\xef\xbb\xbf" + PAGE.encode(),
+        "gbk": PAGE.encode("gbk"),
+        "crlf": PAGE.replace("\n", "\r\n").encode("gb18030"),
+    }.items():
         path = tmp_path / f"{name}.txt"
         path.write_bytes(data)
         article = load_article(path)
@@ -110,11 +114,16 @@ def test_locate_tolerates_width_and_whitespace_only() -> None:
 def test_grounding_drops_what_the_article_does_not_say() -> None:
     article = parse_article("某某市政协2023年工作回顾\n\n一年来,市政协形成调研报告14篇,满意率达99.5%。", "g")
     reply = ReplyBody(
-        body="市政协", level="municipal", year=2023, summary="",
+        body="市政协",
+        level="municipal",
+        year=2023,
+        summary="",
         key_initiatives=[ReplyInitiative(name="虚构", evidence="建立了不存在的平台")],
-        metrics=[ReplyMetric(name="调研报告", value=14, unit="篇", approx=False, evidence="形成调研报告14篇"),
-                 ReplyMetric(name="调研报告", value=15, unit="篇", approx=False, evidence="形成调研报告14篇"),
-                 ReplyMetric(name="满意率", value=99.5, unit="%", approx=True, evidence="满意率达99.5%")],
+        metrics=[
+            ReplyMetric(name="调研报告", value=14, unit="篇", approx=False, evidence="形成调研报告14篇"),
+            ReplyMetric(name="调研报告", value=15, unit="篇", approx=False, evidence="形成调研报告14篇"),
+            ReplyMetric(name="满意率", value=99.5, unit="%", approx=True, evidence="满意率达99.5%"),
+        ],
     )
     grounded = ground_bodies([reply], article, hint="某某市政协")
     body = grounded.bodies[0]

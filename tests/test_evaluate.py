@@ -167,9 +167,7 @@ def test_optional_gold_metric_neither_required_nor_punished() -> None:
         metric("提案", 300, "件", "收到提案300件"),
         metric("联络站", 15, "个", "委员联络站15个", optional=True),
     ]
-    found = score_one(
-        [body(metrics=[gold[0], metric("联络站", 15, "个", "联络站15个")])], [body(metrics=gold)]
-    )
+    found = score_one([body(metrics=[gold[0], metric("联络站", 15, "个", "联络站15个")])], [body(metrics=gold)])
     skipped = score_one([body(metrics=[gold[0]])], [body(metrics=gold)])
     for result in (found, skipped):
         assert (result["metrics"]["tp"], result["metrics"]["fp"], result["metrics"]["fn"]) == (1, 0, 0)
@@ -236,9 +234,7 @@ def test_summary_rouge_averages_matched_bodies() -> None:
 def test_cost_per_article_from_usage() -> None:
     usage = Usage(requests=3, prompt_tokens=1000, completion_tokens=200)
     pred = ArticleSummary(article_id="a", bodies=[], meta=Meta(backend="openai", model="m1", usage=usage))
-    result = score_run(
-        {"a": pred}, {"a": ArticleSummary(article_id="a"), "b": ArticleSummary(article_id="b")}, {}
-    )
+    result = score_run({"a": pred}, {"a": ArticleSummary(article_id="a"), "b": ArticleSummary(article_id="b")}, {})
     assert result["cost"]["tokens_per_article"] == 1200
     assert result["cost"]["requests_per_article"] == 3
     assert result["run"]["backend"] == "openai" and result["run"]["model"] == "m1"
@@ -306,9 +302,7 @@ def test_predictions_from_jsonl_name_the_line(tmp_path: Path) -> None:
     good = ArticleSummary(article_id="x").model_dump_json()
     path = tmp_path / "run.jsonl"
     path.write_text(good + "\n\n" + '{"article_id": "y", "bodies": [{"body": "", "level": "county"}]}\n')
-    with pytest.raises(
-        EvalDataError, match=r"run\.jsonl:3: bodies\[0\]\.body: String should have at least 1"
-    ):
+    with pytest.raises(EvalDataError, match=r"run\.jsonl:3: bodies\[0\]\.body: String should have at least 1"):
         load_predictions(path)
     path.write_text(good + "\n")
     assert list(load_predictions(path)) == ["x"]
@@ -318,21 +312,15 @@ def test_run_eval_scores_a_saved_run_and_checks_gold_evidence(tmp_path: Path) ->
     write_gold(tmp_path / "gold", "x", gold_data())
     (tmp_path / "articles").mkdir()
     (tmp_path / "articles" / "x.txt").write_text(TEXT, encoding="utf-8")
-    run = run_eval(
-        gold_dir=tmp_path / "gold", articles_dir=tmp_path / "articles", predictions=tmp_path / "gold"
-    )
+    run = run_eval(gold_dir=tmp_path / "gold", articles_dir=tmp_path / "articles", predictions=tmp_path / "gold")
     assert run.result["metrics"]["f1"] == 1.0
     assert run.articles["x"] == TEXT
 
     broken = gold_data()
     broken["bodies"][0]["metrics"][1]["evidence"] = "立案二百八十件"
     write_gold(tmp_path / "gold", "x", broken)
-    with pytest.raises(
-        EvalDataError, match=r"x\.json: bodies\[0\]\.metrics\[1\]\.evidence: .* not in the article"
-    ):
-        run_eval(
-            gold_dir=tmp_path / "gold", articles_dir=tmp_path / "articles", predictions=tmp_path / "gold"
-        )
+    with pytest.raises(EvalDataError, match=r"x\.json: bodies\[0\]\.metrics\[1\]\.evidence: .* not in the article"):
+        run_eval(gold_dir=tmp_path / "gold", articles_dir=tmp_path / "articles", predictions=tmp_path / "gold")
 
 
 def test_run_eval_calls_the_summariser_for_each_article(tmp_path: Path) -> None:
@@ -361,9 +349,7 @@ def test_run_eval_scores_a_failed_article_as_misses_but_stops_on_bad_credentials
         raise ProviderError("endpoint timed out after 5 attempts")
 
     run = run_eval(gold_dir=tmp_path / "gold", articles_dir=tmp_path / "articles", summarise=timing_out)
-    assert run.result["run"]["failed"] == [
-        {"article_id": "x", "error": "endpoint timed out after 5 attempts"}
-    ]
+    assert run.result["run"]["failed"] == [{"article_id": "x", "error": "endpoint timed out after 5 attempts"}]
     assert run.result["metrics"]["fn"] == 3 and run.result["per_article"][0]["predicted"] is False
 
     def refused(path: Path) -> ArticleSummary:

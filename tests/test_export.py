@@ -16,12 +16,19 @@ from summarizer.schema import ArticleSummary, BodySummary, Initiative, Meta, Met
 def summary(article_id: str, value: float = 12, evidence: str = "提出建议12条") -> ArticleSummary:
     return ArticleSummary(
         article_id=article_id,
-        bodies=[BodySummary(
-            body="苏州市政协", level="municipal", year=2023, summary="摘要",
-            key_initiatives=[Initiative(name="委员工作室", evidence="建成“委员工作室”, 方便群众", span=(3, 17))],
-            metrics=[Metric(name="建议", value=value, unit="条", evidence=evidence, span=(40, 47)),
-                     Metric(name="调研", value=1.5, unit="万人次", approx=True, evidence="约1.5万人次")],
-        )],
+        bodies=[
+            BodySummary(
+                body="苏州市政协",
+                level="municipal",
+                year=2023,
+                summary="摘要",
+                key_initiatives=[Initiative(name="委员工作室", evidence="建成“委员工作室”, 方便群众", span=(3, 17))],
+                metrics=[
+                    Metric(name="建议", value=value, unit="条", evidence=evidence, span=(40, 47)),
+                    Metric(name="调研", value=1.5, unit="万人次", approx=True, evidence="约1.5万人次"),
+                ],
+            )
+        ],
         meta=Meta(backend="fake"),
     )
 
@@ -42,9 +49,19 @@ def test_one_row_per_metric_and_per_initiative_with_the_documented_columns(tmp_p
     assert (counts.articles, counts.metrics, counts.initiatives, counts.bad_lines) == (2, 4, 2, 0)
     metrics = read_csv(tmp_path / "metrics.csv")
     assert tuple(metrics[0]) == METRIC_COLUMNS
-    assert metrics[0] == {"article": "a/one", "body": "苏州市政协", "level": "municipal", "year": "2023",
-                          "name": "建议", "value": "12", "unit": "条", "approx": "FALSE",
-                          "evidence": "提出建议12条", "span_start": "40", "span_end": "47"}
+    assert metrics[0] == {
+        "article": "a/one",
+        "body": "苏州市政协",
+        "level": "municipal",
+        "year": "2023",
+        "name": "建议",
+        "value": "12",
+        "unit": "条",
+        "approx": "FALSE",
+        "evidence": "提出建议12条",
+        "span_start": "40",
+        "span_end": "47",
+    }
     assert metrics[1]["value"] == "1.5" and metrics[1]["approx"] == "TRUE" and metrics[1]["span_start"] == ""
     initiatives = read_csv(tmp_path / "initiatives.csv")
     assert tuple(initiatives[0]) == INITIATIVE_COLUMNS
@@ -70,8 +87,13 @@ def test_pandas_reads_numbers_and_flags(tmp_path: Path) -> None:
 
 
 def test_last_line_wins_and_unreadable_lines_are_counted_not_fatal(tmp_path: Path) -> None:
-    results = write_results(tmp_path / "results.jsonl", summary("one", value=1, evidence="建议1条"),
-                            summary("two"), summary("one", value=3, evidence="建议3条"), tail=b'{"article_id": "thr')
+    results = write_results(
+        tmp_path / "results.jsonl",
+        summary("one", value=1, evidence="建议1条"),
+        summary("two"),
+        summary("one", value=3, evidence="建议3条"),
+        tail=b'{"article_id": "thr',
+    )
     counts = export_csv(results, tmp_path / "metrics.csv")
     rows = read_csv(tmp_path / "metrics.csv")
     assert [(r["article"], r["value"]) for r in rows if r["name"] == "建议"] == [("two", "12"), ("one", "3")]
@@ -88,8 +110,18 @@ def test_newlines_and_quotes_in_evidence_round_trip(tmp_path: Path) -> None:
 def test_cli_export_and_its_usage_errors(tmp_path: Path) -> None:
     results = write_results(tmp_path / "results.jsonl", summary("one"))
     runner = CliRunner()
-    done = runner.invoke(app, ["export", str(results), "--csv", str(tmp_path / "m.csv"),
-                               "--csv-initiatives", str(tmp_path / "i.csv"), "--bom"])
+    done = runner.invoke(
+        app,
+        [
+            "export",
+            str(results),
+            "--csv",
+            str(tmp_path / "m.csv"),
+            "--csv-initiatives",
+            str(tmp_path / "i.csv"),
+            "--bom",
+        ],
+    )
     assert done.exit_code == 0 and "1 articles: 2 metrics, 1 initiatives" in done.stdout
     assert (tmp_path / "i.csv").read_bytes().startswith(b"\xef\xbb\xbf")
     nothing = runner.invoke(app, ["export", str(results)])

@@ -1,6 +1,6 @@
 """One eval article through a real OpenAI-compatible endpoint. Off by default; run with
 
-    OPENAI_API_KEY=... [OPENAI_BASE_URL=...] [SUMMARIZER_MODEL=...] .venv/bin/pytest -m live
+OPENAI_API_KEY=... [OPENAI_BASE_URL=...] [SUMMARIZER_MODEL=...] .venv/bin/pytest -m live
 """
 
 from __future__ import annotations
@@ -16,15 +16,22 @@ from summarizer.settings import load_settings
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not (os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")),
-                       reason="needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)"),
+    pytest.mark.skipif(
+        not (os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")),
+        reason="needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)",
+    ),
 ]
 
 
 def test_eval_article_through_a_real_endpoint(tmp_path: Path) -> None:
     path = ARTICLES[0]
-    settings = load_settings({"backend": "openai", "model": os.environ.get("SUMMARIZER_MODEL") or "gpt-4o-mini",
-                              "cache_dir": tmp_path / "cache"})
+    settings = load_settings(
+        {
+            "backend": "openai",
+            "model": os.environ.get("SUMMARIZER_MODEL") or "gpt-4o-mini",
+            "cache_dir": tmp_path / "cache",
+        }
+    )
     summary = summarise_article(path, settings)
     gold = gold_for(path)
     assert [b.body for b in summary.bodies][:1] == [gold.bodies[0].body]

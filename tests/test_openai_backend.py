@@ -120,8 +120,9 @@ def test_chunk_boundary_duplicates_are_merged(fake: FakeOpenAI) -> None:
     path = ARTICLES[1]
     summary = summarise_article(path, fast_settings(chunk_tokens=500, chunk_overlap=200))
     # Overlapping chunks really did report some items twice...
-    reported = Counter(m["evidence"] for s in fake.requests for b in gold_reply(fake, s)["bodies"]
-                       for m in b["metrics"])
+    reported = Counter(
+        m["evidence"] for s in fake.requests for b in gold_reply(fake, s)["bodies"] for m in b["metrics"]
+    )
     assert max(reported.values()) >= 2
     # ...yet each appears once in the output.
     keys = [(m.span, m.value, m.unit) for b in summary.bodies for m in b.metrics]
@@ -180,18 +181,24 @@ def test_local_server_without_key(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPa
     assert summary.bodies and fake.count == 2
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("", "empty"),
-    ("1" * 5000, "digits"),
-    ('{"bodies": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests deeper"),
-    ('{"bodies": [{"body": "x", "level": "county", "year": NaN}]}', "NaN"),
-    ('{"bodies": [], "bodies": []}', "twice"),
-    ('{"bodies": [{"body": "x", "level": "county", "year": 1e999}]}', "not finite"),
-    ('{"bodies": "none"}', "required format"),
-    ('{"bodies": [{"body": "x", "level": "town", "year": null, "summary": "", "key_initiatives": [], '
-     '"metrics": []}]}', "level"),
-    ("x" * 2_100_000, "larger than"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("", "empty"),
+        ("1" * 5000, "digits"),
+        ('{"bodies": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests deeper"),
+        ('{"bodies": [{"body": "x", "level": "county", "year": NaN}]}', "NaN"),
+        ('{"bodies": [], "bodies": []}', "twice"),
+        ('{"bodies": [{"body": "x", "level": "county", "year": 1e999}]}', "not finite"),
+        ('{"bodies": "none"}', "required format"),
+        (
+            '{"bodies": [{"body": "x", "level": "town", "year": null, "summary": "", "key_initiatives": [], '
+            '"metrics": []}]}',
+            "level",
+        ),
+        ("x" * 2_100_000, "larger than"),
+    ],
+)
 def test_hostile_replies_are_rejected_with_a_reason(content: str, problem: str) -> None:
     from summarizer.backends.openai_backend import ReplyError
 

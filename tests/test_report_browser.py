@@ -41,9 +41,7 @@ def chromium() -> str:
     if found:
         return found
     if under_ci():
-        pytest.fail(
-            "CI is set but chromium is missing; the CI script must install it (apt-get install chromium)"
-        )
+        pytest.fail("CI is set but chromium is missing; the CI script must install it (apt-get install chromium)")
     pytest.skip("chromium is not installed (apt-get install chromium); the browser tests need it")
 
 

@@ -13,8 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_rules_backend_meets_the_quality_bar() -> None:
     settings = load_settings({"backend": "rules"})
-    run = run_eval(gold_dir=ROOT / "eval/gold", articles_dir=ROOT / "eval/articles",
-                   summarise=lambda path: summarise_article(path, settings), backend="rules")
+    run = run_eval(
+        gold_dir=ROOT / "eval/gold",
+        articles_dir=ROOT / "eval/articles",
+        summarise=lambda path: summarise_article(path, settings),
+        backend="rules",
+    )
     result = run.result
     assert result["run"]["failed"] == []
     assert result["bodies"]["f1"] == 1.0

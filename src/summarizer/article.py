@@ -44,9 +44,7 @@ _BOILERPLATE = re.compile(
 _FOOTER_START = re.compile(r"^\s*(?:上一篇|下一篇|标题导航|相关新闻|相关阅读|推荐阅读|热点推荐|更多>>)")
 
 _DATE = r"(20\d{2}|19\d{2})\s*[-./年]\s*(\d{1,2})\s*[-./月]\s*(\d{1,2})\s*日?"
-_PUBLISHED = re.compile(
-    r"(?:发稿时间|发布时间|发表时间|时间|日期|发布日期|来源)?\s*[:：]?\s*" + _DATE
-)
+_PUBLISHED = re.compile(r"(?:发稿时间|发布时间|发表时间|时间|日期|发布日期|来源)?\s*[:：]?\s*" + _DATE)
 _DATE_ONLY_LINE = re.compile(r"^\s*" + _DATE + r"(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?\s*$")
 _SOURCE = re.compile(r"来源\s*[:：]\s*([^\s:：|｜,，。]{2,20})")
 _DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d{1,2}月\d{1,2}日(?:电|讯)")
@@ -128,9 +126,7 @@ def _kept_ranges(text: str) -> tuple[tuple[int, int], ...]:
             cut = index
             break
     kept = [
-        (start, end)
-        for start, end in lines[:cut]
-        if text[start:end].strip() and not _is_furniture(text[start:end])
+        (start, end) for start, end in lines[:cut] if text[start:end].strip() and not _is_furniture(text[start:end])
     ]
     return tuple(kept)
 
@@ -222,8 +218,9 @@ def _find_source(text: str, kept: tuple[tuple[int, int], ...]) -> str | None:
     return None
 
 
-def parse_article(text: str, article_id: str, path: Path | None = None, *, sha256: str = "",
-                  encoding: str = "utf-8") -> Article:
+def parse_article(
+    text: str, article_id: str, path: Path | None = None, *, sha256: str = "", encoding: str = "utf-8"
+) -> Article:
     """Build an Article from already-decoded text."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():

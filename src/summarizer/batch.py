@@ -168,8 +168,9 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(regex) + r"\Z")
 
 
-def _error(article_id: str, source: str | None, exc: BaseException | str, attempts: int | None = None,
-           kind: str | None = None) -> dict[str, Any]:
+def _error(
+    article_id: str, source: str | None, exc: BaseException | str, attempts: int | None = None, kind: str | None = None
+) -> dict[str, Any]:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return {
         "article_id": article_id,
@@ -181,9 +182,7 @@ def _error(article_id: str, source: str | None, exc: BaseException | str, attemp
     }
 
 
-def discover(
-    root: Path, pattern: str, exclude: Iterable[Path] = ()
-) -> tuple[list[Candidate], list[dict[str, Any]]]:
+def discover(root: Path, pattern: str, exclude: Iterable[Path] = ()) -> tuple[list[Candidate], list[dict[str, Any]]]:
     """Files under `root` matching `pattern`, in sorted order, and a refusal record for each bad one.
 
     Hidden files and folders (leading dot) are left out. Symlinked folders are not descended into;
@@ -213,27 +212,54 @@ def discover(
                     target = path.resolve(strict=True)
                 except (OSError, RuntimeError) as problem:
                     loop = isinstance(problem, RuntimeError) or getattr(problem, "errno", None) == errno.ELOOP
-                    refused.append(_error(article_id, str(path),
-                                          f"{path}: {'symlink loop' if loop else 'broken symlink'}, not read",
-                                          0, "InputError"))
+                    refused.append(
+                        _error(
+                            article_id,
+                            str(path),
+                            f"{path}: {'symlink loop' if loop else 'broken symlink'}, not read",
+                            0,
+                            "InputError",
+                        )
+                    )
                     continue
                 if not target.is_relative_to(real_root):
-                    refused.append(_error(article_id, str(path), f"{path}: symlink points outside the input "
-                                          f"folder ({target}); not followed", 0, "InputError"))
+                    refused.append(
+                        _error(
+                            article_id,
+                            str(path),
+                            f"{path}: symlink points outside the input folder ({target}); not followed",
+                            0,
+                            "InputError",
+                        )
+                    )
                     continue
             else:
                 target = path.resolve()
             if target in excluded:
                 continue
             if article_id in seen:
-                refused.append(_error(article_id, str(path), f"{path}: article id {article_id!r} is "
-                                      f"already taken by {seen[article_id]}", 0, "InputError"))
+                refused.append(
+                    _error(
+                        article_id,
+                        str(path),
+                        f"{path}: article id {article_id!r} is already taken by {seen[article_id]}",
+                        0,
+                        "InputError",
+                    )
+                )
                 continue
             seen[article_id] = rel
             candidates.append(Candidate(root, rel, article_id))
     for exc in walk_errors:
-        refused.append(_error(str(exc.filename or root), str(exc.filename or root),
-                              f"{exc.filename}: cannot list folder ({exc.strerror or exc})", 0, "InputError"))
+        refused.append(
+            _error(
+                str(exc.filename or root),
+                str(exc.filename or root),
+                f"{exc.filename}: cannot list folder ({exc.strerror or exc})",
+                0,
+                "InputError",
+            )
+        )
     return candidates, refused
 
 
@@ -327,8 +353,7 @@ def _lock_output(output: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
         os.close(fd)
-        raise ConfigError(f"{output}: another batch is writing this file; wait for it or use another -o") \
-            from exc
+        raise ConfigError(f"{output}: another batch is writing this file; wait for it or use another -o") from exc
     return fd
 
 
@@ -362,8 +387,16 @@ def _append(fd: int, text: str) -> None:
 class _Writer:
     """Owns the output files and the tallies; every outcome passes through `handle` in the parent."""
 
-    def __init__(self, fd: int, output: Path, errors_path: Path, index: ResultsIndex, settings_key: str,
-                 sink: ProgressSink, report: BatchReport) -> None:
+    def __init__(
+        self,
+        fd: int,
+        output: Path,
+        errors_path: Path,
+        index: ResultsIndex,
+        settings_key: str,
+        sink: ProgressSink,
+        report: BatchReport,
+    ) -> None:
         self._fd = fd
         self.output = output
         self.errors_path = errors_path
@@ -399,8 +432,7 @@ class _Writer:
             old = self.index.entries.get(outcome.article_id)
             # An old line for other settings or another version of the file is wrong now; one that
             # matches (a --force redo that failed) is still the right answer and stays.
-            if old is not None and (old[1] != self.settings_key
-                                    or outcome.input_sha256 not in (None, old[0])):
+            if old is not None and (old[1] != self.settings_key or outcome.input_sha256 not in (None, old[0])):
                 self.dropped.add(outcome.article_id)
         tally.chunks += outcome.chunks
         tally.tokens += outcome.usage.prompt_tokens + outcome.usage.completion_tokens
@@ -437,9 +469,15 @@ def _file_sha256(path: Path, max_bytes: int) -> str | None:
         return None
 
 
-async def summarise_candidate(candidate: Candidate, backend: Backend, settings: Settings, cache: Cache | None,
-                              known: tuple[str | None, str | None] | None, settings_key: str,
-                              force: bool) -> Outcome:
+async def summarise_candidate(
+    candidate: Candidate,
+    backend: Backend,
+    settings: Settings,
+    cache: Cache | None,
+    known: tuple[str | None, str | None] | None,
+    settings_key: str,
+    force: bool,
+) -> Outcome:
     """Skip, summarise, or record the failure of one input file. Never raises a SummarizerError."""
     article_id, source = candidate.article_id, str(candidate.path)
     sha = None
@@ -454,18 +492,34 @@ async def summarise_candidate(candidate: Candidate, backend: Backend, settings: 
     try:
         summary: ArticleSummary = await summarise_article_async(article, backend, settings, cache)
     except SummarizerError as exc:
-        return Outcome(article_id, "failed", error=_error(article_id, source, exc),
-                       fatal=isinstance(exc, AuthError), input_sha256=article.sha256)
+        return Outcome(
+            article_id,
+            "failed",
+            error=_error(article_id, source, exc),
+            fatal=isinstance(exc, AuthError),
+            input_sha256=article.sha256,
+        )
     except Exception as exc:  # a bug in one backend call must not sink a batch of thousands
         log.debug("unexpected error on %s", source, exc_info=True)
         reason = f"{type(exc).__name__}: {exc}"
-        return Outcome(article_id, "failed", input_sha256=article.sha256,
-                       error=_error(article_id, source, reason, None, "InternalError"))
+        return Outcome(
+            article_id,
+            "failed",
+            input_sha256=article.sha256,
+            error=_error(article_id, source, reason, None, "InternalError"),
+        )
     meta = summary.meta
     usage = meta.usage if meta else Usage()
     hits = meta.cache_hits if meta else 0
-    return Outcome(article_id, "done", line=summary.model_dump_json(), usage=usage, cache_hits=hits,
-                   chunks=meta.chunks if meta else 0, cached=hits > 0 and usage.requests == 0)
+    return Outcome(
+        article_id,
+        "done",
+        line=summary.model_dump_json(),
+        usage=usage,
+        cache_hits=hits,
+        chunks=meta.chunks if meta else 0,
+        cached=hits > 0 and usage.requests == 0,
+    )
 
 
 def _cpu_bound(backend: Backend) -> bool:
@@ -509,8 +563,9 @@ def limited(backend: Backend, settings: Settings) -> Backend:
 # --- Running many: an async worker pool, or worker processes for a CPU-bound backend ------------
 
 
-async def _run_async(candidates: list[Candidate], backend: Backend, settings: Settings, writer: _Writer,
-                     force: bool) -> str | None:
+async def _run_async(
+    candidates: list[Candidate], backend: Backend, settings: Settings, writer: _Writer, force: bool
+) -> str | None:
     backend = limited(backend, settings)
     cache = open_cache(settings, backend)
     workers = max(2, settings.concurrency * 2)  # more articles than slots keeps every slot busy
@@ -529,9 +584,15 @@ async def _run_async(candidates: list[Candidate], backend: Backend, settings: Se
         while (candidate := await queue.get()) is not None:
             if stopped:
                 continue
-            outcome = await summarise_candidate(candidate, backend, settings, cache,
-                                                writer.index.entries.get(candidate.article_id),
-                                                writer.settings_key, force)
+            outcome = await summarise_candidate(
+                candidate,
+                backend,
+                settings,
+                cache,
+                writer.index.entries.get(candidate.article_id),
+                writer.settings_key,
+                force,
+            )
             writer.handle(outcome)
             if outcome.fatal and not stopped:
                 stopped.append(outcome.error["message"] if outcome.error else "stopped")
@@ -551,16 +612,23 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(settings: Settings, backend_name: str, inherited: Backend | None) -> None:
     # With the fork start method the parent's backend object comes along for free; otherwise build one.
     backend = inherited if inherited is not None else create_backend(backend_name, settings)
-    _WORKER.update(settings=settings, backend=backend, cache=open_cache(settings, backend),
-                   loop=asyncio.new_event_loop())
+    _WORKER.update(
+        settings=settings, backend=backend, cache=open_cache(settings, backend), loop=asyncio.new_event_loop()
+    )
 
 
-def _work(items: list[tuple[Candidate, tuple[str | None, str | None] | None]], settings_key: str,
-          force: bool) -> list[Outcome]:
+def _work(
+    items: list[tuple[Candidate, tuple[str | None, str | None] | None]], settings_key: str, force: bool
+) -> list[Outcome]:
     loop: asyncio.AbstractEventLoop = _WORKER["loop"]
-    return [loop.run_until_complete(summarise_candidate(candidate, _WORKER["backend"], _WORKER["settings"],
-                                                        _WORKER["cache"], known, settings_key, force))
-            for candidate, known in items]
+    return [
+        loop.run_until_complete(
+            summarise_candidate(
+                candidate, _WORKER["backend"], _WORKER["settings"], _WORKER["cache"], known, settings_key, force
+            )
+        )
+        for candidate, known in items
+    ]
 
 
 def _batches(items: list[Candidate], size: int) -> Iterator[list[Candidate]]:
@@ -568,14 +636,23 @@ def _batches(items: list[Candidate], size: int) -> Iterator[list[Candidate]]:
         yield items[start : start + size]
 
 
-def _run_pool(candidates: list[Candidate], backend: Backend, backend_name: str, settings: Settings,
-              writer: _Writer, force: bool, workers: int, total: int) -> str | None:
+def _run_pool(
+    candidates: list[Candidate],
+    backend: Backend,
+    backend_name: str,
+    settings: Settings,
+    writer: _Writer,
+    force: bool,
+    workers: int,
+    total: int,
+) -> str | None:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     inherited = backend if context.get_start_method() == "fork" else None
     stopped: str | None = None
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(settings, backend_name, inherited)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(settings, backend_name, inherited)
+    ) as pool:
         # Fork the workers before the progress display starts a thread: forking a threaded process is risky.
         pool.submit(os.getpid).result()
         writer.start(total)
@@ -641,8 +718,9 @@ def run_batch(
     candidates, refused = discover(root, glob, exclude=(output, errors_path))
     backend = create_backend(backend_name, settings)
     settings_key = settings.output_key(backend.name, backend.prompt.sha256 if backend.prompt else None)
-    report = BatchReport(root, output, errors_path, backend.name, backend.model, notice=notice,
-                         total=len(candidates) + len(refused))
+    report = BatchReport(
+        root, output, errors_path, backend.name, backend.model, notice=notice, total=len(candidates) + len(refused)
+    )
     fd, index = _open_results(output)
     writer = _Writer(fd, output, errors_path, index, settings_key, progress or choose_progress(quiet), report)
     for record in refused:
@@ -650,8 +728,9 @@ def run_batch(
     workers = settings.workers or os.cpu_count() or 1
     try:
         if _cpu_bound(backend) and workers > 1 and len(candidates) > pool_threshold:
-            report.stopped = _run_pool(candidates, backend, backend_name, settings, writer, force, workers,
-                                       report.total)
+            report.stopped = _run_pool(
+                candidates, backend, backend_name, settings, writer, force, workers, report.total
+            )
             asyncio.run(backend.aclose())
         else:
             writer.start(report.total)

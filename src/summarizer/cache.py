@@ -23,13 +23,27 @@ log = logging.getLogger(__name__)
 DB_NAME = "summaries.sqlite3"
 
 
-def cache_key(*, backend: str, model: str | None, prompt_hash: str | None, schema_version: int,
-              settings: dict[str, Any], text: str) -> str:
+def cache_key(
+    *,
+    backend: str,
+    model: str | None,
+    prompt_hash: str | None,
+    schema_version: int,
+    settings: dict[str, Any],
+    text: str,
+) -> str:
     """Stable hash of everything that determines a chunk's result."""
     blob = json.dumps(
-        {"backend": backend, "model": model, "prompt": prompt_hash, "schema": schema_version,
-         "settings": settings, "text": text},
-        sort_keys=True, ensure_ascii=False,
+        {
+            "backend": backend,
+            "model": model,
+            "prompt": prompt_hash,
+            "schema": schema_version,
+            "settings": settings,
+            "text": text,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -108,16 +122,21 @@ class Cache:
         blob = json.dumps(value, ensure_ascii=False)
         with self._lock:
             try:
-                self._db.execute("INSERT OR REPLACE INTO entries (key, value, created) VALUES (?, ?, ?)",
-                                 (key, blob, time.time()))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO entries (key, value, created) VALUES (?, ?, ?)", (key, blob, time.time())
+                )
             except sqlite3.DatabaseError as exc:
                 raise CacheError(f"{self.path}: cannot write to the cache ({exc})") from exc
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             count, size = self._db.execute("SELECT count(*), coalesce(sum(length(value)), 0) FROM entries").fetchone()
-        return {"path": str(self.path), "entries": count, "bytes": size,
-                "file_bytes": self.path.stat().st_size if self.path.exists() else 0}
+        return {
+            "path": str(self.path),
+            "entries": count,
+            "bytes": size,
+            "file_bytes": self.path.stat().st_size if self.path.exists() else 0,
+        }
 
     def clear(self) -> int:
         with self._lock:

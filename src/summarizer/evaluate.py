@@ -456,9 +456,7 @@ def _sum_prf(per_article: Sequence[Mapping[str, Any]], field: str) -> dict[str, 
 
 
 def _run_label(predictions: Iterable[ArticleSummary], attribute: str) -> str | None:
-    labels = sorted(
-        {str(value) for p in predictions if p.meta is not None and (value := getattr(p.meta, attribute))}
-    )
+    labels = sorted({str(value) for p in predictions if p.meta is not None and (value := getattr(p.meta, attribute))})
     return ", ".join(labels) if labels else None
 
 
@@ -632,9 +630,7 @@ def load_predictions(path: str | Path) -> dict[str, ArticleSummary]:
     return predictions
 
 
-def check_gold_grounded(
-    gold: Mapping[str, ArticleSummary], articles: Mapping[str, str], gold_dir: Path
-) -> None:
+def check_gold_grounded(gold: Mapping[str, ArticleSummary], articles: Mapping[str, str], gold_dir: Path) -> None:
     """Every gold evidence must be a verbatim substring of its article, or scoring would be unfair.
 
     Raises:

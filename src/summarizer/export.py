@@ -15,8 +15,19 @@ from pydantic import ValidationError
 from .errors import InputError
 from .schema import ArticleSummary, BodySummary
 
-METRIC_COLUMNS = ("article", "body", "level", "year", "name", "value", "unit", "approx", "evidence",
-                  "span_start", "span_end")
+METRIC_COLUMNS = (
+    "article",
+    "body",
+    "level",
+    "year",
+    "name",
+    "value",
+    "unit",
+    "approx",
+    "evidence",
+    "span_start",
+    "span_end",
+)
 INITIATIVE_COLUMNS = ("article", "body", "level", "year", "name", "evidence", "span_start", "span_end")
 
 
@@ -96,8 +107,9 @@ def _open_csv(path: Path, bom: bool) -> IO[str]:
         raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
-def export_csv(results: Path, metrics_csv: Path | None, initiatives_csv: Path | None = None, *,
-               bom: bool = False) -> ExportCounts:
+def export_csv(
+    results: Path, metrics_csv: Path | None, initiatives_csv: Path | None = None, *, bom: bool = False
+) -> ExportCounts:
     """Write the metrics and/or initiatives of every article in `results` as CSV.
 
     UTF-8, comma-separated, quoted where needed, CRLF line ends; `bom` adds the byte-order mark
@@ -108,8 +120,9 @@ def export_csv(results: Path, metrics_csv: Path | None, initiatives_csv: Path | 
         InputError: the results file cannot be read or a CSV file cannot be written.
     """
     counts = ExportCounts()
-    targets = [(p, cols) for p, cols in ((metrics_csv, METRIC_COLUMNS), (initiatives_csv, INITIATIVE_COLUMNS))
-               if p is not None]
+    targets = [
+        (p, cols) for p, cols in ((metrics_csv, METRIC_COLUMNS), (initiatives_csv, INITIATIVE_COLUMNS)) if p is not None
+    ]
     temps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p, _ in targets]
     handles = [_open_csv(temp, bom) for temp in temps]
     try:
@@ -123,13 +136,21 @@ def export_csv(results: Path, metrics_csv: Path | None, initiatives_csv: Path | 
                     if columns is METRIC_COLUMNS:
                         for metric in body.metrics:
                             approx = "TRUE" if metric.approx else "FALSE"
-                            writer.writerow([*_body_cells(summary, body), metric.name, _number(metric.value),
-                                             metric.unit, approx, metric.evidence, *_span(metric.span)])
+                            writer.writerow(
+                                [
+                                    *_body_cells(summary, body),
+                                    metric.name,
+                                    _number(metric.value),
+                                    metric.unit,
+                                    approx,
+                                    metric.evidence,
+                                    *_span(metric.span),
+                                ]
+                            )
                             counts.metrics += 1
                     else:
                         for item in body.key_initiatives:
-                            writer.writerow([*_body_cells(summary, body), item.name, item.evidence,
-                                             *_span(item.span)])
+                            writer.writerow([*_body_cells(summary, body), item.name, item.evidence, *_span(item.span)])
                             counts.initiatives += 1
         for handle in handles:
             handle.close()

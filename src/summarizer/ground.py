@@ -120,7 +120,7 @@ def ground_bodies(
                 continue
             if any(i.span == span for i in initiatives):
                 continue
-            initiatives.append(Initiative(name=item.name.strip(), evidence=text[span[0]:span[1]], span=span))
+            initiatives.append(Initiative(name=item.name.strip(), evidence=text[span[0] : span[1]], span=span))
         metrics: list[Metric] = []
         for metric in body.metrics:
             span = locate(metric.evidence, text, near)
@@ -136,8 +136,24 @@ def ground_bodies(
                 continue
             if any(m.span == span and m.value == metric.value for m in metrics):
                 continue
-            metrics.append(Metric(name=metric.name.strip(), value=as_number(metric.value), unit=metric.unit.strip(),
-                                  approx=approx, evidence=quote, span=span))
-        out.append(BodySummary(body=name, level=level_of(name), year=body.year,  # type: ignore[arg-type]
-                               summary=body.summary.strip(), key_initiatives=initiatives, metrics=metrics))
+            metrics.append(
+                Metric(
+                    name=metric.name.strip(),
+                    value=as_number(metric.value),
+                    unit=metric.unit.strip(),
+                    approx=approx,
+                    evidence=quote,
+                    span=span,
+                )
+            )
+        out.append(
+            BodySummary(
+                body=name,
+                level=level_of(name),
+                year=body.year,
+                summary=body.summary.strip(),
+                key_initiatives=initiatives,
+                metrics=metrics,
+            )
+        )
     return Grounded(out, warnings, failures)

@@ -60,8 +60,14 @@ class Limiter:
     while the pacing (plain clock arithmetic) carries over. Not for use from several threads.
     """
 
-    def __init__(self, concurrency: int, rpm: int | None = None, tpm: int | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if rpm is not None and rpm < 1:

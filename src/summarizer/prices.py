@@ -38,14 +38,18 @@ def load_prices(override: Mapping[str, Any] | str | None = None) -> dict[str, tu
         try:
             override = json.loads(override)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"prices: not valid JSON ({exc.msg}); example: "
-                              '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}') from exc
+            raise ConfigError(
+                f'prices: not valid JSON ({exc.msg}); example: {{"gpt-4o-mini": {{"input": 0.15, "output": 0.6}}}}'
+            ) from exc
     if not isinstance(override, Mapping):
         raise ConfigError("prices: expected an object of model name -> {input, output} USD per 1M tokens")
     for model, price in override.items():
         pair = (price.get("input"), price.get("output")) if isinstance(price, Mapping) else price
-        if (not isinstance(pair, list | tuple) or len(pair) != 2
-                or not all(isinstance(p, int | float) and not isinstance(p, bool) and p >= 0 for p in pair)):
+        if (
+            not isinstance(pair, list | tuple)
+            or len(pair) != 2
+            or not all(isinstance(p, int | float) and not isinstance(p, bool) and p >= 0 for p in pair)
+        ):
             raise ConfigError(f"prices: {model!r} needs input and output USD per 1M tokens, got {price!r}")
         prices[str(model)] = (float(pair[0]), float(pair[1]))
     return prices

@@ -61,9 +61,11 @@ def _eta(tally: Tally, elapsed: float) -> str:
 
 
 def describe(tally: Tally) -> str:
-    return (f"{tally.finished}/{tally.total} articles ({tally.done} done, {tally.cached} cached, "
-            f"{tally.failed} failed, {tally.skipped} skipped), {tally.chunks} chunks, "
-            f"{tally.tokens:,} tokens, {tally.cache_hits} cache hits")
+    return (
+        f"{tally.finished}/{tally.total} articles ({tally.done} done, {tally.cached} cached, "
+        f"{tally.failed} failed, {tally.skipped} skipped), {tally.chunks} chunks, "
+        f"{tally.tokens:,} tokens, {tally.cache_hits} cache hits"
+    )
 
 
 class LogProgress:
@@ -83,8 +85,7 @@ class LogProgress:
         now = time.monotonic()
         if now - self._last >= self.interval:
             self._last = now
-            print(f"batch: {describe(tally)}, eta {_eta(tally, now - self._started)}",
-                  file=self.stream, flush=True)
+            print(f"batch: {describe(tally)}, eta {_eta(tally, now - self._started)}", file=self.stream, flush=True)
 
     def finish(self, tally: Tally) -> None:
         elapsed = time.monotonic() - self._started
@@ -110,19 +111,32 @@ class RichProgress:
         )
 
         self._progress = Progress(
-            TextColumn("articles"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("chunks {task.fields[chunks]}  tokens {task.fields[tokens]:,}  "
-                       "cache hits {task.fields[cache_hits]}  failed {task.fields[failed]}"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=False,
+            TextColumn("articles"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(
+                "chunks {task.fields[chunks]}  tokens {task.fields[tokens]:,}  "
+                "cache hits {task.fields[cache_hits]}  failed {task.fields[failed]}"
+            ),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
         )
         self._progress.start()
         self._task = self._progress.add_task("batch", total=total, chunks=0, tokens=0, cache_hits=0, failed=0)
 
     def update(self, tally: Tally) -> None:
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=tally.finished, chunks=tally.chunks,
-                                  tokens=tally.tokens, cache_hits=tally.cache_hits, failed=tally.failed)
+            self._progress.update(
+                self._task,
+                completed=tally.finished,
+                chunks=tally.chunks,
+                tokens=tally.tokens,
+                cache_hits=tally.cache_hits,
+                failed=tally.failed,
+            )
 
     def finish(self, tally: Tally) -> None:
         if self._progress is not None:

@@ -135,8 +135,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         "## Per article",
         "",
-        "| Article | Bodies F1 | Metrics P | Metrics R | Metrics F1 | Initiatives F1 | Year | Grounding "
-        "| ROUGE-L |",
+        "| Article | Bodies F1 | Metrics P | Metrics R | Metrics F1 | Initiatives F1 | Year | Grounding | ROUGE-L |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in result["per_article"]:
@@ -157,9 +156,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             for kind, title in (("missed", "missed"), ("false_positive", "false positive")):
                 for item in details[kind]:
                     where = "" if item["span"] is not None else " (evidence not in the article)"
-                    lines.append(
-                        f"- {title} {field[:-1]}: {_md(_item_label(item))} — “{_md(item['evidence'])}”{where}"
-                    )
+                    lines.append(f"- {title} {field[:-1]}: {_md(_item_label(item))} — “{_md(item['evidence'])}”{where}")
         if lines[-1] == "":
             lines.append("Nothing missed, nothing extra.")
     return "\n".join(lines) + "\n"
@@ -184,9 +181,7 @@ def render_table(result: Mapping[str, Any]) -> Group:
         )
     year = result["year"]
     cost = result.get("cost", {})
-    fields.add_row(
-        "year", "", "", f"acc {_pct(year['accuracy'])}", f"{year['correct']}/{year['total']}", "", ""
-    )
+    fields.add_row("year", "", "", f"acc {_pct(year['accuracy'])}", f"{year['correct']}/{year['total']}", "", "")
     fields.add_row("grounding", "", "", _pct(result.get("grounding_rate")), "", "", "")
     fields.add_row("summary ROUGE-L", "", "", _pct(result.get("summary_rouge_l")), "", "", "")
     fields.add_row("tokens / article", "", "", _num(cost.get("tokens_per_article")), "", "", "")
@@ -318,9 +313,7 @@ def _item_spans(item: Mapping[str, Any]) -> list[tuple[int, int]]:
     return [] if span is None else [(int(span[0]), int(span[1]))]
 
 
-def _collect_marks(
-    index: int, details: Mapping[str, Any]
-) -> tuple[list[_Mark], dict[str, list[dict[str, Any]]]]:
+def _collect_marks(index: int, details: Mapping[str, Any]) -> tuple[list[_Mark], dict[str, list[dict[str, Any]]]]:
     """Highlights for one article, and the item lists (with anchor keys) that link to them."""
     marks: list[_Mark] = []
     lists: dict[str, list[dict[str, Any]]] = {}
@@ -391,9 +384,7 @@ def render_chart(result: Mapping[str, Any]) -> str:
     for tick in (0, 0.25, 0.5, 0.75, 1.0):
         y = top + plot_h * (1 - tick)
         out.append(f'<line class="grid" x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        out.append(
-            f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{int(tick * 100)}</text>'
-        )
+        out.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{int(tick * 100)}</text>')
     x = left + 14
     for field, bars in groups:
         group_x = x
@@ -407,21 +398,18 @@ def render_chart(result: Mapping[str, Any]) -> str:
                 f"<title>{_e(field)} {'' if stat == 'single' else stat} {value * 100:.1f}%</title></rect>"
             )
             out.append(
-                f'<text class="val" x="{x + bar_w / 2}" y="{y - 4:.1f}" text-anchor="middle">'
-                f"{value * 100:.0f}</text>"
+                f'<text class="val" x="{x + bar_w / 2}" y="{y - 4:.1f}" text-anchor="middle">{value * 100:.0f}</text>'
             )
             x += bar_w + 2
         centre = (group_x + x - 2) / 2
         out.append(
-            f'<text class="lab" x="{centre:.1f}" y="{top + plot_h + 20}" text-anchor="middle">'
-            f"{_e(field)}</text>"
+            f'<text class="lab" x="{centre:.1f}" y="{top + plot_h + 20}" text-anchor="middle">{_e(field)}</text>'
         )
         x += gap
     legend_x = left
     for stat, name in (("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("single", "score")):
         out.append(
-            f'<rect x="{legend_x}" y="{height - 26}" width="12" height="12" '
-            f'fill="{_BAR_COLOURS[stat]}" rx="2"/>'
+            f'<rect x="{legend_x}" y="{height - 26}" width="12" height="12" fill="{_BAR_COLOURS[stat]}" rx="2"/>'
         )
         out.append(f'<text class="lab" x="{legend_x + 17}" y="{height - 16}">{name}</text>')
         legend_x += 100
@@ -532,13 +520,11 @@ def _render_bodies(details: Mapping[str, Any]) -> str:
         year = "✓" if b["year_correct"] else f"✗ ({_e(b['pred_year'])} vs {_e(b['gold_year'])})"
         rouge = "–" if b["summary_rouge_l"] is None else _pct(b["summary_rouge_l"])
         rows.append(
-            f"<tr><td>matched</td><td>{_e(b['gold'])} ← {_e(b['pred'])}</td>"
-            f"<td>{year}</td><td>{rouge}</td></tr>"
+            f"<tr><td>matched</td><td>{_e(b['gold'])} ← {_e(b['pred'])}</td><td>{year}</td><td>{rouge}</td></tr>"
         )
     rows += [f"<tr><td>missed</td><td>{_e(b['gold'])}</td><td></td><td></td></tr>" for b in details["missed"]]
     rows += [
-        f"<tr><td>false positive</td><td>{_e(b['pred'])}</td><td></td><td></td></tr>"
-        for b in details["false_positive"]
+        f"<tr><td>false positive</td><td>{_e(b['pred'])}</td><td></td><td></td></tr>" for b in details["false_positive"]
     ]
     head = "<tr><th>Body</th><th>gold ← predicted</th><th>Year</th><th>ROUGE-L</th></tr>"
     return f'<table class="bodies">{head}{"".join(rows)}</table>'
@@ -546,9 +532,7 @@ def _render_bodies(details: Mapping[str, Any]) -> str:
 
 def _render_article(index: int, entry: Mapping[str, Any], text: str) -> str:
     marks, lists = _collect_marks(index, entry["details"])
-    note = (
-        "" if entry.get("predicted", True) else " <small>(the run has no prediction for this article)</small>"
-    )
+    note = "" if entry.get("predicted", True) else " <small>(the run has no prediction for this article)</small>"
     m = entry["metrics"]
     figures = (
         f"bodies F1 {_pct(entry['bodies']['f1'])} · metrics P {_pct(m['precision'])} R {_pct(m['recall'])} "
@@ -568,8 +552,7 @@ def _legend() -> str:
     return (
         '<div class="legend">'
         + "".join(
-            f'<span><mark class="o-{o}">&nbsp;&nbsp;&nbsp;</mark> {_e(label)}</span>'
-            for o, label in OUTCOMES.items()
+            f'<span><mark class="o-{o}">&nbsp;&nbsp;&nbsp;</mark> {_e(label)}</span>' for o, label in OUTCOMES.items()
         )
         + '<span><mark class="o-miss o-fp mixed">&nbsp;&nbsp;&nbsp;</mark> overlapping outcomes</span></div>'
     )

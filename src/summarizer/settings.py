@@ -117,9 +117,7 @@ def _config_file(env: Mapping[str, str]) -> Path | None:
     return local if local.is_file() else None
 
 
-def load_settings(
-    overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from defaults, the config file, SUMMARIZER_* variables and CLI overrides.
 
     Raises:

@@ -135,8 +135,13 @@ def parse_reply(content: str | None) -> Reply:
     if _json_depth(text) > MAX_JSON_DEPTH:
         raise ReplyError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_parse_int,
-                          parse_float=_parse_float, parse_constant=_reject_constant)
+        data = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_reject_constant,
+        )
     except ReplyError:
         raise
     except json.JSONDecodeError as exc:
@@ -146,8 +151,9 @@ def parse_reply(content: str | None) -> Reply:
     try:
         return Reply.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-                    for err in exc.errors()[:8]]
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()[:8]
+        ]
         more = f" (and {exc.error_count() - 8} more)" if exc.error_count() > 8 else ""
         summary = "; ".join(problems) + more
         raise ReplyError(f"the JSON does not match the required format: {summary}") from None
@@ -185,8 +191,12 @@ class _Counters:
     retries: int = 0
 
     def usage(self) -> Usage:
-        return Usage(requests=self.requests, prompt_tokens=self.prompt_tokens,
-                     completion_tokens=self.completion_tokens, retries=self.retries)
+        return Usage(
+            requests=self.requests,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            retries=self.retries,
+        )
 
 
 class _RetryAfterTooLong(Exception):
@@ -212,8 +222,9 @@ class OpenAIBackend:
             ConfigError: no model name, an unknown JSON mode, or neither a key nor a base URL.
         """
         if not settings.model:
-            raise ConfigError("the openai backend needs a model name: pass --model "
-                              "(e.g. --model gpt-4o-mini) or set SUMMARIZER_MODEL")
+            raise ConfigError(
+                "the openai backend needs a model name: pass --model (e.g. --model gpt-4o-mini) or set SUMMARIZER_MODEL"
+            )
         if settings.json_mode not in JSON_MODES:
             raise ConfigError(f"json_mode {settings.json_mode!r} is not one of {', '.join(JSON_MODES)}")
         self.settings = settings
@@ -233,8 +244,7 @@ class OpenAIBackend:
         key = os.environ.get("OPENAI_API_KEY", "").strip()
         base_url = self.settings.base_url or os.environ.get("OPENAI_BASE_URL", "").strip() or None
         if not key and not base_url:
-            raise ConfigError("no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server "
-                              "that needs none")
+            raise ConfigError("no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server that needs none")
         # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
         return key or "no-key", base_url
 
@@ -245,8 +255,9 @@ class OpenAIBackend:
             import openai
 
             key, base_url = self._credentials()
-            self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=self.settings.timeout,
-                                              max_retries=0)
+            self._client = openai.AsyncOpenAI(
+                api_key=key, base_url=base_url, timeout=self.settings.timeout, max_retries=0
+            )
             self._loop = loop
             del key
         return self._client
@@ -270,15 +281,22 @@ class OpenAIBackend:
 
     def _request_args(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         if self._schema_mode:
-            response_format: dict[str, Any] = {"type": "json_schema", "json_schema": {
-                "name": SCHEMA_NAME, "strict": True, "schema": strict_json_schema(Reply)}}
+            response_format: dict[str, Any] = {
+                "type": "json_schema",
+                "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": strict_json_schema(Reply)},
+            }
         else:
             response_format = {"type": "json_object"}
         # api.openai.com wants max_completion_tokens; compatible servers widely know only max_tokens.
         official = self._client is None or "api.openai.com" in str(self._client.base_url)
         limit = "max_completion_tokens" if official else "max_tokens"
-        return {"model": self.model, "messages": messages, "temperature": self.settings.temperature,
-                limit: self.settings.max_output_tokens, "response_format": response_format}
+        return {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            limit: self.settings.max_output_tokens,
+            "response_format": response_format,
+        }
 
     def _wait(self, state: RetryCallState) -> float:
         import openai
@@ -288,8 +306,7 @@ class OpenAIBackend:
             delay = retry_after_seconds(exc.response.headers)
             if delay is not None:
                 return delay
-        backoff = wait_random_exponential(multiplier=self.settings.backoff_initial,
-                                          max=self.settings.backoff_max)
+        backoff = wait_random_exponential(multiplier=self.settings.backoff_initial, max=self.settings.backoff_max)
         seconds = float(backoff(state))
         if isinstance(exc, openai.RateLimitError):
             self._not_before = max(self._not_before, time.monotonic() + seconds)
@@ -327,8 +344,12 @@ class OpenAIBackend:
                 return exc.status_code in (408, 409, 429) or exc.status_code >= 500
             return isinstance(exc, openai.APIConnectionError)  # includes timeouts
 
-        retrying = AsyncRetrying(stop=stop_after_attempt(max(1, self.settings.transport_attempts)),
-                                 wait=self._wait, retry=retry_if_exception(transient), reraise=True)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(max(1, self.settings.transport_attempts)),
+            wait=self._wait,
+            retry=retry_if_exception(transient),
+            reraise=True,
+        )
         async for attempt in retrying:
             with attempt:
                 return await self._send(messages, counters, attempt.retry_state.attempt_number)
@@ -352,24 +373,32 @@ class OpenAIBackend:
                 counters.retries += 1
                 return await self._send_with_retries(messages, counters)
         except _RetryAfterTooLong as exc:
-            raise ProviderError(f"rate limited: the server asks to wait {exc.seconds:.0f} s, more than "
-                                f"retry_after_max ({self.settings.retry_after_max:g} s); try again later"
-                                ) from None
+            raise ProviderError(
+                f"rate limited: the server asks to wait {exc.seconds:.0f} s, more than "
+                f"retry_after_max ({self.settings.retry_after_max:g} s); try again later"
+            ) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise AuthError(f"the endpoint refused the credentials (HTTP {exc.status_code}); "
-                            f"check OPENAI_API_KEY and OPENAI_BASE_URL") from None
+            raise AuthError(
+                f"the endpoint refused the credentials (HTTP {exc.status_code}); "
+                f"check OPENAI_API_KEY and OPENAI_BASE_URL"
+            ) from None
         except openai.NotFoundError:
-            raise ProviderError(f"HTTP 404: model {self.model!r} or the endpoint was not found; "
-                                f"check --model and the base URL") from None
+            raise ProviderError(
+                f"HTTP 404: model {self.model!r} or the endpoint was not found; check --model and the base URL"
+            ) from None
         except openai.APITimeoutError:
-            raise ProviderError(f"the model endpoint did not answer within {self.settings.timeout:g} s "
-                                f"({attempts} attempts); raise --timeout or try later") from None
+            raise ProviderError(
+                f"the model endpoint did not answer within {self.settings.timeout:g} s "
+                f"({attempts} attempts); raise --timeout or try later"
+            ) from None
         except openai.APIConnectionError:
-            raise ProviderError(f"cannot connect to the model endpoint ({attempts} attempts); "
-                                f"check the base URL and the network") from None
+            raise ProviderError(
+                f"cannot connect to the model endpoint ({attempts} attempts); check the base URL and the network"
+            ) from None
         except openai.APIStatusError as exc:
-            raise ProviderError(f"the model endpoint answered HTTP {exc.status_code}: "
-                                f"{self._redact(_server_message(exc))}") from None
+            raise ProviderError(
+                f"the model endpoint answered HTTP {exc.status_code}: {self._redact(_server_message(exc))}"
+            ) from None
         except openai.OpenAIError as exc:
             raise ProviderError(f"model request failed: {self._redact(str(exc))}") from None
 
@@ -393,9 +422,12 @@ class OpenAIBackend:
         where = f"chunk {chunk.index + 1}/{request.chunk_count}"
         assert self._template is not None
         messages = self._template.render(
-            title=request.article.title or "(无)", published=request.article.published or "(未知)",
-            body_hint=section.body_hint or "(未知)", chunk_number=chunk.index + 1,
-            chunk_count=request.chunk_count, chunk_text=_DELIMITER.sub(r"<\1 片段>", chunk.text),
+            title=request.article.title or "(无)",
+            published=request.article.published or "(未知)",
+            body_hint=section.body_hint or "(未知)",
+            chunk_number=chunk.index + 1,
+            chunk_count=request.chunk_count,
+            chunk_text=_DELIMITER.sub(r"<\1 片段>", chunk.text),
         )
         counters = _Counters()
         warnings: list[str] = []
@@ -413,9 +445,10 @@ class OpenAIBackend:
             content = choice.message.content if choice is not None else None
             if choice is not None and choice.finish_reason == "length":
                 raise TruncatedOutputError(
-                    f"{where}: the reply was cut off at max_output_tokens "
-                    f"({self.settings.max_output_tokens})",
-                    last_reply=content, usage=counters.usage())
+                    f"{where}: the reply was cut off at max_output_tokens ({self.settings.max_output_tokens})",
+                    last_reply=content,
+                    usage=counters.usage(),
+                )
             try:
                 if choice is not None and getattr(choice.message, "refusal", None):
                     raise ReplyError(f"the model refused: {str(choice.message.refusal)[:200]}")
@@ -425,8 +458,7 @@ class OpenAIBackend:
                 log.info("%s: invalid reply (attempt %d/%d): %s", where, ask + 1, asks, problem)
             else:
                 named, foreign = _split_foreign(reply.bodies, request.article.text)
-                grounded = ground_bodies(named, request.article, near=(chunk.start, chunk.end),
-                                         hint=section.body_hint)
+                grounded = ground_bodies(named, request.article, near=(chunk.start, chunk.end), hint=section.body_hint)
                 for body in foreign:
                     grounded.warnings.append(f"dropped body {body.body!r}: not named in the article")
                     grounded.failures.append(f"body {body.body!r} is not a committee named in the article")
@@ -435,21 +467,27 @@ class OpenAIBackend:
                 fallback = grounded
                 problem = "; ".join(grounded.failures)
                 log.info("%s: ungrounded items (attempt %d/%d): %s", where, ask + 1, asks, problem)
-            messages = [*messages, {"role": "assistant", "content": (content or "")[:ECHO_CHARS]},
-                        {"role": "user", "content": _reask_text(problem)}]
+            messages = [
+                *messages,
+                {"role": "assistant", "content": (content or "")[:ECHO_CHARS]},
+                {"role": "user", "content": _reask_text(problem)},
+            ]
         if fallback is not None:
             # An earlier reply parsed: keep its grounded items, drop the rest, and say so.
             warnings.append(f"{where}: the last re-ask was not valid JSON ({problem[:200]})")
             return ChunkResult(fallback.bodies, counters.usage(), warnings + fallback.warnings)
-        raise OutputValidationError(f"{where}: no valid JSON reply after {asks} attempts: {problem[:300]}",
-                                    last_reply=content)
+        raise OutputValidationError(
+            f"{where}: no valid JSON reply after {asks} attempts: {problem[:300]}", last_reply=content
+        )
 
 
 # An article must not close the data block it sits in; the added space folds away in grounding.
 _DELIMITER = re.compile(r"<(/?)\s*片段\s*>")
 _WRAPPERS = re.compile(r"^(?:中国人民政治协商会议|政协)|(?:委员会|政协)$")
-_UNIT = re.compile(r"(?:第?[一二三四五六七八九十\d]+届)?"
-                   r"(?:特别行政区|自治区|自治州|自治县|自治旗|新区|省|市|县|区|旗|盟|州)$")
+_UNIT = re.compile(
+    r"(?:第?[一二三四五六七八九十\d]+届)?"
+    r"(?:特别行政区|自治区|自治州|自治县|自治旗|新区|省|市|县|区|旗|盟|州)$"
+)
 
 
 def _split_foreign(bodies: list[ReplyBody], text: str) -> tuple[list[ReplyBody], list[ReplyBody]]:
@@ -465,8 +503,10 @@ def _split_foreign(bodies: list[ReplyBody], text: str) -> tuple[list[ReplyBody],
 
 
 def _reask_text(problem: str) -> str:
-    return ("上面的输出有问题:" + problem[:1500] + "\n请修正后重新输出完整的 JSON 对象,"
-            "evidence 必须逐字复制自片段原文;找不到原文依据的内容请删除。只输出 JSON。")
+    return (
+        "上面的输出有问题:" + problem[:1500] + "\n请修正后重新输出完整的 JSON 对象,"
+        "evidence 必须逐字复制自片段原文;找不到原文依据的内容请删除。只输出 JSON。"
+    )
 
 
 def _server_message(exc: Any) -> str:
