@@ -91,3 +91,18 @@ def test_import_contracts_hold() -> None:
     assert exe, "import-linter is a dev dependency"
     result = subprocess.run([exe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_exhausted_reasks_name_article_chunk_and_last_reply(fake: object) -> None:
+    from fake_openai import FakeOpenAI, chat
+
+    assert isinstance(fake, FakeOpenAI)
+    fake.default = lambda seen: chat('{"bodies": [ not json')
+    path = EVAL_ARTICLES[0]
+    result = runner.invoke(app, ["summarise", str(path), "--model", "fake-model", "--no-cache"])
+    assert result.exit_code == 1
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("summarizer: error")]
+    import re
+
+    assert path.stem in line and len(re.findall(r"chunk \d+/\d+", line)) == 1  # chunks run in parallel
+    assert "last reply" in line and "not json" in line

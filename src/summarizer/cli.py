@@ -52,7 +52,12 @@ def run_guarded(function: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return function(*args, **kwargs)
     except SummarizerError as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        last_reply = getattr(exc, "last_reply", None)
+        if last_reply:  # the model's last answer, shortened to fit the one line
+            flat = " ".join(str(last_reply).split())
+            message += f"; last reply: {flat[:160]!r}" + (" …" if len(flat) > 160 else "")
+        fail(message, exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except typer.Exit:

@@ -45,6 +45,15 @@ def _chunk_settings(settings: Settings) -> dict[str, object]:
     }
 
 
+def _where(article: Article, chunk: Chunk, count: int, exc: Exception) -> str:
+    """Prefix an error with the article and the chunk (unless the backend already named the chunk)."""
+    place = f"chunk {chunk.index + 1}/{count}"
+    message = str(exc)
+    return (
+        f"{article.article_id} {message}" if message.startswith(place) else f"{article.article_id} {place}: {message}"
+    )
+
+
 async def _extract_chunk(
     backend: Backend,
     article: Article,
@@ -87,11 +96,9 @@ async def _extract_chunk(
             results.extend(await _extract_chunk(backend, article, section, half, count, settings, cache))
         return results
     except OutputValidationError as exc:
-        raise type(exc)(
-            f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}", last_reply=exc.last_reply
-        ) from exc
+        raise type(exc)(_where(article, chunk, count, exc), last_reply=exc.last_reply) from exc
     except SummarizerError as exc:
-        raise type(exc)(f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}") from exc
+        raise type(exc)(_where(article, chunk, count, exc)) from exc
     if key is not None and cache is not None:
         cache.put(
             key,
