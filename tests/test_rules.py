@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+from conftest import EVAL_ARTICLES
 
 from summarizer.article import parse_article
 from summarizer.backends.rules import RulesBackend
@@ -142,3 +144,43 @@ def test_bulleted_roundup_and_author_unit_line() -> None:
     piece = "以协商助推发展\n\n□ 王某\n\n2023年,县政协开展专题协商6次。\n\n(作者单位:会宁县政协办公室)\n"
     summary = asyncio.run(summarise_article_async(parse_article(piece, "p"), RulesBackend(), Settings(backend="rules")))
     assert [(b.body, b.year) for b in summary.bodies] == [("会宁县政协", 2023)]
+
+
+FULL_WIDTH = str.maketrans({",": "，", ";": "；", ":": "：", "!": "！", "?": "？", "(": "（", ")": "）", "%": "％"})
+
+
+@pytest.mark.parametrize("path", EVAL_ARTICLES, ids=lambda p: p.stem)
+def test_full_width_punctuation_gives_the_same_summary(path: Path) -> None:
+    """Pages use ，；：（）％ as often as ASCII: the same article either way yields the same items and spans."""
+    text = path.read_text(encoding="utf-8")
+    settings = Settings(backend="rules")
+    ascii_run = asyncio.run(summarise_article_async(parse_article(text, "a"), RulesBackend(), settings))
+    wide_text = text.translate(FULL_WIDTH)
+    wide_run = asyncio.run(summarise_article_async(parse_article(wide_text, "a"), RulesBackend(), settings))
+
+    def shape(summary: object) -> list[object]:
+        return [
+            (
+                b.body,
+                b.level,
+                b.year,
+                [(m.value, m.unit, m.approx, m.span) for m in b.metrics],
+                [i.span for i in b.key_initiatives],
+            )
+            for b in summary.bodies
+        ]  # type: ignore[attr-defined]
+
+    assert shape(wide_run) == shape(ascii_run)
+    for body in wide_run.bodies:
+        for item in [*body.metrics, *body.key_initiatives]:
+            assert item.span is not None and wide_text[item.span[0] : item.span[1]] == item.evidence
+
+
+def test_numbered_headings_with_a_city_before_the_district() -> None:
+    text = (
+        "三地政协工作巡礼\n\n一、苏州市吴中区政协：打造“吴中议事”品牌\n2023年，吴中区政协开展专题调研18次。\n\n"
+        "二、温州市政协：服务民营经济\n温州市政协召开专题协商会3场。\n"
+    )
+    summary = asyncio.run(summarise_article_async(parse_article(text, "n"), RulesBackend(), Settings(backend="rules")))
+    assert [(b.body, b.level) for b in summary.bodies] == [("吴中区政协", "county"), ("温州市政协", "municipal")]
+    assert [m.value for m in summary.bodies[0].metrics] == [18]

@@ -53,6 +53,35 @@ _SENTENCE_END = "。!?!?;;"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 
 
+# Full-width punctuation, digits and spaces folded 1:1 to ASCII. The folded text has exactly the length
+# of the original, so rules match ASCII patterns on it and quote the original at the same offsets.
+_FOLD = {
+    0xFF0C: ",",
+    0xFF1B: ";",
+    0xFF1A: ":",
+    0xFF01: "!",
+    0xFF1F: "?",
+    0xFF08: "(",
+    0xFF09: ")",
+    0xFF05: "%",
+    0xFF5E: "~",
+    0xFF0E: ".",
+    0xFF0D: "-",
+    0x3000: " ",
+    0x00A0: " ",
+    0xFE50: ",",
+    0xFE54: ";",
+    0xFE55: ":",
+}
+_FOLD.update({0xFF10 + i: str(i) for i in range(10)})
+_FOLD_TABLE = str.maketrans(_FOLD)
+
+
+def fold_text(text: str) -> str:
+    """Full-width punctuation, digits and spaces as ASCII, one character for one character."""
+    return text.translate(_FOLD_TABLE)
+
+
 @dataclass(frozen=True)
 class Article:
     """A decoded article, with the ranges of its text that survived boilerplate stripping."""
@@ -68,6 +97,7 @@ class Article:
     sha256: str
     encoding: str
     header_end: int = 0  # end of the page header (headline, byline, captions above them)
+    folded: str = ""  # `text` with full-width punctuation as ASCII, same length: what rules match on
 
     @property
     def headline(self) -> str:
@@ -142,13 +172,16 @@ def _is_title_like(line: str) -> bool:
     )
 
 
-def _find_title(text: str, kept: tuple[tuple[int, int], ...]) -> tuple[str | None, str | None]:
-    """The headline block: short lines before the byline, or the first such block on the page."""
+def _find_title(text: str, folded: str, kept: tuple[tuple[int, int], ...]) -> tuple[str | None, str | None]:
+    """The headline block: short lines before the byline, or the first such block on the page.
+
+    Decisions read the folded text; the lines returned are the original's.
+    """
     runs: list[list[str]] = []  # runs of adjacent title-like lines
     previous_end = -2
     anchored = False
     for start, end in kept[:40]:
-        line = text[start:end].strip()
+        line = folded[start:end].strip()
         if _BYLINE.match(line) or (_PUBLISHED.match(line) and ("来源" in line or "时间" in line)):
             anchored = True
             break
@@ -157,10 +190,11 @@ def _find_title(text: str, kept: tuple[tuple[int, int], ...]) -> tuple[str | Non
                 break
             continue  # captions above the headline
         if _is_title_like(line):
+            original = text[start:end].strip()
             if start == previous_end + 1 and runs:
-                runs[-1].append(line)
+                runs[-1].append(original)
             else:
-                runs.append([line])
+                runs.append([original])
             previous_end = end
     runs = [[ln for ln in run if len(ln) > 4] for run in runs]
     runs = [run for run in runs if run]
@@ -225,10 +259,11 @@ def parse_article(
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise InputError(f"{path or article_id}: empty article (no text)")
-    kept = _kept_ranges(text)
+    folded = fold_text(text)
+    kept = _kept_ranges(folded)
     if not kept:
         raise InputError(f"{path or article_id}: nothing but page furniture (no article text)")
-    title, subtitle = _find_title(text, kept)
+    title, subtitle = _find_title(text, folded, kept)
     return Article(
         article_id=article_id,
         path=path,
@@ -236,11 +271,12 @@ def parse_article(
         kept=kept,
         title=title,
         subtitle=subtitle,
-        published=_find_published(text, kept),
-        source=_find_source(text, kept),
+        published=_find_published(folded, kept),
+        source=_find_source(folded, kept),
         sha256=sha256 or hashlib.sha256(text.encode()).hexdigest(),
         encoding=encoding,
-        header_end=_find_header_end(text, kept, title),
+        header_end=_find_header_end(folded, kept, fold_text(title) if title else None),
+        folded=folded,
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .article import Article
-from .numbers import as_number, value_readable
+from .numbers import as_number, find_value, is_approx_at
 from .places import bare_suffix, canonical_body, level_of, resolve_bare
 from .schema import BodySummary, Initiative, Metric, ReplyBody
 
@@ -83,6 +83,15 @@ class Grounded:
     failures: list[str]  # what a model should be told when it is re-asked
 
 
+def _given_span(item: object, text: str) -> tuple[int, int] | None:
+    """An item's own span, when it has one and it quotes the evidence exactly (the rules backend's)."""
+    span = getattr(item, "span", None)
+    evidence = getattr(item, "evidence", "")
+    if span is not None and 0 <= span[0] < span[1] <= len(text) and text[span[0] : span[1]] == evidence:
+        return (span[0], span[1])
+    return None
+
+
 def name_body(raw: str, article: Article, hint: str | None) -> str | None:
     """Canonical `<place>政协` for a body name a model or rule produced, resolving bare names."""
     name = canonical_body(raw if raw.endswith(("政协", "委员会")) else raw + "政协")
@@ -113,7 +122,7 @@ def ground_bodies(
             continue
         initiatives: list[Initiative] = []
         for item in body.key_initiatives:
-            span = locate(item.evidence, text, near)
+            span = _given_span(item, text) or locate(item.evidence, text, near)
             if span is None:
                 warnings.append(f"dropped initiative {item.name!r}: evidence not found in the article")
                 failures.append(f"initiative {item.name!r}: evidence {item.evidence!r} is not a verbatim quote")
@@ -123,14 +132,16 @@ def ground_bodies(
             initiatives.append(Initiative(name=item.name.strip(), evidence=text[span[0] : span[1]], span=span))
         metrics: list[Metric] = []
         for metric in body.metrics:
-            span = locate(metric.evidence, text, near)
+            span = _given_span(metric, text) or locate(metric.evidence, text, near)
             if span is None:
                 warnings.append(f"dropped metric {metric.name!r}: evidence not found in the article")
                 failures.append(f"metric {metric.name!r}: evidence {metric.evidence!r} is not a verbatim quote")
                 continue
             quote = text[span[0] : span[1]]
-            readable, approx = value_readable(metric.value, metric.unit, quote)
-            if not readable or not metric.unit.strip():
+            number = find_value(metric.value, quote)
+            # Approximate if the article hedges the number, even just past the quote (协商会20次|以上).
+            approx = number is not None and is_approx_at(text, span[0] + number.start, span[0] + number.end)
+            if number is None or not metric.unit.strip():
                 warnings.append(f"dropped metric {metric.name!r}: value {metric.value} not in its evidence")
                 failures.append(f"metric {metric.name!r}: value {metric.value} cannot be read from {quote!r}")
                 continue

@@ -15,8 +15,6 @@ NUMBER = re.compile(
     r"(?P<arabic>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<mult>[万亿])?"
     r"|(?P<cn>[零〇一二两三四五六七八九十百千万亿]+)"
 )
-APPROX_AFTER = ("余", "多", "以上", "左右", "上下", "许", "来")
-APPROX_BEFORE = ("近", "约", "大约", "超过", "超", "逾", "将近", "接近", "大概", "上")
 
 
 @dataclass(frozen=True)
@@ -62,11 +60,16 @@ def find_numbers(text: str) -> list[Number]:
     return numbers
 
 
+_HEDGE_AFTER = re.compile(r"(?:余|多|来|许)|[^\d\s,，。;；、]{0,3}?(?:以上|左右|上下|有余|多)")
+_HEDGE_BEFORE = re.compile(r"(?:(?<![附接最邻临就将])近|将近|接近|约|大约|大概|超过|超|逾)$")
+
+
 def is_approx_at(text: str, start: int, end: int) -> bool:
-    """Is the number at text[start:end] hedged (近300, 1140余篇, 3600多人次, 20以上)?"""
-    after = text[end : end + 3]
-    before = text[max(0, start - 2) : start]
-    return after.startswith(APPROX_AFTER) or before.endswith(APPROX_BEFORE) or text[end : end + 2] in ("余个", "多个")
+    """Is the number at text[start:end] hedged? 近300, 1140余篇, 3600多人次, 20次以上, 100人左右.
+
+    Not 附近447户 (a place word, not a hedge) and not 300个 followed by unrelated text.
+    """
+    return bool(_HEDGE_AFTER.match(text, end, end + 6) or _HEDGE_BEFORE.search(text, max(0, start - 2), start))
 
 
 def as_number(value: float) -> int | float:
@@ -74,16 +77,19 @@ def as_number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def value_readable(value: float, unit: str, evidence: str) -> tuple[bool, bool]:
-    """Can `value` (in `unit`) be read from the evidence? Returns (readable, approx).
-
-    `1.2万人次` reads as 12000 人次 or 1.2 万人次; both are accepted.
-    """
+def find_value(value: float, evidence: str) -> Number | None:
+    """Where `value` is written in the evidence, if it is. `1.2万人次` reads as 12000 or as 1.2 (万人次)."""
     for number in find_numbers(evidence):
         candidates = {number.value}
         match = NUMBER.match(evidence, number.start)
         if match and match.group("mult"):
             candidates.add(float(match.group("arabic").replace(",", "")))
         if any(abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)) for candidate in candidates):
-            return True, is_approx_at(evidence, number.start, number.end)
-    return False, False
+            return number
+    return None
+
+
+def value_readable(value: float, unit: str, evidence: str) -> tuple[bool, bool]:
+    """Can `value` (in `unit`) be read from the evidence? Returns (readable, approx within the quote)."""
+    number = find_value(value, evidence)
+    return (True, is_approx_at(evidence, number.start, number.end)) if number else (False, False)

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from .article import Article
 from .places import Mention, find_mentions, resolve_bare
 
-_HEADING = re.compile(r"^\s*[■●◆▲★◇◎·]?\s*[【\[]?\s*([\u4e00-\u9fff]{2,20}?政协)\s*[】\]]?\s*(?:[:：]|$)")
+# A committee opening a roundup part: "和平区政协:…", "■ 江阴市政协", "一、苏州市吴中区政协:…", "【X政协】".
+_HEADING = re.compile(
+    r"\s*(?:[一二三四五六七八九十]{1,3}[、.]|\(?[一二三四五六七八九十\d]{1,3}\)|\d{1,2}[.、])?"
+    r"\s*[■●◆▲★◇◎·]?\s*[【\[]?\s*([\u4e00-\u9fff]{2,20}?政协)\s*[】\]]?\s*(?::|$)"
+)
 _AUTHOR = re.compile(r"^\s*[(（]\s*(?:作者|文章作者|本文作者)\s*(?:系|为|是|单位\s*[:：]?)?\s*(.+?)\s*[)）]\s*$")
 
 
@@ -31,15 +35,19 @@ def _lines_in(article: Article, start: int, end: int) -> list[tuple[int, int]]:
     return [(s, e) for s, e in article.kept if s >= start and e <= end]
 
 
-def _named_at_line_start(article: Article, start: int, end: int) -> str | None:
-    for mention in find_mentions(article.text, start, end):
-        if mention.name and not article.text[start : mention.start].strip(" \t\u3000■●◆▲★◇◎·【["):
+def _heading_body(article: Article, start: int, end: int) -> str | None:
+    """The committee a heading line opens with (a city before a district is part of its name)."""
+    match = _HEADING.match(article.folded, start, end)
+    if not match:
+        return None
+    for mention in find_mentions(article.folded, start, end):
+        if mention.name and mention.end == match.end(1):
             return mention.name
     return None
 
 
 def _first_named(article: Article, start: int, end: int) -> str | None:
-    for mention in find_mentions(article.text, start, end):
+    for mention in find_mentions(article.folded, start, end):
         if mention.name:
             return mention.name
     return None
@@ -52,7 +60,7 @@ def infer_body(article: Article, start: int, end: int, strong: list[str] | None 
     `市政协` thirty times outranks a sister committee named once in a caption.
     """
     strong = list(strong or [])
-    mentions = find_mentions(article.text, start, end)
+    mentions = find_mentions(article.folded, start, end)
     headline_mentions = find_mentions(article.headline) if start <= (article.kept[0][0] if article.kept else 0) else []
     named_order = strong + [m.name for m in headline_mentions if m.name] + [m.name for m in mentions if m.name]
     scores: dict[str, float] = {}
@@ -62,7 +70,7 @@ def infer_body(article: Article, start: int, end: int, strong: list[str] | None 
     def credit(mention: Mention, weight: int) -> None:
         name = mention.name
         if name is None and mention.bare:
-            name = resolve_bare(mention.bare, named_order, article.text)
+            name = resolve_bare(mention.bare, named_order, article.folded)
         if name:  # the national committee is usually mentioned in passing
             scores[name] = scores.get(name, 0.0) + (weight if name != "全国政协" else weight / 4)
 
@@ -84,8 +92,8 @@ def split_sections(article: Article) -> list[Section]:
     headings: list[tuple[int, str, str]] = []  # (line start, body, heading text)
     authors: list[tuple[int, str]] = []  # (line end, body)
     for start, end in article.kept:
-        line = article.text[start:end]
-        if len(line.strip()) <= 60 and _HEADING.match(line) and (body := _named_at_line_start(article, start, end)):
+        line = article.folded[start:end]
+        if len(line.strip()) <= 60 and (body := _heading_body(article, start, end)):
             headings.append((start, body, line.strip()))
         elif (match := _AUTHOR.match(line)) and (body := _first_named(article, start + match.start(1), end)):
             authors.append((end, body))

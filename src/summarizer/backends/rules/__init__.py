@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
-from ...article import Article
+from ...article import Article, fold_text
 from ...ground import ground_bodies
+from ...places import level_of
 from ...prompt import PromptTemplate
 from ...schema import BodySummary, Initiative, Metric
 from ...settings import Settings
@@ -33,7 +34,7 @@ def caption_ranges(article: Article, start: int, end: int, heading_start: int | 
     for line_start, line_end in article.kept:
         if line_end <= start or line_start >= end:
             continue
-        line = article.text[line_start:line_end].strip()
+        line = article.folded[line_start:line_end].strip()
         if line_end <= header_end or (
             line
             and line[-1] not in _SENTENCE_END + ",、,"
@@ -45,6 +46,12 @@ def caption_ranges(article: Article, start: int, end: int, heading_start: int | 
         ):
             skip.append((line_start, line_end))
     return skip
+
+
+def _original(text: str, folded: str, name: str, start: int, end: int) -> str:
+    """A name found in the folded text, written as the original has it (same characters, same width)."""
+    at = folded.find(name, start, end)
+    return text[at : at + len(name)] if at >= 0 else name
 
 
 class RulesBackend:
@@ -66,25 +73,38 @@ class RulesBackend:
         article, section, chunk = request.article, request.section, request.chunk
         if not section.body_hint:
             return ChunkResult(bodies=[])
-        text = article.text
+        # Rules match on the folded text (full-width punctuation as ASCII, same offsets); every quote
+        # and name is cut from the original text at the same span.
+        text, folded = article.text, article.folded
         start, end = chunk.start, chunk.end
         skip = caption_ranges(article, start, end, section.start if section.heading else None)
-        quoted = quoted_ranges(text, start, end)
+        quoted = quoted_ranges(folded, start, end)
         metrics = [
-            Metric(name=m.name, value=m.value, unit=m.unit, approx=m.approx, evidence=text[m.start : m.end])
-            for m in find_metrics(text, start, end, skip, quoted)
+            Metric(
+                name=_original(text, folded, m.name, m.start, m.end),
+                value=m.value,
+                unit=m.unit,
+                approx=m.approx,
+                evidence=text[m.start : m.end],
+                span=(m.start, m.end),
+            )
+            for m in find_metrics(folded, start, end, skip, quoted)
         ]
         initiatives = [
-            Initiative(name=i.name, evidence=text[i.start : i.end])
-            for i in find_initiatives(text, start, end, skip, quoted=quoted)
+            Initiative(
+                name=_original(text, folded, i.name, i.start, i.end),
+                evidence=text[i.start : i.end],
+                span=(i.start, i.end),
+            )
+            for i in find_initiatives(folded, start, end, skip, quoted=quoted)
         ]
-        section_text = text[section.start : section.end]
-        year = infer_year(article.headline, section_text, text, article.published)
+        section_text = folded[section.start : section.end]
+        year = infer_year(fold_text(article.headline), section_text, folded, article.published)
         lead = summarise_section(article, section.start, section.end, section.body_hint, skip)
         summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives])
         body = BodySummary(
             body=section.body_hint,
-            level="county",
+            level=level_of(section.body_hint),
             year=year,
             summary=summary,
             key_initiatives=initiatives,

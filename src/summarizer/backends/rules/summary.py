@@ -10,28 +10,31 @@ _SENTENCE = re.compile(r"[^。!?!?\n]+[。!?!?]?")
 MAX_CHARS = 120
 
 
-def _shorten(sentence: str) -> str:
-    sentence = sentence.strip()
+def _shorten(sentence: str, folded: str) -> str:
+    """Cut a long sentence at its last clause break before the limit (`folded` is it, punctuation folded)."""
     if len(sentence) <= MAX_CHARS:
         return sentence
-    cut = max(sentence.rfind(ch, 0, MAX_CHARS - 1) for ch in ",;、,;")
+    cut = max(folded.rfind(ch, 0, MAX_CHARS - 1) for ch in ",;、")
     return (sentence[:cut] if cut > 40 else sentence[: MAX_CHARS - 1]) + "。"
 
 
 def summarise_section(article: Article, start: int, end: int, body: str, skip: list[tuple[int, int]]) -> str:
     """The first reporting sentence that names the committee (or says 政协), else the first one."""
     place = body.removesuffix("政协")
-    first = ""
-    for match in _SENTENCE.finditer(article.text, start, end):
+    first = first_folded = ""
+    for match in _SENTENCE.finditer(article.folded, start, end):
         if any(s <= match.start() < e for s, e in skip):
             continue
-        sentence = match.group(0).strip()
-        if len(sentence) < 20 or sentence.startswith(("“", "——")) or sentence[-1] not in "。!?!?":
+        folded = match.group(0).strip()
+        if len(folded) < 20 or folded.startswith(("“", "——")) or folded[-1] not in "。!?":
             continue
-        first = first or sentence
+        at = article.folded.index(folded, match.start())
+        sentence = article.text[at : at + len(folded)]
+        if not first:
+            first, first_folded = sentence, folded
         if place in sentence or "政协" in sentence:
-            return _shorten(sentence)
-    return _shorten(first)
+            return _shorten(sentence, folded)
+    return _shorten(first, first_folded)
 
 
 def compose_summary(body: str, year: int | None, lead: str, initiatives: list[str]) -> str:
