@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import EVAL_ARTICLES
 
+from conftest import EVAL_ARTICLES
 from summarizer.article import parse_article
 from summarizer.backends.rules import RulesBackend
 from summarizer.backends.rules.initiatives import find_initiatives
