@@ -21,7 +21,9 @@ def _same_metric(a: Metric, b: Metric) -> bool:
 
 
 def _same_initiative(a: Initiative, b: Initiative) -> bool:
-    return _overlap(a.span, b.span) or a.name == b.name
+    # One quote seen by two overlapping chunks, or the same item named and quoted alike; two different
+    # quotes under one short name (制定X计划 / 列入X计划) are two items.
+    return _overlap(a.span, b.span) or (a.name == b.name and a.evidence == b.evidence)
 
 
 def merge_bodies(parts: Sequence[BodySummary]) -> list[BodySummary]:

@@ -84,6 +84,7 @@ _MECHANISM = re.compile(
     r"读书活动|党支部|小组|群组|基地|中心|示范点|联动|督办|调研|协商|视察|监督|评价|考评|述职|备案)"
 )
 _MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
+_ABSTRACT_END = re.compile(r"(?:生动实践|实践|走访)$")
 _ABSTRACT = re.compile(
     r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则|一个侧面)"
 )
@@ -91,11 +92,14 @@ _SERVING = re.compile(r"(?:聚焦|围绕|助力|助推|服务|紧扣)(?:加快|�
 _GENERIC_OBJECT = re.compile(
     r"^(?:工作|履职|协商|监督|调研|学习|实践|建设)?(?:机制|制度|体系|平台|工作|活动|模式|方式|方法)$"
 )
+# A count of events (18场对接活动, 协商会20次以上) or a span of time (…的关键之年) is no initiative.
+_NOT_A_THING = re.compile(r"\d+(?:\.\d+)?[余多]?(?:场次|人次|件次|场|次|项|篇|份|条)|之年|之一")
 _COUNT_END = re.compile(r"\d+(?:\.\d+)?[余多]?[\u4e00-\u9fff%]{1,2}$")
 _VEHICLE = re.compile(r"以([^,。;以为]{3,24}?)为(?:抓手|载体|平台|依托|牵引|突破口)")
 _NAMED = re.compile(r"《[^》\n]{2,40}》|“[^”\n]{2,30}”")
 _ACTOR = re.compile(r"党委|市委|区委|县委|省委|旗委|州委|盟委|党中央|中共中央|国务院|中办|政府|人大")
-_SELF = re.compile(r"政协(?!工作会议|工作的|工作汇报|工作\b)")
+# 政协 as the actor, not as the topic (政协工作会议, 政协工作汇报: someone else's meeting about it).
+_SELF = re.compile(r"政协(?!工作会议|工作的|工作汇报|工作(?=[,;。\s]|$))")
 _MAX_NAME = 20
 
 
@@ -117,8 +121,24 @@ def _name_for(evidence: str, verb: str) -> str:
         name = first + (mechanism.group(0) if mechanism and _MECHANISM.search(mechanism.group(0) or "") else "")
     else:
         name = rest
-    name = str(name).strip(" ,、").removeprefix("了")
-    return name[:_MAX_NAME]
+    return _shorten_name(str(name).strip(" ,、").removeprefix("了"))
+
+
+def _shorten_name(name: str) -> str:
+    """At most about 20 characters, never cut inside “…” or 《…》: a whole quoted title is kept,
+    anything else is cut at its last 、 or 的 before the limit."""
+    if len(name) <= _MAX_NAME:
+        return name
+    if name[0] in "“《" and (close := name.find("”" if name[0] == "“" else "》")) > 0:
+        # a quoted title and the short mechanism word after it (“…”主题实践活动) stay together
+        return name if len(name) <= close + 7 else name[: close + 1]
+    depth, cut = 0, 0
+    for index, ch in enumerate(name[: _MAX_NAME + 1]):
+        depth += ch in "“《"
+        depth -= ch in "”》"
+        if depth == 0 and ch in "、的和及" and index >= 6:
+            cut = index
+    return name[:cut] if cut else name[:_MAX_NAME]
 
 
 def _acted_by_other(head: str) -> bool:
@@ -198,7 +218,13 @@ def find_initiatives(
         if len(evidence) < 5 or len(evidence) > limit_chars or not _balanced(evidence):
             continue
         obj = evidence[len(verb.group(0)) :].lstrip("了")
-        if _COUNT_END.search(obj) or obj[:1] in "和与及的" or _GENERIC_OBJECT.match(obj):
+        recurring = "每" in body[: verb.start()]  # 每半年开展1次…活动: a standing programme, not a tally
+        if (
+            _COUNT_END.search(obj)
+            or obj[:1] in "和与及的"
+            or _GENERIC_OBJECT.match(obj)
+            or (_NOT_A_THING.search(obj) and not recurring)
+        ):
             continue  # 开展专题协商5次 (a count), 加强和改进… (a fragment), 创新工作机制 (too generic)
         if _SERVING.search(body[: verb.start()].strip()):
             continue  # 聚焦加快实施“强首府”工程: the committee serves someone else's programme
@@ -212,7 +238,7 @@ def find_initiatives(
         score = 2.0 if verb.group(0) in _STRONG else 1.0
         score += 1.5 if "《" in obj else 1.0 if named else 0.0
         score += 1.5 if _MECHANISM_END.search(obj) else 0.5 if mechanism else 0.0
-        score -= 1.5 if _ABSTRACT.search(obj) else 0.0
+        score -= 1.5 if _ABSTRACT.search(obj) or _ABSTRACT_END.search(obj) else 0.0
         score -= 0.5 if len(evidence) > 30 else 0.0
         score += 0.5 if "政协" in text[sentence_start:clause_end] else 0.0
         if verb.group(0) in _ADOPTING and not mechanism:
@@ -227,7 +253,7 @@ def find_initiatives(
     for match in _VEHICLE.finditer(text, start, end):  # 以提案归并办理为抓手
         if match.start() in skip_ranges or _ABSTRACT.search(match.group(1)):
             continue
-        candidates.append(FoundInitiative(match.group(1)[:_MAX_NAME], match.start(), match.end(), 3.0))
+        candidates.append(FoundInitiative(_shorten_name(match.group(1)), match.start(), match.end(), 3.0))
     return _select(candidates, text, limit)
 
 
@@ -238,8 +264,19 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     def paragraph(item: FoundInitiative) -> int:
         return text.count("\n", 0, item.start)
 
+    def key(name: str) -> str:  # “四强化” and 「四强化」 are one name
+        return re.sub(r"[“”「」『』\"《》]", "", name)
+
+    def said(item: FoundInitiative) -> str:
+        return key(text[item.start : item.end])
+
     def duplicate(item: FoundInitiative, chosen: list[FoundInitiative]) -> bool:
-        return any(item.name == c.name or (item.start < c.end and c.start < item.end) for c in chosen)
+        # the same name in the same words (a repeat), or an overlapping quote; 制定X计划 and 列入X计划 differ
+        return any(
+            (key(item.name) == key(c.name) and (said(item) in said(c) or said(c) in said(item)))
+            or (item.start < c.end and c.start < item.end)
+            for c in chosen
+        )
 
     ranked = sorted(candidates, key=lambda c: -c.score)
     chosen: list[FoundInitiative] = []
