@@ -188,6 +188,8 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
     if len(parts) > 1 and len(parts[-1]) >= 2:
         core = parts[-1]
     stripped = _LEAD_WORDS.sub("", core)
+    if not stripped:  # 其中12条: only lead words before the number, nothing counted
+        return "", end
     name = stripped if len(stripped) >= 2 else core
     if "、" in name and len(name) > 12:
         name = name.split("、")[-1]
@@ -275,8 +277,8 @@ def find_metrics(
                 evidence_end = match.end() + len(name)
             else:
                 evidence_start = min(evidence_start, name_start)
-        if name in ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个"):
-            continue
+        if name in ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个") or "之一" in name:
+            continue  # 十个重点之一: a rank among things, not a count of work
         if any(
             f.value == value and f.unit == unit and (f.name[:3] == name[:3] or f.name in name or name in f.name)
             for f in found

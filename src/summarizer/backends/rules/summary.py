@@ -8,6 +8,10 @@ from ...article import Article
 
 _SENTENCE = re.compile(r"[^。!?!?\n]+[。!?!?]?")
 MAX_CHARS = 120
+_DATELINE = re.compile(
+    r"(?:本报讯|本网讯|讯|[\u4e00-\u9fff]{2,12}(?:网|报|社|台)\s*\d{1,2}月\d{1,2}日电)?\s*(?:\([^)]{0,30}\))?\s*"
+    r"(?:\d{1,2}月\d{1,2}日\s*[,,]?)?\s*"
+)
 
 
 def _shorten(sentence: str, folded: str) -> str:
@@ -29,6 +33,8 @@ def summarise_section(article: Article, start: int, end: int, body: str, skip: l
         if len(folded) < 20 or folded.startswith(("“", "——")) or folded[-1] not in "。!?":
             continue
         at = article.folded.index(folded, match.start())
+        if lead := _DATELINE.match(folded):  # 本报讯 3月15日, / 人民政协网7月12日电 (通讯员 某某)
+            at, folded = at + lead.end(), folded[lead.end() :]
         sentence = article.text[at : at + len(folded)]
         if not first:
             first, first_folded = sentence, folded
