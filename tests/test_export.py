@@ -129,3 +129,15 @@ def test_cli_export_and_its_usage_errors(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["export", str(tmp_path / "none.jsonl"), "--csv", str(tmp_path / "m2.csv")])
     assert missing.exit_code == 1 and "cannot read" in missing.stderr
     assert not (tmp_path / "m2.csv").exists()  # no half-written table left behind
+
+
+def test_export_of_a_file_with_nothing_readable_fails(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from summarizer.cli import app
+
+    results = tmp_path / "results.jsonl"
+    results.write_text('{"article_id": "cut off mid-li\n', encoding="utf-8")
+    outcome = CliRunner().invoke(app, ["export", str(results), "--csv", str(tmp_path / "m.csv")])
+    assert outcome.exit_code == 1
+    assert "no readable summaries" in outcome.stderr

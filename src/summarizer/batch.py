@@ -107,16 +107,23 @@ class BatchReport:
     def rows(self) -> list[tuple[str, str]]:
         """The summary table, as label/value pairs."""
         cost = f"unknown (no price for {self.model})" if self.cost_usd is None else f"${self.cost_usd:.4f}"
-        return [
+        wall = f"{self.wall_seconds * 1000:.0f} ms" if self.wall_seconds < 1 else f"{self.wall_seconds:.1f} s"
+        rows = [
             ("articles done", str(self.done)),
             ("  of which from cache", str(self.cached)),
             ("articles failed", str(self.failed)),
             ("articles skipped (already done)", str(self.skipped)),
-            ("requests", f"{self.usage.requests:,}"),
-            ("prompt tokens", f"{self.usage.prompt_tokens:,}"),
-            ("completion tokens", f"{self.usage.completion_tokens:,}"),
-            ("estimated cost", cost),
-            ("wall time", f"{self.wall_seconds:.1f}s"),
+        ]
+        if self.backend != "rules":  # the offline extractor makes no requests and costs nothing
+            rows += [
+                ("requests", f"{self.usage.requests:,}"),
+                ("prompt tokens", f"{self.usage.prompt_tokens:,}"),
+                ("completion tokens", f"{self.usage.completion_tokens:,}"),
+                ("estimated cost", cost),
+            ]
+        return [
+            *rows,
+            ("wall time", wall),
             ("results", str(self.output)),
             ("errors", str(self.errors_path) if self.failed else "none"),
         ]

@@ -117,6 +117,7 @@ def summarise(
     text = result.model_dump_json(indent=None if compact else 2)
     if output:
         try:
+            output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
             fail(f"{output}: cannot write ({exc.strerror or exc})")
@@ -204,6 +205,8 @@ def export(
     typer.echo(f"{counts.articles} articles: {counts.metrics} metrics, {counts.initiatives} initiatives -> {written}")
     if counts.bad_lines:
         notice(f"skipped {counts.bad_lines} unreadable lines in {results}")
+    if counts.articles == 0:
+        fail(f"{results}: no readable summaries, so the CSV files have no rows")
 
 
 @app.command("eval")
