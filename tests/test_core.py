@@ -11,7 +11,7 @@ from summarizer.article import load_article, parse_article
 from summarizer.chunk import chunk_article, count_tokens, get_encoding
 from summarizer.errors import InputError
 from summarizer.ground import ground_bodies, locate
-from summarizer.numbers import parse_chinese, value_readable
+from summarizer.numbers import is_approx_at, parse_chinese, value_readable
 from summarizer.places import canonical_body, level_of
 from summarizer.schema import ReplyBody, ReplyInitiative, ReplyMetric
 from summarizer.sections import split_sections
@@ -139,6 +139,10 @@ def test_numbers_and_approximation() -> None:
     assert value_readable(1140, "篇", "1140余篇社情民意信息") == (True, True)
     assert value_readable(12000, "人次", "服务1.2万人次") == (True, False)
     assert value_readable(20, "次", "近二十次") == (True, True)
+    for hedged in ("召开协商会20次以上", "走访群众20人左右", "开展调研20至25次", "20多人参加"):
+        assert is_approx_at(hedged, hedged.index("20"), hedged.index("20") + 2), hedged
+    for plain in ("更点亮了附近20户", "共20个", "20个小区"):
+        assert not is_approx_at(plain, plain.index("20"), plain.index("20") + 2), plain
 
 
 @pytest.mark.parametrize(

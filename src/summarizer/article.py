@@ -49,7 +49,7 @@ _DATE_ONLY_LINE = re.compile(r"^\s*" + _DATE + r"(?:\s+\d{1,2}:\d{2}(?::\d{2})?)
 _SOURCE = re.compile(r"来源\s*[:：]\s*([^\s:：|｜,，。]{2,20})")
 _DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d{1,2}月\d{1,2}日(?:电|讯)")
 _BYLINE = re.compile(r"^\s*(?:[□■●◎]|(?:记者|通讯员|作者|文|本报记者)\s*[:：/ ])")
-_SENTENCE_END = "。!?!?;;"
+_SENTENCE_END = "。!?;"  # a line ending so is a sentence, not a headline (text is folded to ASCII first)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 
 

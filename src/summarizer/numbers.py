@@ -60,7 +60,8 @@ def find_numbers(text: str) -> list[Number]:
     return numbers
 
 
-_HEDGE_AFTER = re.compile(r"(?:余|多|来|许)|[^\d\s,，。;；、]{0,3}?(?:以上|左右|上下|有余|多)")
+# After the number: 余/多 directly, 以上/左右 after the unit, or a range (3至5次 is reported as 3, approx).
+_HEDGE_AFTER = re.compile(r"(?:余|多|来|许)|\s*[—\-~～至到]\s*\d|[^\d\s,，。;；、]{0,3}?(?:以上|左右|上下|有余|多)")
 _HEDGE_BEFORE = re.compile(r"(?:(?<![附接最邻临就将])近|将近|接近|约|大约|大概|超过|超|逾)$")
 
 

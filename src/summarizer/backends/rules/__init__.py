@@ -20,7 +20,8 @@ from .metrics import find_metrics, quoted_ranges
 from .summary import compose_summary, summarise_section
 from .year import infer_year
 
-_SENTENCE_END = "。!?;!?;…”"
+# A reporting line closes with one of these; a photo caption usually closes with none.
+_CLOSED = "。!?;…”"
 
 
 def caption_ranges(article: Article, start: int, end: int, heading_start: int | None) -> list[tuple[int, int]]:
@@ -37,7 +38,7 @@ def caption_ranges(article: Article, start: int, end: int, heading_start: int | 
         line = article.folded[line_start:line_end].strip()
         if line_end <= header_end or (
             line
-            and line[-1] not in _SENTENCE_END + ",、,"
+            and line[-1] not in _CLOSED + ",、"
             and len(line) <= 90
             and "政协" in line
             and not re.search(r"[,;,;]", line)

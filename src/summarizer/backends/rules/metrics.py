@@ -12,7 +12,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from ...numbers import as_number, parse_chinese
+from ...numbers import as_number, is_approx_at, parse_chinese
 
 # Longest first so 人次 wins over 人 and 件次 over 件.
 UNITS = (
@@ -252,12 +252,7 @@ def find_metrics(
             continue
         unit = {"％": "%", "个小时": "小时"}.get(match.group("unit"), match.group("unit"))
         # A range (3至5次) is reported by its lower bound, marked approximate.
-        approx = bool(
-            match.group("pre") in ("近", "约", "超过", "超", "逾", "将近")
-            or match.group("approx")
-            or match.group("post")
-            or match.group("range")
-        )
+        approx = is_approx_at(text, number_start, match.end("num"))  # the one rule grounding applies too
         noun = "" if unit == "%" else _noun_after(text, match.end(), min(end, match.end() + 20))
         skip_de = 0
         if not noun and text[match.end() : match.end() + 1] == "的":  # 3个小时的[宣讲], 2000平方米的[荒地]
