@@ -184,3 +184,8 @@ def test_numbered_headings_with_a_city_before_the_district() -> None:
     summary = asyncio.run(summarise_article_async(parse_article(text, "n"), RulesBackend(), Settings(backend="rules")))
     assert [(b.body, b.level) for b in summary.bodies] == [("吴中区政协", "county"), ("温州市政协", "municipal")]
     assert [m.value for m in summary.bodies[0].metrics] == [18]
+
+
+def test_a_verb_can_name_what_it_counts_but_filler_cannot() -> None:
+    assert [(m[0], m[1]) for m in metrics_of("共收到提案1012件,立案868件。")] == [("提案", 1012), ("立案", 868)]
+    assert [m[0] for m in metrics_of("报送信息150条,其中12条获批示。")] == ["信息", "获批示"]

@@ -103,6 +103,9 @@ _LEAD_WORDS = re.compile(
     r"编发|征集|处理|化解|解决|协调|帮助|走访|慰问|参与|参加|接待|受理|确定|精选|围绕|聚焦|推荐|采纳|"
     r"达|为|是|在|对|将|把|与|和|及|了|的|、)+"
 )
+_FILLER = re.compile(
+    r"^(?:其中|此外|另外|同时|共计|共|累计|全年|年内|今年以来|今年|目前|截至目前|迄今|先后|已经|已|还|并|、)+$"
+)
 _TRAIL_WORDS = re.compile(r"(?:为|达|达到|共|计|总计|累计|约|近|超过|不少于|不低于|至少|有|了|分别|已|的|是)+$")
 _FREQUENCY = re.compile(r"每(?:年|月|季度?|周|半年|天|日|次)[^,。;!?]{0,12}$")
 _CONTEXT = 18
@@ -187,9 +190,9 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
     parts = _VERB_BEFORE.split(core)
     if len(parts) > 1 and len(parts[-1]) >= 2:
         core = parts[-1]
-    stripped = _LEAD_WORDS.sub("", core)
-    if not stripped:  # 其中12条: only lead words before the number, nothing counted
+    if _FILLER.match(core):  # 其中12条: only filler before the number, nothing counted
         return "", end
+    stripped = _LEAD_WORDS.sub("", core)
     name = stripped if len(stripped) >= 2 else core
     if "、" in name and len(name) > 12:
         name = name.split("、")[-1]
