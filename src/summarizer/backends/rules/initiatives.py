@@ -94,6 +94,7 @@ _GENERIC_OBJECT = re.compile(
 )
 # A count of events (18场对接活动, 协商会20次以上) or a span of time (…的关键之年) is no initiative.
 _NOT_A_THING = re.compile(r"\d+(?:\.\d+)?[余多]?(?:场次|人次|件次|场|次|项|篇|份|条)|之年|之一")
+_QUOTE_MARKS = re.compile(r"[“”「」『』\"《》]")
 _COUNT_END = re.compile(r"\d+(?:\.\d+)?[余多]?[\u4e00-\u9fff%]{1,2}$")
 _VEHICLE = re.compile(r"以([^,。;以为]{3,24}?)为(?:抓手|载体|平台|依托|牵引|突破口)")
 _NAMED = re.compile(r"《[^》\n]{2,40}》|“[^”\n]{2,30}”")
@@ -261,19 +262,16 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     """Best first, but one per paragraph before a second from any: reports spread their programmes
     over paragraphs, so a long list of mechanisms in one paragraph should not crowd out the rest."""
 
-    def paragraph(item: FoundInitiative) -> int:
-        return text.count("\n", 0, item.start)
-
-    def key(name: str) -> str:  # “四强化” and 「四强化」 are one name
-        return re.sub(r"[“”「」『』\"《》]", "", name)
-
-    def said(item: FoundInitiative) -> str:
-        return key(text[item.start : item.end])
+    # “四强化” and 「四强化」 are one name; computed once per candidate, compared many times
+    key = {id(c): _QUOTE_MARKS.sub("", c.name) for c in candidates}
+    said = {id(c): _QUOTE_MARKS.sub("", text[c.start : c.end]) for c in candidates}
+    paragraph = {id(c): text.count("\n", 0, c.start) for c in candidates}
 
     def duplicate(item: FoundInitiative, chosen: list[FoundInitiative]) -> bool:
         # the same name in the same words (a repeat), or an overlapping quote; 制定X计划 and 列入X计划 differ
+        a = said[id(item)]
         return any(
-            (key(item.name) == key(c.name) and (said(item) in said(c) or said(c) in said(item)))
+            (key[id(item)] == key[id(c)] and (a in said[id(c)] or said[id(c)] in a))
             or (item.start < c.end and c.start < item.end)
             for c in chosen
         )
@@ -282,10 +280,13 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     chosen: list[FoundInitiative] = []
     used: set[int] = set()
     for item in ranked:  # first round: each paragraph's best, if it is good enough
-        if item.score >= 3.0 and paragraph(item) not in used and not duplicate(item, chosen):
-            chosen.append(item)
-            used.add(paragraph(item))
+        if len(chosen) < limit and item.score >= 3.0 and paragraph[id(item)] not in used:
+            if not duplicate(item, chosen):
+                chosen.append(item)
+                used.add(paragraph[id(item)])
     for item in ranked:  # then the rest by score
-        if not duplicate(item, chosen):
+        if len(chosen) >= limit:
+            break
+        if item not in chosen and not duplicate(item, chosen):
             chosen.append(item)
     return sorted(chosen[:limit], key=lambda c: -c.score)
