@@ -280,10 +280,10 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     chosen: list[FoundInitiative] = []
     used: set[int] = set()
     for item in ranked:  # first round: each paragraph's best, if it is good enough
-        if len(chosen) < limit and item.score >= 3.0 and paragraph[id(item)] not in used:
-            if not duplicate(item, chosen):
-                chosen.append(item)
-                used.add(paragraph[id(item)])
+        good = len(chosen) < limit and item.score >= 3.0 and paragraph[id(item)] not in used
+        if good and not duplicate(item, chosen):
+            chosen.append(item)
+            used.add(paragraph[id(item)])
     for item in ranked:  # then the rest by score
         if len(chosen) >= limit:
             break
