@@ -33,6 +33,7 @@ def metrics_of(text: str) -> list[tuple[str, float, str, bool]]:
         ("收集意见二十余条建议。", ("建议", 20, "条", True)),
         ("捐款1.5万元用于助学。", ("助学", 1.5, "万元", False)),
         ("计划开展专题调研3至5次。", ("专题调研", 3, "次", True)),
+        ("组织百余名委员参加视察。", ("委员", 100, "名", True)),
     ],
 )
 def test_metric_is_read_with_its_thing_counted(sentence: str, expected: tuple[str, float, str, bool]) -> None:

@@ -75,7 +75,8 @@ UNITS = (
 _UNIT_RE = "|".join(re.escape(u) for u in UNITS)
 _CN_NUM = (
     r"(?:[一二两三四五六七八九]?十[一二三四五六七八九]?"  # 十, 二十, 十二
-    r"|[一二两三四五六七八九][百千万][零一二两三四五六七八九十百千万]*)"  # 一百二十, 三千
+    r"|[一二两三四五六七八九][百千万][零一二两三四五六七八九十百千万]*"  # 一百二十, 三千
+    r"|[百千](?=[余多]))"  # 百余名: a bare 百 counts only when hedged (百项工程 is a figure of speech)
 )
 _METRIC = re.compile(
     rf"(?P<pre>(?<![附接最邻临就])近|约|超过|超|逾|将近|共计|累计)?"
@@ -203,14 +204,14 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
     return name, text.rfind(name, start, end)
 
 
-def _value(raw: str) -> float | None:
+def _value(raw: str, hedged: bool = False) -> float | None:
     if raw[0].isdigit():
         return float(raw)
     value = parse_chinese(raw)
     if value is None or value < 10:
         return None  # 两个确立, 三个清单: small Chinese numerals name slogans, not counts
-    if raw[0] in "百千万":
-        return None  # 百项重点工作: a bare 百 is a figure of speech
+    if raw[0] in "百千万" and not hedged:
+        return None  # 百项重点工作: a bare 百 is a figure of speech; 百余人 is a count
     return value
 
 
@@ -250,7 +251,7 @@ def find_metrics(
         clause = text[max(clause_start + 1, start) : match.start()]
         if _FREQUENCY.search(clause):
             continue  # 每月至少召开1次: a standing rule, not a result
-        value = _value(match.group("num"))
+        value = _value(match.group("num"), bool(match.group("approx")))
         if value is None:
             continue
         unit = {"％": "%", "个小时": "小时"}.get(match.group("unit"), match.group("unit"))
