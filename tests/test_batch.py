@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import shutil
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -545,3 +546,39 @@ def test_processes_opening_a_fresh_cache_together_all_succeed(tmp_path: Path) ->
             assert results == ["ok"] * 6
             with sqlite3.connect(directory / "summaries.sqlite3") as db:
                 assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == 6
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def test_kill_9_of_a_worker_pool_batch_leaves_no_lock_and_no_orphans(tmp_path: Path) -> None:
+    """Over 200 files the rules backend runs in worker processes; killing the parent must not leave
+    workers holding the results file, so the same command resumes at once."""
+    folder = tmp_path / "pool-in"
+    folder.mkdir()
+    sources = sorted((Path(__file__).resolve().parents[1] / "eval" / "articles").glob("*.txt"))
+    for i in range(600):
+        (folder / f"a{i:04d}.txt").write_bytes(sources[i % len(sources)].read_bytes())
+    out = tmp_path / "results.jsonl"
+    process = _cli("batch", str(folder), "-o", str(out), "--backend", "rules", "--workers", "2", "--quiet")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 20):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = out.read_bytes().count(b"\n")
+    assert 20 <= finished < 600
+
+    rerun = _cli("batch", str(folder), "-o", str(out), "--backend", "rules", "--workers", "2", "--quiet")
+    _, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr.decode()
+    assert len(ids(out)) == 600 == len(set(ids(out)))
+    time.sleep(1.5)  # the killed run's workers notice their parent is gone within half a second
+    assert _processes_mentioning(str(folder)) == []

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -418,6 +419,14 @@ class _Writer:
         with contextlib.suppress(FileNotFoundError):
             errors_path.unlink()  # the errors file describes the latest run only
 
+    @property
+    def results_fd(self) -> int:
+        return self._fd
+
+    @property
+    def errors_fd(self) -> int | None:
+        return self._errors_fd
+
     def start(self, total: int) -> None:
         self.tally.total = total
         self.sink.start(total)
@@ -616,7 +625,22 @@ async def _run_async(
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: Settings, backend_name: str, inherited: Backend | None) -> None:
+def _watch_parent(parent: int) -> None:
+    """Exit when the parent batch dies (kill -9 included): an orphaned worker would hold its files."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _init_worker(
+    settings: Settings, backend_name: str, inherited: Backend | None, parent: int, parent_fds: tuple[int, ...]
+) -> None:
+    # A forked worker shares the parent's descriptors, the locked results file among them: it must not
+    # keep that lock alive if the parent is killed, and it only ever returns results to the parent.
+    for fd in parent_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
     # With the fork start method the parent's backend object comes along for free; otherwise build one.
     backend = inherited if inherited is not None else create_backend(backend_name, settings)
     _WORKER.update(
@@ -657,8 +681,12 @@ def _run_pool(
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     inherited = backend if context.get_start_method() == "fork" else None
     stopped: str | None = None
+    parent_fds = tuple(fd for fd in (writer.results_fd, writer.errors_fd) if fd is not None)
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(settings, backend_name, inherited)
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(settings, backend_name, inherited, os.getpid(), parent_fds),
     ) as pool:
         # Fork the workers before the progress display starts a thread: forking a threaded process is risky.
         pool.submit(os.getpid).result()
