@@ -106,3 +106,58 @@ def test_exhausted_reasks_name_article_chunk_and_last_reply(fake: object) -> Non
 
     assert path.stem in line and len(re.findall(r"chunk \d+/\d+", line)) == 1  # chunks run in parallel
     assert "last reply" in line and "not json" in line
+
+
+def test_eval_says_which_articles_failed_and_exits_1(fake: object, tmp_path: Path) -> None:
+    from fake_openai import FakeOpenAI, chat
+
+    assert isinstance(fake, FakeOpenAI)
+    fake.default = lambda seen: chat("not json at all")
+    result = runner.invoke(
+        app, ["eval", "--backend", "openai", "--model", "fake-model", "--report-dir", str(tmp_path), "--no-cache"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.count("failed: ") == len(EVAL_ARTICLES)
+    assert "articles failed" in result.stderr and (tmp_path / "report.json").is_file()
+
+
+def test_batch_errors_record_the_requests_a_failure_cost(fake: object, tmp_path: Path) -> None:
+    import shutil
+
+    from fake_openai import FakeOpenAI, chat
+
+    assert isinstance(fake, FakeOpenAI)
+    fake.default = lambda seen: chat("not json at all")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(EVAL_ARTICLES[0], folder / "one.txt")
+    out = tmp_path / "results.jsonl"
+    from summarizer.article import load_article
+    from summarizer.chunk import chunk_article
+    from summarizer.sections import split_sections
+
+    article = load_article(EVAL_ARTICLES[0])
+    chunks = len(chunk_article(article, split_sections(article), 400, 150))
+    result = runner.invoke(
+        app,
+        [
+            "batch",
+            str(folder),
+            "-o",
+            str(out),
+            "--backend",
+            "openai",
+            "--model",
+            "fake-model",
+            "--no-cache",
+            "--concurrency",
+            "1",
+        ],
+        env={"SUMMARIZER_CHUNK_TOKENS": "400"},
+    )
+    assert result.exit_code == 1
+    (error,) = [json.loads(line) for line in (tmp_path / "results.errors.jsonl").read_text().splitlines()]
+    assert error["error"] == "OutputValidationError"
+    assert error["attempts"] == 3  # the first ask and two re-asks, then the chunk gave up
+    # Once one chunk has failed the article, its other chunks are cancelled instead of asked to exhaustion.
+    assert chunks >= 4 and fake.count < 3 * chunks

@@ -266,6 +266,11 @@ def evaluate(
     console.print(render_table(run.result))
     for kind, path in paths.items():
         notice(f"{kind} report: {path}")
+    failed = run.result["run"].get("failed") or []
+    for failure in failed:  # scored as all misses; say so rather than let a table of zeros speak
+        notice(f"failed: {failure['error'].splitlines()[0] if failure['error'] else failure['article_id']}")
+    if failed:
+        fail(f"{len(failed)} of {len(run.articles)} articles failed; their items count as misses in the report")
 
 
 @cache_app.command("stats")

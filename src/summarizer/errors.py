@@ -9,6 +9,7 @@ class SummarizerError(Exception):
     """Base of every error the tool raises on purpose. The message is one line a user can act on."""
 
     exit_code = 1
+    attempts: int | None = None  # requests spent before giving up, when a backend knows
 
 
 class ConfigError(SummarizerError):

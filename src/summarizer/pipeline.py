@@ -95,10 +95,14 @@ async def _extract_chunk(
         for half in halves:
             results.extend(await _extract_chunk(backend, article, section, half, count, settings, cache))
         return results
-    except OutputValidationError as exc:
-        raise type(exc)(_where(article, chunk, count, exc), last_reply=exc.last_reply) from exc
     except SummarizerError as exc:
-        raise type(exc)(_where(article, chunk, count, exc)) from exc
+        message = _where(article, chunk, count, exc)
+        if isinstance(exc, OutputValidationError):
+            raised: SummarizerError = type(exc)(message, last_reply=exc.last_reply)
+        else:
+            raised = type(exc)(message)
+        raised.attempts = exc.attempts
+        raise raised from exc
     if key is not None and cache is not None:
         cache.put(
             key,
@@ -129,9 +133,20 @@ async def summarise_article_async(
     else:  # the backend reads whole sections (the rules extractor ranks across a committee's part)
         chunks = [Chunk(i, s.index, s.start, s.end, article.text[s.start : s.end], 0) for i, s in enumerate(sections)]
     by_index = {s.index: s for s in sections}
-    nested = await asyncio.gather(
-        *(_extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache) for c in chunks)
-    )
+    tasks = [
+        asyncio.ensure_future(
+            _extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache)
+        )
+        for c in chunks
+    ]
+    try:
+        nested = await asyncio.gather(*tasks)
+    except BaseException:
+        # One chunk failed, so the article fails: stop its other chunks instead of paying for them.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     results = [r for group in nested for r in group]
     usage, warnings = Usage(), list[str]()
     for result in results:

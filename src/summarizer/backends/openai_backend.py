@@ -32,7 +32,14 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ..errors import AuthError, ConfigError, OutputValidationError, ProviderError, TruncatedOutputError
+from ..errors import (
+    AuthError,
+    ConfigError,
+    OutputValidationError,
+    ProviderError,
+    SummarizerError,
+    TruncatedOutputError,
+)
 from ..ground import Grounded, ground_bodies
 from ..limits import Limiter, Permit
 from ..prompt import PromptTemplate, load_prompt
@@ -411,6 +418,16 @@ class OpenAIBackend:
     # --- one chunk, with re-asks ---
 
     async def extract(self, request: ChunkRequest) -> ChunkResult:
+        """Summarise one chunk; a failure carries how many requests it cost (`attempts`)."""
+        counters = _Counters()
+        try:
+            return await self._extract(request, counters)
+        except SummarizerError as exc:
+            if exc.attempts is None:
+                exc.attempts = counters.requests
+            raise
+
+    async def _extract(self, request: ChunkRequest, counters: _Counters) -> ChunkResult:
         """Ask the model about one chunk; re-ask on invalid or ungrounded replies.
 
         Raises:
@@ -429,7 +446,6 @@ class OpenAIBackend:
             chunk_count=request.chunk_count,
             chunk_text=_DELIMITER.sub(r"<\1 片段>", chunk.text),
         )
-        counters = _Counters()
         warnings: list[str] = []
         fallback: Grounded | None = None
         problem, content = "", None
