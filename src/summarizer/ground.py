@@ -14,7 +14,7 @@ from functools import lru_cache
 from .article import Article
 from .numbers import as_number, find_value, is_approx_at
 from .places import bare_suffix, canonical_body, level_of, resolve_bare
-from .schema import BodySummary, Initiative, Metric, ReplyBody
+from .schema import BodySummary, Initiative, Metric, ReplyBody, ReplyInitiative, ReplyMetric
 
 _FOLD = {ord(c): c2 for c, c2 in zip("，；：（）！？“”‘’「」『』【】　", ',;:()!?""\'\'""""[] ', strict=True)}
 _SKIP = set(" \t\n\r\xa0\u3000\u2002\u2003\u2009\u200b")
@@ -114,6 +114,15 @@ def ground_bodies(
     out: list[BodySummary] = []
     warnings: list[str] = []
     failures: list[str] = []
+
+    def place(kind: str, item: ReplyInitiative | ReplyMetric | Initiative | Metric) -> tuple[int, int] | None:
+        """The item's span, or None with a warning (for the user) and a failure (for a re-ask)."""
+        span = _given_span(item, text) or locate(item.evidence, text, near)
+        if span is None:
+            warnings.append(f"dropped {kind} {item.name!r}: evidence not found in the article")
+            failures.append(f"{kind} {item.name!r}: evidence {item.evidence!r} is not a verbatim quote")
+        return span
+
     for body in bodies:
         name = name_body(body.body, article, hint)
         if name is None:
@@ -122,20 +131,16 @@ def ground_bodies(
             continue
         initiatives: list[Initiative] = []
         for item in body.key_initiatives:
-            span = _given_span(item, text) or locate(item.evidence, text, near)
+            span = place("initiative", item)
             if span is None:
-                warnings.append(f"dropped initiative {item.name!r}: evidence not found in the article")
-                failures.append(f"initiative {item.name!r}: evidence {item.evidence!r} is not a verbatim quote")
                 continue
             if any(i.span == span for i in initiatives):
                 continue
             initiatives.append(Initiative(name=item.name.strip(), evidence=text[span[0] : span[1]], span=span))
         metrics: list[Metric] = []
         for metric in body.metrics:
-            span = _given_span(metric, text) or locate(metric.evidence, text, near)
+            span = place("metric", metric)
             if span is None:
-                warnings.append(f"dropped metric {metric.name!r}: evidence not found in the article")
-                failures.append(f"metric {metric.name!r}: evidence {metric.evidence!r} is not a verbatim quote")
                 continue
             quote = text[span[0] : span[1]]
             number = find_value(metric.value, quote)
