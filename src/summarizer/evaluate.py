@@ -440,8 +440,8 @@ def _accuracy(correct: int, total: int) -> dict[str, Any]:
 
 
 def _usage(prediction: ArticleSummary | None) -> dict[str, int] | None:
-    if prediction is None or prediction.meta is None:
-        return None
+    if prediction is None or prediction.meta is None or prediction.meta.backend == "rules":
+        return None  # the offline extractor sends nothing: no cost, rather than a cost of zero
     usage = prediction.meta.usage
     return {
         "requests": usage.requests,
