@@ -46,12 +46,8 @@ def _chunk_settings(settings: Settings) -> dict[str, object]:
 
 
 def _where(article: Article, chunk: Chunk, count: int, exc: Exception) -> str:
-    """Prefix an error with the article and the chunk (unless the backend already named the chunk)."""
-    place = f"chunk {chunk.index + 1}/{count}"
-    message = str(exc)
-    return (
-        f"{article.article_id} {message}" if message.startswith(place) else f"{article.article_id} {place}: {message}"
-    )
+    """An error's message, prefixed with the article and the chunk (backends leave that to us)."""
+    return f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}"
 
 
 async def _extract_chunk(

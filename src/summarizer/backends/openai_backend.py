@@ -461,7 +461,7 @@ class OpenAIBackend:
             content = choice.message.content if choice is not None else None
             if choice is not None and choice.finish_reason == "length":
                 raise TruncatedOutputError(
-                    f"{where}: the reply was cut off at max_output_tokens ({self.settings.max_output_tokens})",
+                    f"the reply was cut off at max_output_tokens ({self.settings.max_output_tokens})",
                     last_reply=content,
                     usage=counters.usage(),
                 )
@@ -492,9 +492,7 @@ class OpenAIBackend:
             # An earlier reply parsed: keep its grounded items, drop the rest, and say so.
             warnings.append(f"{where}: the last re-ask was not valid JSON ({problem[:200]})")
             return ChunkResult(fallback.bodies, counters.usage(), warnings + fallback.warnings)
-        raise OutputValidationError(
-            f"{where}: no valid JSON reply after {asks} attempts: {problem[:300]}", last_reply=content
-        )
+        raise OutputValidationError(f"no valid JSON reply after {asks} attempts: {problem[:300]}", last_reply=content)
 
 
 # An article must not close the data block it sits in; the added space folds away in grounding.

@@ -86,7 +86,6 @@ _METRIC = re.compile(
 # What may not follow a unit when it is really part of a date, ordinal or fixed phrase.
 _BAD_AFTER = re.compile(r"(?:年|月|日|周年|届|岁|号|版|时|分|秒|字|大|方面|层面|维度|环节|阶段|步骤|百分点)")
 _BAD_BEFORE = re.compile(r"(?:第|每|编号|电话|ICP备|传真|邮编|周年|\d|[a-zA-Z.])$")
-_QUOTES = {"“": "”", "《": "》", "「": "」", "『": "』", '"': '"', "〈": "〉"}
 _DELIM = set(",。;:!?、()()“”《》【】[]…—\n\t ,.;:!?\"'")
 # Where the counted thing ends: a verb or a joining word after at least two characters of noun.
 _VERB_AFTER = re.compile(
@@ -109,7 +108,6 @@ _FILLER = re.compile(
 )
 _TRAIL_WORDS = re.compile(r"(?:为|达|达到|共|计|总计|累计|约|近|超过|不少于|不低于|至少|有|了|分别|已|的|是)+$")
 _FREQUENCY = re.compile(r"每(?:年|月|季度?|周|半年|天|日|次)[^,。;!?]{0,12}$")
-_CONTEXT = 18
 
 
 @dataclass(frozen=True)
