@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
@@ -51,6 +53,8 @@ _DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d
 _BYLINE = re.compile(r"^\s*(?:[□■●◎]|(?:记者|通讯员|作者|文|本报记者)\s*[:：/ ])")
 _SENTENCE_END = "。!?;"  # a line ending so is a sentence, not a headline (text is folded to ASCII first)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
+# Scrapers often save the page's address as the first line: metadata, never title or text.
+_URL_LINE = re.compile(r"^\s*(?:SOURCE|URL|url|source)\s*[:：]\s*(https?://\S+)\s*$")
 
 
 # Full-width punctuation, digits and spaces folded 1:1 to ASCII. The folded text has exactly the length
@@ -77,9 +81,45 @@ _FOLD.update({0xFF10 + i: str(i) for i in range(10)})
 _FOLD_TABLE = str.maketrans(_FOLD)
 
 
+@lru_cache(maxsize=1)
+def _t2s() -> Any:
+    import opencc  # a maintained Traditional -> Simplified table; 10 ms to load, so only when needed
+
+    return opencc.OpenCC("t2s")
+
+
+def _to_simplified(text: str) -> str:
+    """Traditional characters as simplified, keeping the length (政協 -> 政协, 區 -> 区, 縣 -> 县).
+
+    OpenCC converts phrase by phrase; on the rare line where a phrase changes length, that line is
+    converted character by character so every offset still points at the same character.
+    """
+    converted = _t2s().convert(text)
+    if len(converted) == len(text):
+        return converted
+    lines = []
+    for line in text.split("\n"):
+        out = _t2s().convert(line)
+        if len(out) != len(line):
+            out = "".join(ch if len(c := _t2s().convert(ch)) != 1 else c for ch in line)
+        lines.append(out)
+    return "\n".join(lines)
+
+
+def _has_traditional(text: str) -> bool:
+    return any(ch in _TRADITIONAL_MARKERS for ch in text)
+
+
+# Characters that occur only in traditional writing and are common in this genre: a text with none
+# of them is not sent through OpenCC (most articles are simplified; this keeps them fast).
+_TRADITIONAL_MARKERS = frozenset("協會區縣國黨員參與議與為關於發這經濟們時來對開個過實現將說並從應當體產業務")
+
+
 def fold_text(text: str) -> str:
-    """Full-width punctuation, digits and spaces as ASCII, one character for one character."""
-    return text.translate(_FOLD_TABLE)
+    """What rules match on: full-width punctuation, digits and spaces as ASCII and traditional
+    characters as simplified, one character for one character (the same offsets as `text`)."""
+    folded = text.translate(_FOLD_TABLE)
+    return _to_simplified(folded) if _has_traditional(folded) else folded
 
 
 @dataclass(frozen=True)
@@ -98,6 +138,7 @@ class Article:
     encoding: str
     header_end: int = 0  # end of the page header (headline, byline, captions above them)
     folded: str = ""  # `text` with full-width punctuation as ASCII, same length: what rules match on
+    url: str | None = None  # the page's address, from a first `SOURCE: <url>` line
 
     @property
     def headline(self) -> str:
@@ -261,6 +302,10 @@ def parse_article(
         raise InputError(f"{path or article_id}: empty article (no text)")
     folded = fold_text(text)
     kept = _kept_ranges(folded)
+    first_line = text.split("\n", 1)[0]
+    url_match = _URL_LINE.match(first_line)
+    if url_match:
+        kept = tuple((s, e) for s, e in kept if s >= len(first_line))
     if not kept:
         raise InputError(f"{path or article_id}: nothing but page furniture (no article text)")
     title, subtitle = _find_title(text, folded, kept)
@@ -277,6 +322,7 @@ def parse_article(
         encoding=encoding,
         header_end=_find_header_end(folded, kept, fold_text(title) if title else None),
         folded=folded,
+        url=url_match.group(1) if url_match else None,
     )
 
 

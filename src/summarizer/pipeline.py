@@ -168,6 +168,7 @@ async def summarise_article_async(
         title=article.title,
         published=article.published,
         source=article.source,
+        url=article.url,
         bodies=bodies,
         meta=meta,
     )

@@ -1,4 +1,4 @@
-"""Prompts are data: versioned templates in prompts/, rendered with $variables.
+"""Prompts are data: versioned templates in the package's prompts/, rendered with $variables.
 
 The template's hash is part of every cache key, so editing a prompt never serves stale results.
 """
@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from string import Template
 
@@ -18,11 +19,11 @@ _PART = re.compile(r"^### (system|user)\s*$", re.MULTILINE)
 
 
 def prompts_dir() -> Path:
-    """SUMMARIZER_PROMPTS_DIR, else the repository's prompts/ beside src/."""
+    """SUMMARIZER_PROMPTS_DIR, else the prompts/ shipped inside the package (wheel or checkout alike)."""
     explicit = os.environ.get("SUMMARIZER_PROMPTS_DIR")
     if explicit:
         return Path(explicit)
-    return Path(__file__).resolve().parents[2] / "prompts"
+    return Path(str(resources.files("summarizer").joinpath("prompts")))
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ class ArticleSummary(_Model):
     title: str | None = None
     published: str | None = None
     source: str | None = None
+    url: str | None = None
     bodies: list[BodySummary] = Field(default_factory=list)
     meta: Meta | None = None
 

@@ -37,9 +37,7 @@ _STRONG = (
     "创新",
     "首创",
     "建成",
-    "分设",
     "上线",
-    "编撰",
     "编印",
     "制发",
     "探索",
@@ -84,9 +82,9 @@ _MECHANISM = re.compile(
     r"读书活动|党支部|小组|群组|基地|中心|示范点|联动|督办|调研|协商|视察|监督|评价|考评|述职|备案)"
 )
 _MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
-_ABSTRACT_END = re.compile(r"(?:生动实践|实践|走访)$")
+_ABSTRACT_END = re.compile(r"(?:实践|走访)$")
 _ABSTRACT = re.compile(
-    r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则|一个侧面)"
+    r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则)"
 )
 _SERVING = re.compile(r"(?:聚焦|围绕|助力|助推|服务|紧扣)(?:加快|持续|全面)?$")
 _GENERIC_OBJECT = re.compile(
@@ -251,7 +249,7 @@ def find_initiatives(
         candidates.append(
             FoundInitiative(_name_for(evidence, verb.group(0)), span_start, span_start + len(evidence), score)
         )
-    for match in _VEHICLE.finditer(text, start, end):  # 以提案归并办理为抓手
+    for match in _VEHICLE.finditer(text, start, end):  # 以委员工作室为载体
         if match.start() in skip_ranges or _ABSTRACT.search(match.group(1)):
             continue
         candidates.append(FoundInitiative(_shorten_name(match.group(1)), match.start(), match.end(), 3.0))
