@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import re
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -460,26 +461,8 @@ def _run_label(predictions: Iterable[ArticleSummary], attribute: str) -> str | N
     return ", ".join(labels) if labels else None
 
 
-def score_run(
-    predictions: Mapping[str, ArticleSummary],
-    gold: Mapping[str, ArticleSummary],
-    articles: Mapping[str, str],
-) -> dict[str, Any]:
-    """Score a whole run: micro-averaged totals over every gold article, plus per-article figures.
-
-    Args:
-        predictions: article_id -> the tool's summary. A gold article with no prediction scores as
-            all misses; predictions for articles without gold are listed in `run` and not scored.
-        gold: article_id -> gold label.
-        articles: article_id -> article text (as `load_article` reads it), used to locate evidence.
-
-    Returns:
-        The report dict (the content of report.json).
-    """
-    per_article = [
-        score_article(predictions.get(article_id), gold[article_id], articles.get(article_id, ""))
-        for article_id in sorted(gold)
-    ]
+def _totals(per_article: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Micro-averaged figures over some per-article entries (the whole run, or one split)."""
     year_correct = sum(entry["year"]["correct"] for entry in per_article)
     year_total = sum(entry["year"]["total"] for entry in per_article)
     grounded = sum(entry["grounding"]["grounded"] for entry in per_article)
@@ -489,7 +472,6 @@ def score_run(
     usages = [entry["usage"] for entry in per_article if entry["usage"] is not None]
     tokens = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usages)
     requests = sum(u["requests"] for u in usages)
-    scored_predictions = [predictions[a] for a in sorted(gold) if a in predictions]
     return {
         "metrics": _sum_prf(per_article, "metrics"),
         "bodies": _sum_prf(per_article, "bodies"),
@@ -505,6 +487,41 @@ def score_run(
             "tokens": tokens,
             "requests": requests,
         },
+    }
+
+
+def score_run(
+    predictions: Mapping[str, ArticleSummary],
+    gold: Mapping[str, ArticleSummary],
+    articles: Mapping[str, str],
+    splits: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """Score a whole run: micro-averaged totals over every gold article, plus per-article figures.
+
+    Args:
+        predictions: article_id -> the tool's summary. A gold article with no prediction scores as
+            all misses; predictions for articles without gold are listed in `run` and not scored.
+        gold: article_id -> gold label.
+        articles: article_id -> article text (as `load_article` reads it), used to locate evidence.
+        splits: split name -> article ids (e.g. `dev` and `test`); each split gets its own totals
+            under `splits`, and each per-article entry names its split.
+
+    Returns:
+        The report dict (the content of report.json).
+    """
+    split_of = {article_id: name for name, ids in (splits or {}).items() for article_id in ids}
+    per_article = []
+    for article_id in sorted(gold):
+        entry = score_article(predictions.get(article_id), gold[article_id], articles.get(article_id, ""))
+        entry["split"] = split_of.get(article_id)
+        per_article.append(entry)
+    scored_predictions = [predictions[a] for a in sorted(gold) if a in predictions]
+    return {
+        **_totals(per_article),
+        "splits": {
+            name: {"articles": len(ids), **_totals([e for e in per_article if e["split"] == name])}
+            for name, ids in (splits or {}).items()
+        },
         "per_article": per_article,
         "run": {
             "backend": _run_label(scored_predictions, "backend"),
@@ -514,6 +531,33 @@ def score_run(
             "extra_predictions": sorted(set(predictions) - set(gold)),
         },
     }
+
+
+def load_splits(path: str | Path, gold_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Read a split file: TOML with one list of article ids per split name (`dev = [...]`, `test = [...]`).
+
+    Raises:
+        EvalDataError: unreadable TOML, an id with no gold label, or an article in two splits.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise EvalDataError(f"{path}: cannot read the split file ({exc})") from exc
+    known = set(gold_ids)
+    splits: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}
+    for name, ids in data.items():
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise EvalDataError(f"{path}: {name}: expected a list of article ids")
+        for article_id in ids:
+            if article_id not in known:
+                raise EvalDataError(f"{path}: {name}: {article_id!r} has no gold label")
+            if article_id in seen:
+                raise EvalDataError(f"{path}: {article_id!r} is in both {seen[article_id]!r} and {name!r}")
+            seen[article_id] = name
+        splits[name] = list(ids)
+    return splits
 
 
 # --- Loading files ------------------------------------------------------------------------------
@@ -703,6 +747,7 @@ def run_eval(
     summarise: Callable[[Path], ArticleSummary] | None = None,
     backend: str | None = None,
     model: str | None = None,
+    split_file: str | Path | None = None,
 ) -> EvalRun:
     """Score either a saved run (`predictions`) or a fresh one (`summarise` is called on each article).
 
@@ -713,6 +758,8 @@ def run_eval(
         summarise: called with each article's path when no `predictions` are given
             (the CLI passes the pipeline's summarise_article bound to its settings).
         backend, model: recorded in `run` when the predictions do not say themselves.
+        split_file: TOML naming the splits (`dev`, `test`); default `split.toml` beside the gold
+            folder when there is one.
 
     Returns:
         The scored run; `result["run"]["failed"]` lists articles the summariser failed on (scored as
@@ -734,7 +781,10 @@ def run_eval(
         predicted, failed = _summarise_all(summarise, Path(articles_dir), sorted(gold))
     else:
         raise EvalDataError("nothing to score: give a predictions file or a backend to run")
-    result = score_run(predicted, gold, articles)
+    if split_file is None and (beside := Path(gold_dir).parent / "split.toml").is_file():
+        split_file = beside
+    splits = load_splits(split_file, gold) if split_file is not None else None
+    result = score_run(predicted, gold, articles, splits)
     result["run"]["failed"] = failed if summarise is not None else []
     result["run"]["backend"] = result["run"]["backend"] or backend
     result["run"]["model"] = result["run"]["model"] or model

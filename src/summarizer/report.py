@@ -133,15 +133,35 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         "Percentages; metrics, bodies and initiatives are micro-averaged over all items.",
         "",
+    ]
+    if splits := result.get("splits"):
+        lines += [
+            "## By split",
+            "",
+            "| Split | Articles | Bodies F1 | Year | Metrics P | Metrics R | Metrics F1 | Initiatives P | Initiatives R "
+            "| Initiatives F1 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, st in splits.items():
+            m, i = st["metrics"], st["initiatives"]
+            lines.append(
+                f"| {_md(name)} | {st['articles']} | {_pct(st['bodies']['f1'])} | {_pct(st['year']['accuracy'])} "
+                f"| {_pct(m['precision'])} | {_pct(m['recall'])} | {_pct(m['f1'])} "
+                f"| {_pct(i['precision'])} | {_pct(i['recall'])} | {_pct(i['f1'])} |"
+            )
+        lines.append("")
+    lines += [
         "## Per article",
         "",
-        "| Article | Bodies F1 | Metrics P | Metrics R | Metrics F1 | Initiatives F1 | Year | Grounding | ROUGE-L |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Article | Split | Bodies F1 | Metrics P | Metrics R | Metrics F1 | Initiatives F1 | Year | Grounding "
+        "| ROUGE-L |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in result["per_article"]:
         m = entry["metrics"]
         lines.append(
-            f"| {_md(entry['article_id'])} | {_pct(entry['bodies']['f1'])} | {_pct(m['precision'])} "
+            f"| {_md(entry['article_id'])} | {_md(entry.get('split') or '')} | {_pct(entry['bodies']['f1'])} "
+            f"| {_pct(m['precision'])} "
             f"| {_pct(m['recall'])} | {_pct(m['f1'])} | {_pct(entry['initiatives']['f1'])} "
             f"| {_year(entry['year'])} | {_pct(entry['grounding_rate'])} "
             f"| {_pct(entry['summary_rouge_l'])} |"
@@ -165,33 +185,44 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 # --- terminal tables ----------------------------------------------------------------------------
 
 
-def render_table(result: Mapping[str, Any]) -> Group:
-    """Compact rich tables for the terminal: one row per field, then one row per article."""
-    fields = Table(title="Eval scores (%)", title_justify="left")
-    for column in ("Field", "P", "R", "F1", "TP", "FP", "FN"):
-        fields.add_column(column, justify="left" if column == "Field" else "right")
+def _figure_rows(stats: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(figure, value) rows for one set of totals: P/R/F1 with counts, year accuracy, grounding."""
+    rows = []
     for field in PRF_FIELDS:
-        s = result[field]
-        fields.add_row(
-            field,
-            _pct(s["precision"]),
-            _pct(s["recall"]),
-            _pct(s["f1"]),
-            *map(str, (s["tp"], s["fp"], s["fn"])),
-        )
-    year = result["year"]
-    cost = result.get("cost", {})
-    fields.add_row("year", "", "", f"acc {_pct(year['accuracy'])}", f"{year['correct']}/{year['total']}", "", "")
-    fields.add_row("grounding", "", "", _pct(result.get("grounding_rate")), "", "", "")
-    fields.add_row("summary ROUGE-L", "", "", _pct(result.get("summary_rouge_l")), "", "", "")
-    fields.add_row("tokens / article", "", "", _num(cost.get("tokens_per_article")), "", "", "")
+        s = stats[field]
+        counts = f" ({s['tp']}/{s['fp']}/{s['fn']})"
+        rows += [(f"{field} P", _pct(s["precision"])), (f"{field} R", _pct(s["recall"]))]
+        rows.append((f"{field} F1", _pct(s["f1"]) + counts))
+    year = stats["year"]
+    rows.append(("year accuracy", f"{_pct(year['accuracy'])} ({year['correct']}/{year['total']})"))
+    rows.append(("grounding", _pct(stats.get("grounding_rate"))))
+    rows.append(("summary ROUGE-L", _pct(stats.get("summary_rouge_l"))))
+    rows.append(("tokens / article", _num(stats.get("cost", {}).get("tokens_per_article"))))
+    return rows
+
+
+def render_table(result: Mapping[str, Any]) -> Group:
+    """Compact rich tables for the terminal: one row per figure with each split side by side (then
+    all articles), then one row per article."""
+    columns: list[tuple[str, Mapping[str, Any]]] = [
+        (f"{name} ({stats['articles']})", stats) for name, stats in (result.get("splits") or {}).items()
+    ]
+    columns.append((f"all ({len(result['per_article'])})", result))
+    fields = Table(title="Eval scores (%; TP/FP/FN in brackets)", title_justify="left")
+    fields.add_column("Figure", justify="left")
+    for label, _ in columns:
+        fields.add_column(label, justify="right")
+    per_column = [_figure_rows(stats) for _, stats in columns]
+    for index, (figure, _) in enumerate(per_column[0]):
+        fields.add_row(figure, *(rows[index][1] for rows in per_column))
 
     articles = Table(title="Per article (F1 %)", title_justify="left")
-    for column in ("Article", "Bodies", "Metrics", "Initiatives", "Year", "Grounding"):
-        articles.add_column(column, justify="left" if column == "Article" else "right")
+    for column in ("Article", "Split", "Bodies", "Metrics", "Initiatives", "Year", "Grounding"):
+        articles.add_column(column, justify="left" if column in ("Article", "Split") else "right")
     for entry in result["per_article"]:
         articles.add_row(
             entry["article_id"] + ("" if entry.get("predicted", True) else " (no prediction)"),
+            entry.get("split") or "",
             _pct(entry["bodies"]["f1"]),
             _pct(entry["metrics"]["f1"]),
             _pct(entry["initiatives"]["f1"]),
