@@ -78,6 +78,7 @@ UNIT_SUFFIXES = (
 )
 _UNIT = "|".join(UNIT_SUFFIXES)
 _CJK = re.compile(r"[\u4e00-\u9fff]+$")
+_NON_SPACE = re.compile(r"\S")
 _SESSION = re.compile(r"(?:第?[一二三四五六七八九十]+届|[0-9]+届)$")
 _SPLIT_UNITS = re.compile(rf"(.{{2,}}?(?:{_UNIT}))")
 # Words ending in a unit character that are not places ("全区", "各级", "开发区" ...).
@@ -188,6 +189,7 @@ def gazetteer() -> dict[str, Level]:
     return table
 
 
+@lru_cache(maxsize=4096)  # the same few names are asked about many times per article
 def _is_unit_in_text(text: str, candidate: str) -> bool:
     """Does the article write `candidate` as a unit of its own?
 
@@ -223,7 +225,8 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     if any(_is_generic(tail) for tail in tails):  # 全区政协, 各级政协, 市县政协
         return None, None, 0
     run_start = pos - len(raw_run)
-    at_line_start = run_start == 0 or text[run_start - 1] == "\n" or not text[:run_start].split("\n")[-1].strip()
+    line_start = text.rfind("\n", 0, run_start) + 1
+    at_line_start = _NON_SPACE.search(text, line_start, run_start) is None  # no slice: lines can be huge
     for index, tail in enumerate(tails):  # a name the gazetteer lacks, written as a unit of its own
         place = canonical_place(tail)
         if not place or tail[0] in _STOP_LEAD or len(tail) < 3:
