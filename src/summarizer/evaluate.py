@@ -22,6 +22,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from .article import load_article
+from .places import short_autonomous
 from .errors import AuthError, ConfigError, EvalDataError, InputError, SummarizerError
 from .schema import ArticleSummary, BodySummary, Initiative, Metric
 
@@ -63,6 +64,7 @@ def canonical_body_key(name: str) -> str | None:
         key = key.replace(wrapper, "")
     for tail in _TAILS:
         key = key.removesuffix(tail)
+    key = short_autonomous(key)  # 黔东南苗族侗族自治州 and 黔东南州 are one place
     for suffix in _ADMIN_SUFFIXES:
         if key.endswith(suffix):
             key = key[: -len(suffix)]

