@@ -48,6 +48,11 @@ _FOOTER_START = re.compile(r"^\s*(?:上一篇|下一篇|标题导航|相关新�
 _DATE = r"(20\d{2}|19\d{2})\s*[-./年]\s*(\d{1,2})\s*[-./月]\s*(\d{1,2})\s*日?"
 _PUBLISHED = re.compile(r"(?:发稿时间|发布时间|发表时间|时间|日期|发布日期|来源)?\s*[:：]?\s*" + _DATE)
 _DATE_ONLY_LINE = re.compile(r"^\s*" + _DATE + r"(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?\s*$")
+# An e-paper's masthead or page line: "某某日报 数字报 2025年01月12日 星期日", "今日某某 2025年01月15日 第03版：要闻",
+# "版次:02 2025年01月12日". It dates the page and is never the headline.
+_PAPER_LINE = re.compile(
+    r"^\s*(?:[^\s,。]{2,12}\s+(?:数字报\s+)?|版次\s*[:：]?\s*\d+\s+)?" + _DATE + r"\s*(?:星期.|周.|第\s*\d+\s*版.*)?\s*$"
+)
 _SOURCE = re.compile(r"来源\s*[:：]\s*([^\s:：|｜,，。]{2,20})")
 _DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d{1,2}月\d{1,2}日(?:电|讯)")
 _BYLINE = re.compile(r"^\s*(?:[□■●◎]|(?:记者|通讯员|作者|文|本报记者)\s*[:：/ ])")
@@ -209,6 +214,7 @@ def _is_title_like(line: str) -> bool:
         and stripped[-1] not in _SENTENCE_END
         and not _BYLINE.match(stripped)
         and not _DATE_ONLY_LINE.match(stripped)
+        and not _PAPER_LINE.match(stripped)
         and "来源" not in stripped
     )
 
@@ -274,7 +280,8 @@ def _find_header_end(text: str, kept: tuple[tuple[int, int], ...], title: str | 
 def _find_published(text: str, kept: tuple[tuple[int, int], ...]) -> str | None:
     for start, end in kept[:40]:
         line = text[start:end]
-        if ("来源" in line or "时间" in line or "日期" in line or _DATE_ONLY_LINE.match(line)) and (
+        dated_line = "来源" in line or "时间" in line or "日期" in line or _DATE_ONLY_LINE.match(line)
+        if (dated_line or _PAPER_LINE.match(line)) and (
             match := re.search(_DATE, line)
         ):
             year, month, day = (int(g) for g in match.groups())

@@ -304,6 +304,24 @@ def _places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
     return tuple(c for c in ordered if c and c.endswith(suffix))
 
 
+@lru_cache(maxsize=64)
+def _short_places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
+    """Divisions ending in `suffix` that the text names only in short (今日宁津, 幸福宁津 -> 宁津县).
+
+    The last resort for a bare name: it looks up every 2-4 character run, so it runs only when the
+    text spells out no division of that kind.
+    """
+    shorts = short_names()
+    counts: Counter[str] = Counter()
+    for run in re.findall(r"[\u4e00-\u9fff]{2,}", text):
+        for i in range(len(run) - 1):
+            for length in (4, 3, 2):
+                if (full := shorts.get(run[i : i + length])) and full.endswith(suffix):
+                    counts[full] += 1
+                    break
+    return tuple(place for place, _ in counts.most_common())
+
+
 def resolve_bare(suffix: str, named: Iterable[str], text: str) -> str | None:
     """Resolve a bare `<suffix>政协` to a full name using the names the article spells out.
 
@@ -324,5 +342,5 @@ def resolve_bare(suffix: str, named: Iterable[str], text: str) -> str | None:
         )
         short, count = counts.most_common(1)[0]
         return PROVINCES[short] + "政协" if count else None
-    places = _places_by_frequency(suffix, text)
+    places = _places_by_frequency(suffix, text) or _short_places_by_frequency(suffix, text)
     return places[0] + "政协" if places else None

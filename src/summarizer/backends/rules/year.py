@@ -61,7 +61,7 @@ _REVIEW = re.compile(
     r"届[一二三四五六七八九十]+次会议以来"
 )
 # What a plan says of the year ahead.
-_PLAN_WORDS = re.compile(r"工作要点|工作计划|协商计划|今年将|今年要|新的一年")
+_PLAN_WORDS = re.compile(r"工作要点|工作计划|协商计划|今年将|今年要|新的一年|重点抓好|计划(?:组织|开展|召开|安排|举办)")
 _YEARBOOK = re.compile(r"年鉴")
 
 
@@ -91,9 +91,10 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
         if cited[year - 1] >= 2 and not cited[year]:
             return year - 1  # the section is about last year's work, whenever it was published
         if month <= 4 and not _PLAN_WORDS.search(headline):
-            reviews = len(_REVIEW.findall(section_text)) + (2 if _REVIEW.search(headline) else 0)
-            plans = len(_PLAN_WORDS.findall(section_text))
-            if reviews and reviews >= plans and cited[year] <= cited[year - 1] + reviews:
+            # Weigh the year behind (review words, citations of it) against the year ahead.
+            behind = len(_REVIEW.findall(section_text)) + (2 if _REVIEW.search(headline) else 0) + cited[year - 1]
+            ahead = len(_PLAN_WORDS.findall(section_text)) + cited[year]
+            if behind > ahead:
                 return year - 1
         return year
     for text in (section_text, article_text):
