@@ -241,6 +241,8 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     extra = len(raw_run) - len(run)  # a session number between place and 政协
     if run in UNIT_SUFFIXES:
         return None, run, len(raw_run)
+    if run.endswith("全国"):
+        return "全国", None, 2 + extra
     tails = [run[i:] for i in range(len(run) - 1)]
     places = gazetteer()
     for tail in tails:  # longest first: 呼和浩特市赛罕区 -> the gazetteer knows 赛罕区
@@ -320,6 +322,20 @@ def _short_places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
                     counts[full] += 1
                     break
     return tuple(place for place, _ in counts.most_common())
+
+
+def place_body(place: str) -> str | None:
+    """The committee of a place written alone (浙江 -> 浙江省政协, 静安 -> 静安区政协), if it is one."""
+    if place in ("全国", "全国政协"):
+        return "全国政协"
+    place = place.removesuffix("政协")
+    if place in PROVINCES:
+        return PROVINCES[place] + "政协"
+    if place in gazetteer() and (canonical := canonical_place(place)):
+        return canonical + "政协"
+    if full := short_names().get(place):
+        return full + "政协"
+    return None
 
 
 def resolve_bare(suffix: str, named: Iterable[str], text: str) -> str | None:

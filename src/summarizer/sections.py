@@ -10,13 +10,16 @@ import re
 from dataclasses import dataclass
 
 from .article import Article
-from .places import Mention, find_mentions, resolve_bare
+from .places import Mention, find_mentions, place_body, resolve_bare
 
-# A committee opening a roundup part: "和平区政协:…", "■ 江阴市政协", "一、苏州市吴中区政协:…", "【X政协】".
-_HEADING = re.compile(
-    r"\s*(?:[一二三四五六七八九十]{1,3}[、.]|\(?[一二三四五六七八九十\d]{1,3}\)|\d{1,2}[.、])?"
-    r"\s*[■●◆▲★◇◎·]?\s*[【\[]?\s*([\u4e00-\u9fff]{2,20}?政协)\s*[】\]]?\s*(?::|$)"
+# What may stand before a committee that opens a roundup part: "一、", "(二)", "3.", "■", "【".
+_HEADING_LEAD = re.compile(
+    r"\s*(?P<number>[一二三四五六七八九十]{1,3}[、.]|\(?[一二三四五六七八九十\d]{1,3}\)|\d{1,2}[.、])?"
+    r"\s*(?P<bullet>[■●◆▲★◇◎□·▶►])?\s*(?P<bracket>[【\[])?\s*"
 )
+# A bracketed place alone on its line heads a roundup part too: "【浙江】", "【静安】".
+_BRACKETED_PLACE = re.compile(r"\s*[【\[]\s*([\u4e00-\u9fff]{2,12})\s*[】\]]\s*$")
+_SENTENCE_END = "。!?;"
 _AUTHOR = re.compile(r"^\s*[(（]\s*(?:作者|文章作者|本文作者)\s*(?:系|为|是|单位\s*[:：]?)?\s*(.+?)\s*[)）]\s*$")
 
 
@@ -36,13 +39,29 @@ def _lines_in(article: Article, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _heading_body(article: Article, start: int, end: int) -> str | None:
-    """The committee a heading line opens with (a city before a district is part of its name)."""
-    match = _HEADING.match(article.folded, start, end)
-    if not match:
-        return None
-    for mention in find_mentions(article.folded, start, end):
-        if mention.name and mention.end == match.end(1):
+    """The committee a roundup heading opens with, in any of the genre's heading styles.
+
+    `【X政协】…`, `■ X政协…`, `一、X县政协…`, `X政协：…` and `X政协 标题` (a short line) each open a
+    part about X; so does a bracketed place alone (`【浙江】`). A line that merely starts with a
+    committee's name (`X政协召开…。`) is a sentence, not a heading.
+    """
+    folded = article.folded
+    lead = _HEADING_LEAD.match(folded, start, end)
+    assert lead is not None  # every group is optional
+    at = lead.end()
+    line = folded[start:end].strip()
+    marked = bool(lead.group("number") or lead.group("bullet") or lead.group("bracket"))
+    short = len(line) <= 60 and line[-1] not in _SENTENCE_END
+    mention = next(iter(find_mentions(folded, at, min(end, at + 40))), None)
+    if mention is not None and mention.start == at and mention.name:
+        after = folded[mention.end : mention.end + 1]
+        if (lead.group("bracket") and after in "】]") or after in (":", "："):
             return mention.name
+        if (marked and short) or (short and after in (" ", "\u3000", "")):
+            return mention.name
+        return None
+    if bracketed := _BRACKETED_PLACE.match(folded, start, end):
+        return place_body(bracketed.group(1))
     return None
 
 
@@ -77,8 +96,9 @@ def infer_body(article: Article, start: int, end: int, strong: list[str] | None 
     for mention in headline_mentions:
         credit(mention, 10)
     lead_end = start + 300
-    for mention in mentions:
-        credit(mention, 3 if mention.start < lead_end else 1)
+    for index, mention in enumerate(mentions):
+        # a news lead names its actor first: "日前，X区政协…活动，Y市政协…出席"
+        credit(mention, (3 if mention.start < lead_end else 1) + (3 if index == 0 and mention.start < lead_end else 0))
     if not scores:
         return None
     return max(scores, key=lambda name: scores[name])
@@ -93,7 +113,7 @@ def split_sections(article: Article) -> list[Section]:
     authors: list[tuple[int, str]] = []  # (line end, body)
     for start, end in article.kept:
         line = article.folded[start:end]
-        if len(line.strip()) <= 60 and (body := _heading_body(article, start, end)):
+        if body := _heading_body(article, start, end):
             headings.append((start, body, line.strip()))
         elif (match := _AUTHOR.match(line)) and (body := _first_named(article, start + match.start(1), end)):
             authors.append((end, body))
@@ -101,7 +121,11 @@ def split_sections(article: Article) -> list[Section]:
     sections: list[Section] = []
     if len({body for _, body, _ in headings}) >= 2:
         if headings[0][0] > first:
-            sections.append(Section(0, first, headings[0][0], None, None))
+            # The intro is a part of its own when it reports a committee's own work (the meeting
+            # it held), not just a line or two of lead-in.
+            intro = sum(e - s for s, e in _lines_in(article, first, headings[0][0]))
+            body = infer_body(article, first, headings[0][0]) if intro >= 150 else None
+            sections.append(Section(0, first, headings[0][0], None, body))
         for i, (start, body, heading) in enumerate(headings):
             end = headings[i + 1][0] if i + 1 < len(headings) else last
             sections.append(Section(len(sections), start, end, heading, body))
