@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 SIZE = 720 * 1024  # bytes of UTF-8, about the size of the largest scraped pages (forum dumps, yearbooks)
-HEAD = "SOURCE: https://example.org/page\n首页 > 新闻 > 正文\n某市政协召开常委会议\n发布时间：2024-01-20 来源：某某日报\n"
+HEAD = (
+    "SOURCE: https://example.org/page\n首页 > 新闻 > 正文\n某市政协召开常委会议\n发布时间：2024-01-20 来源：某某日报\n"
+)
 
 
 def _fill(unit: str) -> str:

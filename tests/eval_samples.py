@@ -14,7 +14,7 @@ TEXT = (
 )
 
 
-def sample_run() -> tuple[dict[str, Any], dict[str, str]]:
+def sample_run(splits: dict[str, list[str]] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """One article with a match, a miss, a false positive, an optional find and an ungrounded claim."""
     gold = BodySummary(
         body="白鹭市政协",
@@ -46,5 +46,6 @@ def sample_run() -> tuple[dict[str, Any], dict[str, str]]:
         {"a1": ArticleSummary(article_id="a1", bodies=[pred], meta=Meta(backend="fake", model="m", usage=usage))},
         {"a1": ArticleSummary(article_id="a1", bodies=[gold])},
         {"a1": TEXT},
+        splits,
     )
     return result, {"a1": TEXT}

@@ -19,6 +19,7 @@ from typing import Any
 
 CHUNK = re.compile(r"<片段>\n?(.*?)\n?</片段>", re.DOTALL)
 TITLE = re.compile(r"^文章标题:(.*)$", re.MULTILINE)
+PUBLISHED = re.compile(r"^发稿日期:(.*)$", re.MULTILINE)
 HINT = re.compile(r"^本节政协:(.*)$", re.MULTILINE)
 
 
@@ -95,12 +96,30 @@ class GoldResponder:
 
     def __init__(self, gold_dir: Path) -> None:
         self.gold = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(gold_dir.glob("*.json"))]
+        articles = gold_dir.parent / "articles"
+        self.texts = {
+            g["article_id"]: _squash((articles / f"{g['article_id']}.txt").read_text(encoding="utf-8-sig"))
+            for g in self.gold
+            if (articles / f"{g['article_id']}.txt").is_file()
+        }
 
     def reply(self, seen: Seen) -> dict[str, Any]:
         chunk = _squash(seen.chunk_text)
+        # Answer from the label of the article the chunk comes from (short quotes recur across articles).
         title_match = TITLE.search(seen.prompt)
         title = title_match.group(1).strip() if title_match else ""
-        labels = [g for g in self.gold if g.get("title") == title] or self.gold
+        published = PUBLISHED.search(seen.prompt)
+        date = published.group(1).strip() if published else ""
+        # The chunk is the article's kept lines (page furniture left out): find the article that holds
+        # most of its pieces; a short chunk (a page's footer) may fit several, so title and date decide.
+        pieces = [chunk[i : i + 10] for i in range(0, max(1, len(chunk) - 9), 10)]
+
+        def fit(label: dict[str, Any]) -> tuple[float, bool, bool]:
+            text = self.texts.get(label["article_id"], "")
+            share = sum(piece in text for piece in pieces) / len(pieces)
+            return share, label.get("title") == title, label.get("published") == date
+
+        labels = [max(self.gold, key=fit)]
         bodies = []
         for label in labels:
             for body in label["bodies"]:

@@ -66,7 +66,9 @@ def test_eval_writes_the_three_reports(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "--backend", "rules", "--report-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
-    assert report["bodies"]["f1"] == 1.0
+    assert set(report["splits"]) == {"dev", "test"} and report["run"]["failed"] == []
+    assert report["splits"]["dev"]["articles"] + report["splits"]["test"]["articles"] == len(report["per_article"])
+    assert "dev (" in result.stdout and "test (" in result.stdout
     assert (tmp_path / "report.md").is_file() and (tmp_path / "report.html").is_file()
     again = runner.invoke(app, ["eval", "--compare", str(tmp_path / "report.json"), str(tmp_path / "report.json")])
     assert again.exit_code == 0 and "metrics" in again.stdout

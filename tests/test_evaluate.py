@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
+from eval_samples import sample_run
 from summarizer.errors import AuthError, EvalDataError, ProviderError
 from summarizer.evaluate import (
     bigram_dice,
     canonical_body_key,
     load_gold,
     load_predictions,
+    load_splits,
     locate_evidence,
     match_bodies,
     rouge_l,
@@ -357,3 +359,25 @@ def test_run_eval_scores_a_failed_article_as_misses_but_stops_on_bad_credentials
 
     with pytest.raises(AuthError):
         run_eval(gold_dir=tmp_path / "gold", articles_dir=tmp_path / "articles", summarise=refused)
+
+
+def test_each_split_is_scored_on_its_own_articles(tmp_path: Path) -> None:
+    whole, _ = sample_run()
+    result, _ = sample_run({"dev": [], "test": ["a1"]})
+    assert result["splits"]["test"]["metrics"] == whole["metrics"]
+    assert result["splits"]["test"]["articles"] == 1
+    assert result["splits"]["dev"]["metrics"]["tp"] == 0 and result["splits"]["dev"]["articles"] == 0
+    assert result["per_article"][0]["split"] == "test"
+
+
+def test_split_file_errors_name_the_file_and_the_article(tmp_path: Path) -> None:
+    split = tmp_path / "split.toml"
+    split.write_text('dev = ["a1"]\ntest = ["a1"]\n', encoding="utf-8")
+    with pytest.raises(EvalDataError, match="'a1' is in both 'dev' and 'test'"):
+        load_splits(split, ["a1"])
+    split.write_text('test = ["zz"]\n', encoding="utf-8")
+    with pytest.raises(EvalDataError, match=r"split\.toml: test: 'zz' has no gold label"):
+        load_splits(split, ["a1"])
+    split.write_text("test = [\n", encoding="utf-8")
+    with pytest.raises(EvalDataError, match="cannot read the split file"):
+        load_splits(split, ["a1"])

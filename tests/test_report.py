@@ -90,9 +90,19 @@ def test_markdown_tables() -> None:
 def test_terminal_table_shows_fields_and_articles() -> None:
     result, _ = sample_run()
     text = printed(render_table(result))
-    assert re.search(r"metrics\s+│\s+33\.3\s+│\s+50\.0\s+│\s+40\.0", text)
+    assert re.search(r"metrics P\s+│\s+33\.3\s", text)
+    assert re.search(r"metrics R\s+│\s+50\.0\s", text)
+    assert re.search(r"metrics F1\s+│\s+40\.0 \(1/2/1\)", text)
     assert "a1" in text
     assert re.search(r"tokens / article.*1,000\.0", text)
+
+
+def test_terminal_table_puts_splits_side_by_side() -> None:
+    result, _ = sample_run({"dev": [], "test": ["a1"]})
+    text = printed(render_table(result))
+    header = next(line for line in text.splitlines() if "Figure" in line)
+    assert header.index("dev (0)") < header.index("test (1)") < header.index("all (1)")
+    assert "## By split" in render_markdown(result) and "| test | 1 |" in render_markdown(result)
 
 
 def test_compare_reports_gives_signed_deltas() -> None:

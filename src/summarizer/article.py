@@ -51,7 +51,9 @@ _DATE_ONLY_LINE = re.compile(r"^\s*" + _DATE + r"(?:\s+\d{1,2}:\d{2}(?::\d{2})?)
 # An e-paper's masthead or page line: "某某日报 数字报 2025年01月12日 星期日", "今日某某 2025年01月15日 第03版：要闻",
 # "版次:02 2025年01月12日". It dates the page and is never the headline.
 _PAPER_LINE = re.compile(
-    r"^\s*(?:[^\s,。]{2,12}\s+(?:数字报\s+)?|版次\s*[:：]?\s*\d+\s+)?" + _DATE + r"\s*(?:星期.|周.|第\s*\d+\s*版.*)?\s*$"
+    r"^\s*(?:[^\s,。]{2,12}\s+(?:数字报\s+)?|版次\s*[:：]?\s*\d+\s+)?"
+    + _DATE
+    + r"\s*(?:星期.|周.|第\s*\d+\s*版.*)?\s*$"
 )
 _SOURCE = re.compile(r"来源\s*[:：]\s*([^\s:：|｜,，。]{2,20})")
 _DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d{1,2}月\d{1,2}日(?:电|讯)")
@@ -99,7 +101,7 @@ def _to_simplified(text: str) -> str:
     OpenCC converts phrase by phrase; on the rare line where a phrase changes length, that line is
     converted character by character so every offset still points at the same character.
     """
-    converted = _t2s().convert(text)
+    converted: str = _t2s().convert(text)
     if len(converted) == len(text):
         return converted
     lines = []
@@ -281,9 +283,7 @@ def _find_published(text: str, kept: tuple[tuple[int, int], ...]) -> str | None:
     for start, end in kept[:40]:
         line = text[start:end]
         dated_line = "来源" in line or "时间" in line or "日期" in line or _DATE_ONLY_LINE.match(line)
-        if (dated_line or _PAPER_LINE.match(line)) and (
-            match := re.search(_DATE, line)
-        ):
+        if (dated_line or _PAPER_LINE.match(line)) and (match := re.search(_DATE, line)):
             year, month, day = (int(g) for g in match.groups())
             if 1 <= month <= 12 and 1 <= day <= 31:
                 return f"{year:04d}-{month:02d}-{day:02d}"
@@ -309,7 +309,7 @@ def parse_article(
         raise InputError(f"{path or article_id}: empty article (no text)")
     folded = fold_text(text)
     kept = _kept_ranges(folded)
-    first_line = text.split("\n", 1)[0]
+    first_line = folded.split("\n", 1)[0]
     url_match = _URL_LINE.match(first_line)
     if url_match:
         kept = tuple((s, e) for s, e in kept if s >= len(first_line))
@@ -329,7 +329,7 @@ def parse_article(
         encoding=encoding,
         header_end=_find_header_end(folded, kept, fold_text(title) if title else None),
         folded=folded,
-        url=url_match.group(1) if url_match else None,
+        url=text[url_match.start(1) : url_match.end(1)] if url_match else None,
     )
 
 

@@ -22,8 +22,8 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from .article import load_article
-from .places import short_autonomous
 from .errors import AuthError, ConfigError, EvalDataError, InputError, SummarizerError
+from .places import short_autonomous
 from .schema import ArticleSummary, BodySummary, Initiative, Metric
 
 Span = tuple[int, int]

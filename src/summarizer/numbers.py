@@ -9,10 +9,11 @@ from dataclasses import dataclass
 _DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
 _BIG_UNITS = {"万": 10_000, "亿": 100_000_000}
+_MULTIPLIERS = {"千": 1000, **_BIG_UNITS}  # after Arabic digits: 5千多个, 1.2万人次
 CN_NUMERAL = "零〇一二两三四五六七八九十百千万亿"
 
 NUMBER = re.compile(
-    r"(?P<arabic>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<mult>[万亿])?"
+    r"(?P<arabic>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<mult>[千万亿])?"
     r"|(?P<cn>[零〇一二两三四五六七八九十百千万亿]+)"
 )
 
@@ -44,14 +45,19 @@ def parse_chinese(text: str) -> float | None:
     return float(total + section + (digit or 0))
 
 
+# Traditional forms of the numerals and multipliers, one character for one (positions are kept).
+_TRADITIONAL_NUMERALS = str.maketrans("萬億兩", "万亿两")
+
+
 def find_numbers(text: str) -> list[Number]:
-    """Every number in text with its value (万/亿 applied) and position."""
+    """Every number in text with its value (万/亿/千 applied) and position."""
+    text = text.translate(_TRADITIONAL_NUMERALS)
     numbers = []
     for match in NUMBER.finditer(text):
         if match.group("arabic"):
             value = float(match.group("arabic").replace(",", ""))
             if match.group("mult"):
-                value *= _BIG_UNITS[match.group("mult")]
+                value *= _MULTIPLIERS[match.group("mult")]
             numbers.append(Number(value, match.start(), match.end(), False))
         else:
             parsed = parse_chinese(match.group("cn"))
@@ -82,9 +88,11 @@ def find_value(value: float, evidence: str) -> Number | None:
     """Where `value` is written in the evidence, if it is. `1.2万人次` reads as 12000 or as 1.2 (万人次)."""
     for number in find_numbers(evidence):
         candidates = {number.value}
-        match = NUMBER.match(evidence, number.start)
+        match = NUMBER.match(evidence.translate(_TRADITIONAL_NUMERALS), number.start)
         if match and match.group("mult"):
             candidates.add(float(match.group("arabic").replace(",", "")))
+        if evidence[number.end : number.end + 1] == "成":  # 四成 = 40 (%)
+            candidates.add(number.value * 10)
         if any(abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)) for candidate in candidates):
             return number
     return None

@@ -178,6 +178,11 @@ def _ethnic_qualifier() -> re.Pattern[str]:
     return re.compile("|".join(map(re.escape, names)) or "(?!)")
 
 
+def strip_ethnic(name: str) -> str:
+    """A name with its ethnic-group qualifiers removed (宁夏回族 -> 宁夏)."""
+    return _ethnic_qualifier().sub("", name)
+
+
 def short_autonomous(name: str) -> str:
     """黔东南苗族侗族自治州 -> 黔东南州, 肃北蒙古族自治县 -> 肃北县, as articles write them."""
     for kind in ("自治州", "自治县", "自治旗"):
@@ -221,7 +226,9 @@ def short_names() -> dict[str, str]:
     seen: dict[str, set[str]] = {}
     for name in gazetteer():
         for suffix in ("市", "县", "区", "旗", "州", "盟"):
-            if name.endswith(suffix) and not name.endswith(("自治区", "自治州", "自治县", "自治旗", "新区", "地区", "行政区")):
+            if name.endswith(suffix) and not name.endswith(
+                ("自治区", "自治州", "自治县", "自治旗", "新区", "地区", "行政区")
+            ):
                 short = name[: -len(suffix)]
                 if len(short) >= 2 and not _is_generic(name):
                     seen.setdefault(short, set()).add(name)
@@ -256,11 +263,11 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
         return None, None, 0
     run_start = pos - len(raw_run)
     line_start = text.rfind("\n", 0, run_start) + 1
-    if _NON_SPACE.search(text, line_start, run_start) is None and len(run) <= 6 and run[0] not in _STOP_LEAD:
-        # A heading line that opens with a name the current gazetteer lacks (a division since merged
-        # or renamed, as in older reports): trusted only there, never glued to a word mid-sentence.
-        if (place := canonical_place(run)) and place.endswith(("县", "区", "旗", "市", "州", "盟")):
-            return place, None, len(run) + extra
+    # A heading line that opens with a name the current gazetteer lacks (a division since merged or
+    # renamed, as in older reports): trusted only there, never glued to a word mid-sentence.
+    heading = _NON_SPACE.search(text, line_start, run_start) is None and len(run) <= 6 and run[0] not in _STOP_LEAD
+    if heading and (place := canonical_place(run)) and place.endswith(("县", "区", "旗", "市", "州", "盟")):
+        return place, None, len(run) + extra
     for suffix in sorted(UNIT_SUFFIXES, key=len, reverse=True):
         if run.endswith(suffix):  # "翻开自治区十三届政协", "紧扣县政协": a verb before a bare suffix
             return None, suffix, len(suffix) + extra
@@ -322,6 +329,16 @@ def _short_places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
                     counts[full] += 1
                     break
     return tuple(place for place, _ in counts.most_common())
+
+
+def is_place(text: str) -> bool:
+    """Is `text` one division's name, or a chain of them (苏州市, 江苏省苏州市)?"""
+    if not text:
+        return False
+    if text in PROVINCES or text in _PROVINCE_ALIASES or text in gazetteer():
+        return True
+    units = _SPLIT_UNITS.findall(text)
+    return len(units) >= 2 and "".join(units) == text and all(is_place(unit) for unit in units)
 
 
 def place_body(place: str) -> str | None:

@@ -138,8 +138,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         lines += [
             "## By split",
             "",
-            "| Split | Articles | Bodies F1 | Year | Metrics P | Metrics R | Metrics F1 | Initiatives P | Initiatives R "
-            "| Initiatives F1 |",
+            "| Split | Articles | Bodies F1 | Year | Metrics P | Metrics R | Metrics F1 | Initiatives P "
+            "| Initiatives R | Initiatives F1 |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, st in splits.items():

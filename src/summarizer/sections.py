@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .article import Article
-from .places import Mention, find_mentions, place_body, resolve_bare
+from .article import Article, fold_text
+from .places import Mention, find_mentions, is_place, place_body, resolve_bare
 
 # What may stand before a committee that opens a roundup part: "一、", "(二)", "3.", "■", "【".
 _HEADING_LEAD = re.compile(
@@ -53,7 +53,9 @@ def _heading_body(article: Article, start: int, end: int) -> str | None:
     marked = bool(lead.group("number") or lead.group("bullet") or lead.group("bracket"))
     short = len(line) <= 60 and line[-1] not in _SENTENCE_END
     mention = next(iter(find_mentions(folded, at, min(end, at + 40))), None)
-    if mention is not None and mention.start == at and mention.name:
+    if mention is not None and mention.start > at and not is_place(folded[at : mention.start]):
+        mention = None  # only a parent division may stand before it: 一、苏州市吴中区政协
+    if mention is not None and mention.name:
         after = folded[mention.end : mention.end + 1]
         if (lead.group("bracket") and after in "】]") or after in (":", "："):
             return mention.name
@@ -80,7 +82,8 @@ def infer_body(article: Article, start: int, end: int, strong: list[str] | None 
     """
     strong = list(strong or [])
     mentions = find_mentions(article.folded, start, end)
-    headline_mentions = find_mentions(article.headline) if start <= (article.kept[0][0] if article.kept else 0) else []
+    at_top = start <= (article.kept[0][0] if article.kept else 0)
+    headline_mentions = find_mentions(fold_text(article.headline)) if at_top else []
     named_order = strong + [m.name for m in headline_mentions if m.name] + [m.name for m in mentions if m.name]
     scores: dict[str, float] = {}
     for name in strong:

@@ -32,6 +32,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from ..article import fold_text
 from ..errors import (
     AuthError,
     ConfigError,
@@ -42,6 +43,7 @@ from ..errors import (
 )
 from ..ground import Grounded, ground_bodies
 from ..limits import Limiter, Permit
+from ..places import strip_ethnic
 from ..prompt import PromptTemplate, load_prompt
 from ..schema import Reply, ReplyBody, Usage, strict_json_schema
 from . import ChunkRequest, ChunkResult
@@ -473,7 +475,7 @@ class OpenAIBackend:
                 problem = str(exc)
                 log.info("%s: invalid reply (attempt %d/%d): %s", where, ask + 1, asks, problem)
             else:
-                named, foreign = _split_foreign(reply.bodies, request.article.text)
+                named, foreign = _split_foreign(reply.bodies, request.article.folded)
                 grounded = ground_bodies(named, request.article, near=(chunk.start, chunk.end), hint=section.body_hint)
                 for body in foreign:
                     grounded.warnings.append(f"dropped body {body.body!r}: not named in the article")
@@ -504,15 +506,17 @@ _UNIT = re.compile(
 )
 
 
-def _split_foreign(bodies: list[ReplyBody], text: str) -> tuple[list[ReplyBody], list[ReplyBody]]:
+def _split_foreign(bodies: list[ReplyBody], folded: str) -> tuple[list[ReplyBody], list[ReplyBody]]:
     """Bodies whose place name the article never mentions (`火星政协`, a name an injected instruction
     made up) are foreign; grounding would otherwise file their year and summary under the section's
-    committee. Bare names (`市政协`, `政协`) are left for grounding to resolve."""
+    committee. Bare names (`市政协`, `政协`) are left for grounding to resolve. `folded` is the
+    article as rules read it (traditional characters as simplified), so 縣政協 names 县政协."""
     named: list[ReplyBody] = []
     foreign: list[ReplyBody] = []
     for body in bodies:
-        core = _UNIT.sub("", _WRAPPERS.sub("", _WRAPPERS.sub("", body.body.strip())))
-        (named if not core or core in text else foreign).append(body)
+        core = _UNIT.sub("", _WRAPPERS.sub("", _WRAPPERS.sub("", fold_text(body.body.strip()))))
+        bare = strip_ethnic(core)  # 宁夏回族 is written 宁夏 too
+        (named if not core or core in folded or (bare and bare in folded) else foreign).append(body)
     return named, foreign
 
 

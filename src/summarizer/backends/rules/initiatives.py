@@ -83,9 +83,7 @@ _MECHANISM = re.compile(
 )
 _MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
 _ABSTRACT_END = re.compile(r"(?:实践|走访)$")
-_ABSTRACT = re.compile(
-    r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则)"
-)
+_ABSTRACT = re.compile(r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则)")
 _SERVING = re.compile(r"(?:聚焦|围绕|助力|助推|服务|紧扣)(?:加快|持续|全面)?$")
 _GENERIC_OBJECT = re.compile(
     r"^(?:工作|履职|协商|监督|调研|学习|实践|建设)?(?:机制|制度|体系|平台|工作|活动|模式|方式|方法)$"
