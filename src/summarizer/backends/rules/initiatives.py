@@ -45,6 +45,13 @@ _STRONG = (
     "建强",
     "开通",
     "推广",
+    "创办",
+    "签订",
+    "聘请",
+    "遴选",
+    "出版",
+    "编著",
+    "推开",
 )
 _WEAK = (
     "实施",
@@ -73,13 +80,17 @@ _WEAK = (
     "强化",
     "突出",
     "抓实",
+    "督办",
+    "领衔",
+    "发布",
 )
 _ADOPTING = ("落实", "贯彻", "学习", "坚持", "发挥")  # acting on someone else's document or slogan
 _VERB = re.compile("|".join(sorted(_STRONG + _WEAK, key=len, reverse=True)))
 _MECHANISM = re.compile(
     r"(?:制度|机制|体系|平台|模式|品牌|工作室|工作站|联络站|活动站|议事厅|议事堂|栏目|智库|台账|清单|方案|办法|意见|规则|"
     r"计划|行动|活动|工程|调研法|工作法|格局|大纲|协商会|推进会|座谈会|研讨会|论坛|讲堂|专题协商|专题调研|课题|"
-    r"读书活动|党支部|小组|群组|基地|中心|示范点|联动|督办|调研|协商|视察|监督|评价|考评|述职|备案)"
+    r"读书活动|党支部|小组|群组|基地|中心|示范点|联动|督办|调研|协商|视察|监督|评价|考评|述职|备案|"
+    r"议事室|专班|监督员|讲坛|书院|刊物|期刊|协议|接待日|重点提案|联络组)"
 )
 _MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
 _ABSTRACT_END = re.compile(r"(?:实践|走访)$")
@@ -89,7 +100,7 @@ _GENERIC_OBJECT = re.compile(
     r"^(?:工作|履职|协商|监督|调研|学习|实践|建设)?(?:机制|制度|体系|平台|工作|活动|模式|方式|方法)$"
 )
 # A count of events (18场对接活动, 协商会20次以上) or a span of time (…的关键之年) is no initiative.
-_NOT_A_THING = re.compile(r"\d+(?:\.\d+)?[余多]?(?:场次|人次|件次|场|次|项|篇|份|条)|之年|之一")
+_NOT_A_THING = re.compile(r"之年|之一")
 _QUOTE_MARKS = re.compile(r"[“”「」『』\"《》]")
 _COUNT_END = re.compile(r"\d+(?:\.\d+)?[余多]?[\u4e00-\u9fff%]{1,2}$")
 _VEHICLE = re.compile(r"以([^,。;以为]{3,24}?)为(?:抓手|载体|平台|依托|牵引|突破口)")
@@ -215,18 +226,16 @@ def find_initiatives(
         if len(evidence) < 5 or len(evidence) > limit_chars or not _balanced(evidence):
             continue
         obj = evidence[len(verb.group(0)) :].lstrip("了")
-        recurring = "每" in body[: verb.start()]  # 每半年开展1次…活动: a standing programme, not a tally
-        if (
-            _COUNT_END.search(obj)
-            or obj[:1] in "和与及的"
-            or _GENERIC_OBJECT.match(obj)
-            or (_NOT_A_THING.search(obj) and not recurring)
-        ):
-            continue  # 开展专题协商5次 (a count), 加强和改进… (a fragment), 创新工作机制 (too generic)
+        # 召开提案办理协商会9次: a tallied activity is still a thing the committee ran; its name is
+        # what comes before the count.
+        tally = _COUNT_END.search(obj)
+        thing = obj[: tally.start()] if tally else obj
+        if not thing or thing[:1] in "和与及的" or _GENERIC_OBJECT.match(thing) or _NOT_A_THING.search(obj):
+            continue  # 加强和改进… (a fragment), 创新工作机制 (too generic), …的关键之年
         if _SERVING.search(body[: verb.start()].strip()):
             continue  # 聚焦加快实施“强首府”工程: the committee serves someone else's programme
-        named = bool(_NAMED.search(obj))
-        mechanism = bool(_MECHANISM.search(obj))
+        named = bool(_NAMED.search(thing))
+        mechanism = bool(_MECHANISM.search(thing))
         if not (named or mechanism):
             continue
         sentence_head = text[sentence_start : clause_start + verb.start()]
@@ -237,6 +246,7 @@ def find_initiatives(
         score += 1.5 if _MECHANISM_END.search(obj) else 0.5 if mechanism else 0.0
         score -= 1.5 if _ABSTRACT.search(obj) or _ABSTRACT_END.search(obj) else 0.0
         score -= 0.5 if len(evidence) > 30 else 0.0
+        score -= 0.5 if tally else 0.0
         score += 0.5 if "政协" in text[sentence_start:clause_end] else 0.0
         if verb.group(0) in _ADOPTING and not mechanism:
             score -= 2.0  # 坚持“两个确立”: a slogan followed, not a thing set up
