@@ -190,3 +190,74 @@ def test_numbered_headings_with_a_city_before_the_district() -> None:
 def test_a_verb_can_name_what_it_counts_but_filler_cannot() -> None:
     assert [(m[0], m[1]) for m in metrics_of("共收到提案1012件,立案868件。")] == [("提案", 1012), ("立案", 868)]
     assert [m[0] for m in metrics_of("报送信息150条,其中12条获批示。")] == ["信息", "获批示"]
+
+
+def _bodies(text: str) -> list[str]:
+    summary = asyncio.run(summarise_article_async(parse_article(text, "r"), RulesBackend(), Settings(backend="rules")))
+    return [b.body for b in summary.bodies]
+
+
+def test_roundup_heading_styles_each_open_a_part() -> None:
+    parts = (
+        "乙县政协开展专题协商5次，提交调研报告3篇。\n\n",
+        "丙区政协组织委员视察12次，收到提案80件。\n\n",
+    )
+    for first, second in (
+        ("【新化县政协】\n", "【隆回县政协】\n"),
+        ("■ 新化县政协：搭建协商平台\n", "■ 隆回县政协：办好民生实事\n"),
+        ("一、新化县政协\n", "二、隆回县政协\n"),
+        ("新化县政协召开十届四次会议  2025-02-06\n", "隆回县政协举行联组讨论  2025-02-10\n"),
+    ):
+        text = (
+            "某市政协工作动态\n\n"
+            + first
+            + parts[0].replace("乙县", "新化县")
+            + second
+            + parts[1].replace("丙区", "隆回县")
+        )
+        assert _bodies(text) == ["新化县政协", "隆回县政协"], first
+
+
+def test_a_bracketed_place_heads_its_committee() -> None:
+    text = "政协要闻速览\n\n【浙江】\n浙江省政协召开主席会议，审议协商计划1份。\n\n【静安】\n静安区政协开展视察3次。\n"
+    assert _bodies(text) == ["浙江省政协", "静安区政协"]
+
+
+def test_news_paragraphs_of_sister_committees_make_a_roundup_but_a_visitor_does_not() -> None:
+    roundup = (
+        "基层政协工作扫描\n\n近日，新化县政协召开常委会议，审议提案12件。\n\n"
+        "3月5日，隆回县政协组织委员视察8次。\n\n洞口县政协开展专题协商4次。\n"
+    )
+    assert _bodies(roundup) == ["新化县政协", "隆回县政协", "洞口县政协"]
+    visit = (
+        "新化县政协召开常委会议\n\n近日，新化县政协召开常委会议，审议提案12件。\n\n"
+        "湖南省政协副主席到会指导。\n\n新化县政协主席作总结讲话，要求办好提案20件。\n"
+    )
+    assert _bodies(visit) == ["新化县政协"]
+
+
+def test_a_caption_naming_another_committee_does_not_split_a_report() -> None:
+    text = (
+        "新化县政协2024年工作回顾\n\n2024年，新化县政协开展专题协商6次，提交提案90件。\n\n"
+        "娄底市政协调研组在新化调研\n\n会议强调，要持续抓好提案办理，全年办复率100%。\n\n"
+        "新化县政协组织委员视察9次。\n"
+    )
+    assert _bodies(text) == ["新化县政协"]
+
+
+def test_a_traditional_copy_gives_the_same_committees_and_spans() -> None:
+    import opencc
+
+    text = (
+        "某市政协工作动态\n\n【新化县政协】\n新化县政协开展专题协商5次，提交调研报告3篇。\n\n"
+        "【隆回县政协】\n隆回县政协组织委员视察12次，收到提案80件。\n"
+    )
+    traditional = opencc.OpenCC("s2t").convert(text)
+    assert len(traditional) == len(text)
+    simple = asyncio.run(summarise_article_async(parse_article(text, "s"), RulesBackend(), Settings(backend="rules")))
+    trad = asyncio.run(
+        summarise_article_async(parse_article(traditional, "t"), RulesBackend(), Settings(backend="rules"))
+    )
+    assert [b.body for b in trad.bodies] == [b.body for b in simple.bodies] == ["新化县政协", "隆回县政协"]
+    assert [[m.span for m in b.metrics] for b in trad.bodies] == [[m.span for m in b.metrics] for b in simple.bodies]
+    assert trad.bodies[0].metrics[0].evidence != simple.bodies[0].metrics[0].evidence  # quoted as written

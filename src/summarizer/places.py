@@ -266,7 +266,13 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     # A heading line that opens with a name the current gazetteer lacks (a division since merged or
     # renamed, as in older reports): trusted only there, never glued to a word mid-sentence.
     heading = _NON_SPACE.search(text, line_start, run_start) is None and len(run) <= 6 and run[0] not in _STOP_LEAD
-    if heading and (place := canonical_place(run)) and place.endswith(("县", "区", "旗", "市", "州", "盟")):
+    if (
+        heading
+        and not run.startswith(_CAPTION_LEADS)
+        and (place := canonical_place(run))
+        and place.endswith(("县", "区", "旗", "市", "州", "盟"))
+        and not place.endswith(("自治区", "新区"))  # every autonomous region is in the table
+    ):
         return place, None, len(run) + extra
     for suffix in sorted(UNIT_SUFFIXES, key=len, reverse=True):
         if run.endswith(suffix):  # "翻开自治区十三届政协", "紧扣县政协": a verb before a bare suffix
@@ -274,6 +280,8 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     return None, None, 0
 
 
+_CAPTION_LEADS = ("图为", "图片", "图:", "摄影")
+_NOT_THE_COMMITTEE = re.compile(r"网|报|微信|公众号|客户端|APP|杂志|期刊")
 _MENTION = re.compile(r"中国人民政治协商会议([\u4e00-\u9fff]{2,20}?)委员会|政协([\u4e00-\u9fff]{2,16}?)委员会|政协")
 
 
@@ -289,6 +297,8 @@ def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Men
             if name or bare:
                 mentions.append(Mention(match.start(), match.end(), name, bare))
             continue
+        if _NOT_THE_COMMITTEE.match(text, match.end()):
+            continue  # 某某政协网, 人民政协报, 政协微信公众号: a medium, not the committee
         place, bare, length = _place_before(text, match.start())
         if place is None and bare is None:
             continue

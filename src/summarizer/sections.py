@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from .article import Article, fold_text
-from .places import Mention, find_mentions, is_place, place_body, resolve_bare
+from .places import Mention, find_mentions, is_place, level_of, place_body, resolve_bare
 
 # What may stand before a committee that opens a roundup part: "一、", "(二)", "3.", "■", "【".
 _HEADING_LEAD = re.compile(
@@ -20,6 +20,15 @@ _HEADING_LEAD = re.compile(
 # A bracketed place alone on its line heads a roundup part too: "【浙江】", "【静安】".
 _BRACKETED_PLACE = re.compile(r"\s*[【\[]\s*([\u4e00-\u9fff]{2,12})\s*[】\]]\s*$")
 _SENTENCE_END = "。!?;"
+_INNER_PUNCTUATION = re.compile(r"[,。;!?]")
+_DATED_TITLE = re.compile(r"\s(?:19|20)\d{2}[-./年]\d{1,2}[-./月]\d{1,2}日?$")
+# A place alone after a heading mark, closed by a colon, a space or the line end.
+_PLACE_HEADING = re.compile(r"([\u4e00-\u9fff]{2,12}?)\s*(?::|\s|$)")
+# What opens a news paragraph before its subject: "近日，", "3月14日上午，", "本报讯（记者 某某）".
+_PARAGRAPH_LEAD = re.compile(
+    r"\s*(?:本报讯|本网讯)?\s*(?:\([^)]{0,30}\))?\s*"
+    r"(?:(?:近日|日前|近期|连日来|(?:\d{1,2}月)?\d{1,2}日(?:至\d{1,2}日)?(?:上午|下午|晚)?)\s*,?\s*)?"
+)
 _AUTHOR = re.compile(r"^\s*[(（]\s*(?:作者|文章作者|本文作者)\s*(?:系|为|是|单位\s*[:：]?)?\s*(.+?)\s*[)）]\s*$")
 
 
@@ -61,10 +70,48 @@ def _heading_body(article: Article, start: int, end: int) -> str | None:
             return mention.name
         if (marked and short) or (short and after in (" ", "\u3000", "")):
             return mention.name
+        if short and len(line) <= 40 and not _INNER_PUNCTUATION.search(line):
+            # A list page's item title ("X县政协召开十届四次会议  2025-02-06") when a date closes it or
+            # the paragraph under it reports the same committee; a photo caption is followed by
+            # text about something else.
+            if _DATED_TITLE.search(line) or _next_line_names(article, end, mention.name):
+                return mention.name
         return None
     if bracketed := _BRACKETED_PLACE.match(folded, start, end):
         return place_body(bracketed.group(1))
+    if marked and (place := _PLACE_HEADING.match(folded, at, end)):
+        return place_body(place.group(1))  # "■ 济宁：…", "一、某某县"
     return None
+
+
+def _next_line_names(article: Article, after: int, body: str) -> bool:
+    """Does the first kept line after `after` name `body` near its start?"""
+    following = next(((s, e) for s, e in article.kept if s > after), None)
+    if following is None:
+        return False
+    start, end = following
+    return any(m.name == body for m in find_mentions(article.folded, start, min(end, start + 80)))
+
+
+def _is_marked_title(article: Article, start: int, end: int) -> bool:
+    """A bulleted or bracketed short title line ("■ 区县政协陆续进入“两会时间”"), whoever it names."""
+    lead = _HEADING_LEAD.match(article.folded, start, end)
+    line = article.folded[start:end].strip()
+    return (
+        bool(lead and (lead.group("bullet") or lead.group("bracket")))
+        and 0 < len(line) <= 60
+        and (line[-1] not in _SENTENCE_END)
+    )
+
+
+def _lead_body(article: Article, start: int, end: int) -> str | None:
+    """The committee a paragraph opens with as its subject: "近日，X县政协召开…", "X区政协…"."""
+    lead = _PARAGRAPH_LEAD.match(article.folded, start, end)
+    at = lead.end() if lead else start
+    mention = next(iter(find_mentions(article.folded, at, min(end, at + 30))), None)
+    if mention is None or not mention.name or mention.start != at:
+        return None
+    return mention.name
 
 
 def _first_named(article: Article, start: int, end: int) -> str | None:
@@ -114,10 +161,13 @@ def split_sections(article: Article) -> list[Section]:
     first, last = article.kept[0][0], article.kept[-1][1]
     headings: list[tuple[int, str, str]] = []  # (line start, body, heading text)
     authors: list[tuple[int, str]] = []  # (line end, body)
+    breaks: list[int] = []  # marked title lines that name no committee ("■ 区县政协陆续进入“两会时间”")
     for start, end in article.kept:
         line = article.folded[start:end]
         if body := _heading_body(article, start, end):
             headings.append((start, body, line.strip()))
+        elif _is_marked_title(article, start, end):
+            breaks.append(start)
         elif (match := _AUTHOR.match(line)) and (body := _first_named(article, start + match.start(1), end)):
             authors.append((end, body))
 
@@ -129,9 +179,13 @@ def split_sections(article: Article) -> list[Section]:
             intro = sum(e - s for s, e in _lines_in(article, first, headings[0][0]))
             body = infer_body(article, first, headings[0][0]) if intro >= 150 else None
             sections.append(Section(0, first, headings[0][0], None, body))
+        starts = sorted([h[0] for h in headings] + [b for b in breaks if b > headings[0][0]])
         for i, (start, body, heading) in enumerate(headings):
-            end = headings[i + 1][0] if i + 1 < len(headings) else last
+            end = next((s for s in starts if s > start), last)
             sections.append(Section(len(sections), start, end, heading, body))
+            if end < last and end not in {h[0] for h in headings}:  # a part about no committee
+                following = next((s for s in starts if s > end), last)
+                sections.append(Section(len(sections), end, following, None, None))
         return sections
     if len({body for _, body in authors}) >= 2:
         begin = first
@@ -141,6 +195,21 @@ def split_sections(article: Article) -> list[Section]:
         tail = _lines_in(article, begin, last)
         if sum(e - s for s, e in tail) > 200:
             sections.append(Section(len(sections), begin, last, None, infer_body(article, begin, last)))
+        return sections
+    # A roundup with no headings at all: news paragraphs that each open with another committee as
+    # their subject ("近日，甲县政协…" / "乙区政协…"). Three such paragraphs naming three committees make
+    # a roundup; a single report that opens one paragraph with a visiting committee does not.
+    leads = [(start, body) for start, end in article.kept if (body := _lead_body(article, start, end))]
+    same_level = len({level_of(body) for _, body in leads}) == 1  # sister committees, not a visitor
+    if len(leads) >= 3 and len({body for _, body in leads}) >= 3 and same_level:
+        if leads[0][0] > first:
+            intro = sum(e - s for s, e in _lines_in(article, first, leads[0][0]))
+            body = infer_body(article, first, leads[0][0]) if intro >= 150 else None
+            sections.append(Section(0, first, leads[0][0], None, body))
+        merged = [lead for i, lead in enumerate(leads) if i == 0 or lead[1] != leads[i - 1][1]]
+        for i, (start, body) in enumerate(merged):
+            end = merged[i + 1][0] if i + 1 < len(merged) else last
+            sections.append(Section(len(sections), start, end, None, body))
         return sections
     strong = [body for _, body, _ in headings] + [body for _, body in authors]
     return [Section(0, first, last, None, infer_body(article, first, last, strong))]
