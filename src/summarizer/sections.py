@@ -70,12 +70,11 @@ def _heading_body(article: Article, start: int, end: int) -> str | None:
             return mention.name
         if (marked and short) or (short and after in (" ", "\u3000", "")):
             return mention.name
-        if short and len(line) <= 40 and not _INNER_PUNCTUATION.search(line):
-            # A list page's item title ("X县政协召开十届四次会议  2025-02-06") when a date closes it or
-            # the paragraph under it reports the same committee; a photo caption is followed by
-            # text about something else.
-            if _DATED_TITLE.search(line) or _next_line_names(article, end, mention.name):
-                return mention.name
+        # A list page's item title ("X县政协召开十届四次会议  2025-02-06") when a date closes it or the
+        # paragraph under it reports the same committee; a photo caption is followed by other text.
+        titled = short and len(line) <= 40 and not _INNER_PUNCTUATION.search(line)
+        if titled and (_DATED_TITLE.search(line) or _next_line_names(article, end, mention.name)):
+            return mention.name
         return None
     if bracketed := _BRACKETED_PLACE.match(folded, start, end):
         return place_body(bracketed.group(1))
@@ -171,6 +170,9 @@ def split_sections(article: Article) -> list[Section]:
         elif (match := _AUTHOR.match(line)) and (body := _first_named(article, start + match.start(1), end)):
             authors.append((end, body))
 
+    # A second heading line for the committee whose part is running (a photo caption, a subtitle)
+    # continues that part.
+    headings = [h for i, h in enumerate(headings) if i == 0 or h[1] != headings[i - 1][1]]
     sections: list[Section] = []
     if len({body for _, body, _ in headings}) >= 2:
         if headings[0][0] > first:
@@ -180,7 +182,7 @@ def split_sections(article: Article) -> list[Section]:
             body = infer_body(article, first, headings[0][0]) if intro >= 150 else None
             sections.append(Section(0, first, headings[0][0], None, body))
         starts = sorted([h[0] for h in headings] + [b for b in breaks if b > headings[0][0]])
-        for i, (start, body, heading) in enumerate(headings):
+        for start, body, heading in headings:
             end = next((s for s in starts if s > start), last)
             sections.append(Section(len(sections), start, end, heading, body))
             if end < last and end not in {h[0] for h in headings}:  # a part about no committee

@@ -87,6 +87,13 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
         return int(match.group(1))
     if published:
         year, month = int(published[:4]), int(published[5:7])
+        for text in (section_text, article_text):
+            # Events dated in full (2019年4月10日) in one earlier year: a page reposted later.
+            event_years = {int(y) for y, _, _ in _FULL_DATE.findall(text)}
+            if event_years:
+                if len(event_years) == 1 and (event := event_years.pop()) < year - 1:
+                    return event
+                break
         cited = Counter(int(y) for y in _YEAR.findall(_without_dates(section_text)))
         if cited[year - 1] >= 2 and not cited[year]:
             return year - 1  # the section is about last year's work, whenever it was published
@@ -100,4 +107,11 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
     for text in (section_text, article_text):
         if (anchored := anchor_year(text)) is not None:
             return anchored
-    return cited_year(_without_dates(section_text)) or cited_year(_without_dates(article_text))
+        # An undated page (a list page, a reposted item): the year of the events it dates in full,
+        # then the year it cites most.
+        events = Counter(int(y) for y, _, _ in _FULL_DATE.findall(text))
+        if events:
+            return max(events, key=lambda y: (events[y], y))
+        if (cited := cited_year(_without_dates(text))) is not None:
+            return cited
+    return None
