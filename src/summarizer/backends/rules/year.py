@@ -112,6 +112,6 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
         events = Counter(int(y) for y, _, _ in _FULL_DATE.findall(text))
         if events:
             return max(events, key=lambda y: (events[y], y))
-        if (cited := cited_year(_without_dates(text))) is not None:
-            return cited
+        if (most := cited_year(_without_dates(text))) is not None:
+            return most
     return None
