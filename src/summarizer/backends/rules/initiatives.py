@@ -83,6 +83,8 @@ _WEAK = (
     "督办",
     "领衔",
     "发布",
+    "报送",
+    "转办",
 )
 _ADOPTING = ("落实", "贯彻", "学习", "坚持", "发挥")  # acting on someone else's document or slogan
 _VERB = re.compile("|".join(sorted(_STRONG + _WEAK, key=len, reverse=True)))
@@ -90,7 +92,7 @@ _MECHANISM = re.compile(
     r"(?:制度|机制|体系|平台|模式|品牌|工作室|工作站|联络站|活动站|议事厅|议事堂|栏目|智库|台账|清单|方案|办法|意见|规则|"
     r"计划|行动|活动|工程|调研法|工作法|格局|大纲|协商会|推进会|座谈会|研讨会|论坛|讲堂|专题协商|专题调研|课题|"
     r"读书活动|党支部|小组|群组|基地|中心|示范点|联动|督办|调研|协商|视察|监督|评价|考评|述职|备案|"
-    r"议事室|专班|监督员|讲坛|书院|刊物|期刊|协议|接待日|重点提案|联络组)"
+    r"议事室|专班|监督员|讲坛|书院|刊物|期刊|协议|接待日|重点提案|联络组|社情民意|微建议|会议|讲座)"
 )
 _MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
 _ABSTRACT_END = re.compile(r"(?:实践|走访)$")
@@ -238,15 +240,16 @@ def find_initiatives(
         mechanism = bool(_MECHANISM.search(thing))
         if not (named or mechanism):
             continue
-        sentence_head = text[sentence_start : clause_start + verb.start()]
-        if _acted_by_other(sentence_head):
-            continue  # 自治区党委印发《…》: the Party committee's act, not the committee's
+        clause_head = text[clause_start : clause_start + verb.start()]
+        if _acted_by_other(clause_head) and verb.group(0) != "领衔":
+            # 自治区党委印发《…》: the Party committee's act, not the committee's. Party and
+            # government leaders 领衔督办 the committee's key proposals: that is the committee's process.
+            continue
         score = 2.0 if verb.group(0) in _STRONG else 1.0
         score += 1.5 if "《" in obj else 1.0 if named else 0.0
         score += 1.5 if _MECHANISM_END.search(obj) else 0.5 if mechanism else 0.0
         score -= 1.5 if _ABSTRACT.search(obj) or _ABSTRACT_END.search(obj) else 0.0
         score -= 0.5 if len(evidence) > 30 else 0.0
-        score -= 0.5 if tally else 0.0
         score += 0.5 if "政协" in text[sentence_start:clause_end] else 0.0
         if verb.group(0) in _ADOPTING and not mechanism:
             score -= 2.0  # 坚持“两个确立”: a slogan followed, not a thing set up
