@@ -7,6 +7,7 @@ author pieces that close with `(作者系XX县政协党组书记、主席)`. Any
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from .article import Article, fold_text
@@ -20,6 +21,8 @@ _HEADING_LEAD = re.compile(
 # A bracketed place alone on its line heads a roundup part too: "【浙江】", "【静安】".
 _BRACKETED_PLACE = re.compile(r"\s*[【\[]\s*([\u4e00-\u9fff]{2,12})\s*[】\]]\s*$")
 _SENTENCE_END = "。!?;"
+# A line that may be a heading without naming 政协 near its start: numbered, bulleted or bracketed.
+_MARK_START = re.compile(r"\s*(?:[一二三四五六七八九十]{1,3}[、.]|\(?[一二三四五六七八九十\d]{1,3}\)|\d{1,2}[.、]|[■●◆▲★◇◎□·▶►【\[])")
 _INNER_PUNCTUATION = re.compile(r"[,。;!?]")
 _DATED_TITLE = re.compile(r"\s(?:19|20)\d{2}[-./年]\d{1,2}[-./月]\d{1,2}日?$")
 # A place alone after a heading mark, closed by a colon, a space or the line end.
@@ -85,10 +88,10 @@ def _heading_body(article: Article, start: int, end: int) -> str | None:
 
 def _next_line_names(article: Article, after: int, body: str) -> bool:
     """Does the first kept line after `after` name `body` near its start?"""
-    following = next(((s, e) for s, e in article.kept if s > after), None)
-    if following is None:
+    index = bisect_right(article.kept, (after, len(article.folded) + 1))
+    if index >= len(article.kept):
         return False
-    start, end = following
+    start, end = article.kept[index]
     return any(m.name == body for m in find_mentions(article.folded, start, min(end, start + 80)))
 
 
@@ -130,7 +133,10 @@ def infer_body(article: Article, start: int, end: int, strong: list[str] | None 
     mentions = find_mentions(article.folded, start, end)
     at_top = start <= (article.kept[0][0] if article.kept else 0)
     headline_mentions = find_mentions(fold_text(article.headline)) if at_top else []
-    named_order = strong + [m.name for m in headline_mentions if m.name] + [m.name for m in mentions if m.name]
+    named_order = list(
+        dict.fromkeys(strong + [m.name for m in headline_mentions if m.name] + [m.name for m in mentions if m.name])
+    )
+    resolved: dict[str, str | None] = {}  # bare suffix -> name, once per section
     scores: dict[str, float] = {}
     for name in strong:
         scores[name] = scores.get(name, 0.0) + 10
@@ -138,7 +144,9 @@ def infer_body(article: Article, start: int, end: int, strong: list[str] | None 
     def credit(mention: Mention, weight: int) -> None:
         name = mention.name
         if name is None and mention.bare:
-            name = resolve_bare(mention.bare, named_order, article.folded)
+            if mention.bare not in resolved:
+                resolved[mention.bare] = resolve_bare(mention.bare, named_order, article.folded)
+            name = resolved[mention.bare]
         if name:  # the national committee is usually mentioned in passing
             scores[name] = scores.get(name, 0.0) + (weight if name != "全国政协" else weight / 4)
 
@@ -163,6 +171,11 @@ def split_sections(article: Article) -> list[Section]:
     breaks: list[int] = []  # marked title lines that name no committee ("■ 区县政协陆续进入“两会时间”")
     for start, end in article.kept:
         line = article.folded[start:end]
+        head = article.folded[start : min(end, start + 60)]
+        names = "政协" in head
+        marked = _MARK_START.match(head) is not None
+        if not names and not marked:  # most lines: no committee near the start, no heading mark
+            continue
         if body := _heading_body(article, start, end):
             headings.append((start, body, line.strip()))
         elif _is_marked_title(article, start, end):
@@ -201,7 +214,11 @@ def split_sections(article: Article) -> list[Section]:
     # A roundup with no headings at all: news paragraphs that each open with another committee as
     # their subject ("近日，甲县政协…" / "乙区政协…"). Three such paragraphs naming three committees make
     # a roundup; a single report that opens one paragraph with a visiting committee does not.
-    leads = [(start, body) for start, end in article.kept if (body := _lead_body(article, start, end))]
+    leads = [
+        (start, body)
+        for start, end in article.kept
+        if "政协" in article.folded[start : min(end, start + 50)] and (body := _lead_body(article, start, end))
+    ]
     same_level = len({level_of(body) for _, body in leads}) == 1  # sister committees, not a visitor
     if len(leads) >= 3 and len({body for _, body in leads}) >= 3 and same_level:
         if leads[0][0] > first:

@@ -9,6 +9,7 @@ Actions of the Party committee or the government are not the committee's own.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from .metrics import Ranges
@@ -250,7 +251,7 @@ def find_initiatives(
         score += 1.5 if _MECHANISM_END.search(obj) else 0.5 if mechanism else 0.0
         score -= 1.5 if _ABSTRACT.search(obj) or _ABSTRACT_END.search(obj) else 0.0
         score -= 0.5 if len(evidence) > 30 else 0.0
-        score += 0.5 if "政协" in text[sentence_start:clause_end] else 0.0
+        score += 0.5 if "政协" in text[max(sentence_start, clause_start - 200) : clause_end] else 0.0
         if verb.group(0) in _ADOPTING and not mechanism:
             score -= 2.0  # 坚持“两个确立”: a slogan followed, not a thing set up
         if verb.group(0) in ("落实", "贯彻", "学习") and "《" in obj:
@@ -274,7 +275,8 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     # “四强化” and 「四强化」 are one name; computed once per candidate, compared many times
     key = {id(c): _QUOTE_MARKS.sub("", c.name) for c in candidates}
     said = {id(c): _QUOTE_MARKS.sub("", text[c.start : c.end]) for c in candidates}
-    paragraph = {id(c): text.count("\n", 0, c.start) for c in candidates}
+    breaks = [m.start() for m in re.finditer("\n", text)] if candidates else []
+    paragraph = {id(c): bisect_right(breaks, c.start) for c in candidates}
 
     def duplicate(item: FoundInitiative, chosen: list[FoundInitiative]) -> bool:
         # the same name in the same words (a repeat), or an overlapping quote; 制定X计划 and 列入X计划 differ

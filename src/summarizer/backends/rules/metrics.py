@@ -79,7 +79,7 @@ _CN_NUM = (
 )
 _METRIC = re.compile(
     rf"(?P<pre>(?<![附接最邻临就])近|约|超过|超|逾|将近|共计|累计)?"
-    rf"(?P<num>\d+(?:\.\d+)?|{_CN_NUM})(?:\s*(?P<range>[—\-~～至到])\s*(?P<upper>\d+(?:\.\d+)?))?"
+    rf"(?<![\d.])(?P<num>\d+(?:\.\d+)?|{_CN_NUM})(?:\s*(?P<range>[—\-~～至到])\s*(?P<upper>\d+(?:\.\d+)?))?"
     rf"(?P<approx>余|多)?(?P<unit>{_UNIT_RE})(?P<post>以上|左右|多)?"
 )
 # What may not follow a unit when it is really part of a date, ordinal or fixed phrase.
@@ -224,6 +224,7 @@ def find_metrics(
         quoted = quoted_ranges(text, start, end)
     excluded = Ranges(quoted + list(skip or []))
     found: list[FoundMetric] = []
+    seen: dict[tuple[float, str], list[str]] = {}  # names already reported per (value, unit)
     for match in _METRIC.finditer(text, start, end):
         number_start = match.start("num")
         if number_start in excluded:
@@ -275,10 +276,9 @@ def find_metrics(
                 evidence_start = min(evidence_start, name_start)
         if name in ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个") or "之一" in name:
             continue  # 十个重点之一: a rank among things, not a count of work
-        if any(
-            f.value == value and f.unit == unit and (f.name[:3] == name[:3] or f.name in name or name in f.name)
-            for f in found
-        ):
+        same_figure = seen.setdefault((value, unit), [])
+        if any(n[:3] == name[:3] or n in name or name in n for n in same_figure):
             continue  # the same figure repeated later in the text
+        same_figure.append(name)
         found.append(FoundMetric(name, as_number(value), unit, approx, evidence_start, evidence_end))
     return found

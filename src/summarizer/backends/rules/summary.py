@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ...article import Article
+from .metrics import Ranges
 
 _SENTENCE = re.compile(r"[^。!?!?\n]+[。!?!?]?")
 MAX_CHARS = 120
@@ -26,8 +27,9 @@ def summarise_section(article: Article, start: int, end: int, body: str, skip: l
     """The first reporting sentence that names the committee (or says 政协), else the first one."""
     place = body.removesuffix("政协")
     first = first_folded = ""
+    skipped = Ranges(skip)
     for match in _SENTENCE.finditer(article.folded, start, end):
-        if any(s <= match.start() < e for s, e in skip):
+        if match.start() in skipped:
             continue
         folded = match.group(0).strip()
         if len(folded) < 20 or folded.startswith(("“", "——")) or folded[-1] not in "。!?":
