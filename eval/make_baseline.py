@@ -41,7 +41,8 @@ def render(title: str, note: str, result: dict[str, Any]) -> list[str]:
     if cost.get("requests_per_article"):
         lines += [
             "",
-            f"Requests / article: {cost['requests_per_article']:.1f}, tokens / article: {cost['tokens_per_article']:.0f}",
+            f"Requests / article: {cost['requests_per_article']:.1f}, "
+            f"tokens / article: {cost['tokens_per_article']:.0f}",
         ]
     lines += [
         "",

@@ -138,6 +138,7 @@ def ground_bodies(
                 continue
             initiatives.append(Initiative(name=item.name.strip(), evidence=text[span[0] : span[1]], span=span))
         metrics: list[Metric] = []
+        placed: set[tuple[tuple[int, int], float]] = set()
         for metric in body.metrics:
             span = place("metric", metric)
             if span is None:
@@ -150,8 +151,9 @@ def ground_bodies(
                 warnings.append(f"dropped metric {metric.name!r}: value {metric.value} not in its evidence")
                 failures.append(f"metric {metric.name!r}: value {metric.value} cannot be read from {quote!r}")
                 continue
-            if any(m.span == span and m.value == metric.value for m in metrics):
+            if (span, metric.value) in placed:
                 continue
+            placed.add((span, metric.value))
             metrics.append(
                 Metric(
                     name=metric.name.strip(),

@@ -38,7 +38,9 @@ def merge_bodies(parts: Sequence[BodySummary]) -> list[BodySummary]:
         summary = next((p.summary for p in group if p.summary), "")
         initiatives: list[Initiative] = []
         metrics: list[Metric] = []
-        for part in group:
+        if len(group) == 1:  # one part (a whole section read at once): nothing to merge
+            initiatives, metrics = list(group[0].key_initiatives), list(group[0].metrics)
+        for part in group if len(group) > 1 else ():
             for item in part.key_initiatives:
                 if not any(_same_initiative(item, seen) for seen in initiatives):
                     initiatives.append(item)

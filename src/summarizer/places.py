@@ -8,6 +8,7 @@ place and is resolved against the fuller names the same article uses.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ UNIT_SUFFIXES = (
 _UNIT = "|".join(UNIT_SUFFIXES)
 _CJK = re.compile(r"[\u4e00-\u9fff]+$")
 _NON_SPACE = re.compile(r"\S")
+_OTHER_NAME = re.compile(r"政协|委员会|委员")
 _SESSION = re.compile(r"(?:第?[一二三四五六七八九十]+届|[0-9]+届)$")
 _SESSION_LEAD = re.compile(r"^(?:第?[一二三四五六七八九十]+届|[0-9]+届)")
 _SPLIT_UNITS = re.compile(rf"(.{{2,}}?(?:{_UNIT}))")
@@ -241,7 +243,7 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     match = _CJK.search(window)
     if not match:
         return None, None, 0
-    raw_run = re.split(r"政协|委员会|委员", match.group(0))[-1]  # never reach back past another name
+    raw_run = _OTHER_NAME.split(match.group(0))[-1]  # never reach back past another name
     run = _SESSION.sub("", raw_run)
     if not run:
         return None, None, 0
@@ -286,15 +288,31 @@ _MENTION = re.compile(r"中国人民政治协商会议([\u4e00-\u9fff]{2,20}?)�
 
 
 def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Mention]:
-    """All committee mentions in text[start:end], with places resolved where the text names one."""
+    """All committee mentions in text[start:end], with places resolved where the text names one.
+
+    The whole text is scanned once (cached): sections, headings and paragraphs ask about many
+    ranges of the same article.
+    """
     end = len(text) if end is None else end
+    anchors, ends, mentions = _all_mentions(text)
+    first = bisect_left(anchors, start)
+    return [mentions[i] for i in range(first, bisect_left(anchors, end)) if ends[i] <= end]
+
+
+@lru_cache(maxsize=8)
+def _all_mentions(text: str) -> tuple[list[int], list[int], list[Mention]]:
+    """(where each match starts, where it ends, the mention) for every committee mention, in order."""
+    anchors: list[int] = []
+    ends: list[int] = []
     mentions: list[Mention] = []
-    for match in _MENTION.finditer(text, start, end):
+    for match in _MENTION.finditer(text):
         inner = match.group(1) or match.group(2)
         if inner:
             name = canonical_body(match.group(0))
             bare = bare_suffix(match.group(0)) if name is None else None
             if name or bare:
+                anchors.append(match.start())
+                ends.append(match.end())
                 mentions.append(Mention(match.start(), match.end(), name, bare))
             continue
         if _NOT_THE_COMMITTEE.match(text, match.end()):
@@ -303,8 +321,10 @@ def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Men
         if place is None and bare is None:
             continue
         name = "全国政协" if place == "全国" else (place + "政协" if place else None)
+        anchors.append(match.start())
+        ends.append(match.end())
         mentions.append(Mention(match.start() - length, match.end(), name, bare))
-    return mentions
+    return anchors, ends, mentions
 
 
 @lru_cache(maxsize=256)

@@ -22,7 +22,9 @@ _HEADING_LEAD = re.compile(
 _BRACKETED_PLACE = re.compile(r"\s*[【\[]\s*([\u4e00-\u9fff]{2,12})\s*[】\]]\s*$")
 _SENTENCE_END = "。!?;"
 # A line that may be a heading without naming 政协 near its start: numbered, bulleted or bracketed.
-_MARK_START = re.compile(r"\s*(?:[一二三四五六七八九十]{1,3}[、.]|\(?[一二三四五六七八九十\d]{1,3}\)|\d{1,2}[.、]|[■●◆▲★◇◎□·▶►【\[])")
+_MARK_START = re.compile(
+    r"\s*(?:[一二三四五六七八九十]{1,3}[、.]|\(?[一二三四五六七八九十\d]{1,3}\)|\d{1,2}[.、]|[■●◆▲★◇◎□·▶►【\[])"
+)
 _INNER_PUNCTUATION = re.compile(r"[,。;!?]")
 _DATED_TITLE = re.compile(r"\s(?:19|20)\d{2}[-./年]\d{1,2}[-./月]\d{1,2}日?$")
 # A place alone after a heading mark, closed by a colon, a space or the line end.

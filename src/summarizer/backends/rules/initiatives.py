@@ -128,7 +128,7 @@ def _name_for(evidence: str, verb: str) -> str:
     if named:
         first = named[0]
         tail = rest[rest.find(first) + len(first) :]
-        mechanism = re.match(r"[\u4e00-\u9fff]{0,10}", tail)
+        mechanism = _CJK_HEAD.match(tail)
         name = first + (mechanism.group(0) if mechanism and _MECHANISM.search(mechanism.group(0) or "") else "")
     else:
         name = rest
@@ -165,6 +165,8 @@ def _balanced(evidence: str) -> bool:
 
 def _balanced_prefix(evidence: str) -> str:
     """Cut before a quote or title the scrape broke off: 修订《甲办法》《乙办 -> 修订《甲办法》"""
+    if not _OPENERS.search(evidence):
+        return evidence  # most clauses quote nothing
     depth, cut = 0, len(evidence)
     for index, ch in enumerate(evidence):
         if ch in "“《":
@@ -178,6 +180,8 @@ def _balanced_prefix(evidence: str) -> str:
     return evidence[:cut] if depth else evidence
 
 
+_OPENERS = re.compile(r"[“《]")
+_CJK_HEAD = re.compile(r"[\u4e00-\u9fff]{0,10}")
 _CLAUSE_MARK = re.compile(r"[“《”》\n,。;!?;!?,]")
 
 
@@ -219,7 +223,9 @@ def find_initiatives(
             continue
         body = text[clause_start:clause_end]
         sentence_start = clause_start if text[clause_start - 1 : clause_start] in "。!?\n" else sentence_start
-        verb = next((v for v in _VERB.finditer(body) if clause_start + v.start() not in quoted_ranges), None)
+        verb = _VERB.search(body)
+        if verb is not None and clause_start + verb.start() in quoted_ranges:  # a verb inside “…” names nothing
+            verb = next((v for v in _VERB.finditer(body) if clause_start + v.start() not in quoted_ranges), None)
         if not verb:
             continue
         evidence = _balanced_prefix(body[verb.start() :].strip())

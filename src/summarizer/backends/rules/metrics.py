@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...numbers import as_number, is_approx_at, parse_chinese
@@ -106,6 +107,9 @@ _FILLER = re.compile(
     r"^(?:其中|此外|另外|同时|共计|共|累计|全年|年内|今年以来|今年|目前|截至目前|迄今|先后|已经|已|还|并|、)+$"
 )
 _TRAIL_WORDS = re.compile(r"(?:为|达|达到|共|计|总计|累计|约|近|超过|不少于|不低于|至少|有|了|分别|已|的|是)+$")
+_LAST_BREAK = re.compile(r"[,。;!?\n][^,。;!?\n]*$")  # the last clause break before a position
+_UNIT_LIST_HEAD = re.compile(rf"^(?:{_UNIT_RE})?、")
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,6}")
 _FREQUENCY = re.compile(r"每(?:年|月|季度?|周|半年|天|日|次)[^,。;!?]{0,12}$")
 
 
@@ -194,7 +198,7 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
     name = stripped if len(stripped) >= 2 else core
     if "、" in name and len(name) > 12:
         name = name.split("、")[-1]
-    name = re.sub(rf"^(?:{_UNIT_RE})?、", "", name).strip("、")  # 8次、[对口协商]22次
+    name = _UNIT_LIST_HEAD.sub("", name).strip("、")  # 8次、[对口协商]22次
     if sum(1 for ch in name if "\u4e00" <= ch <= "\u9fff") < 2:
         return "", end
     # The quote starts where the name does: 形成[调研报告14篇]
@@ -212,6 +216,28 @@ def _value(raw: str, hedged: bool = False) -> float | None:
     return value
 
 
+_NUMBER_START = re.compile(r"[\d一二两三四五六七八九十百千]")
+_PRE_LONGEST = 2  # 超过, 将近, 共计, 累计: the hedge and total words before a number
+
+
+def _metric_matches(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
+    """`_METRIC.finditer`, but tried only where a number starts (the pattern has no literal prefix
+    for the regex engine to skip to, so a plain scan tries it at every character)."""
+    position = start
+    while (hit := _NUMBER_START.search(text, position, end)) is not None:
+        at = hit.start()
+        for back in range(min(_PRE_LONGEST, at - max(start, position)), -1, -1):
+            match = _METRIC.match(text, at - back, end)
+            if match is not None and match.start("num") == at:
+                yield match
+                position = match.end()
+                break
+        else:
+            position = at + 1
+        if position <= at:
+            position = at + 1
+
+
 def find_metrics(
     text: str,
     start: int,
@@ -225,7 +251,7 @@ def find_metrics(
     excluded = Ranges(quoted + list(skip or []))
     found: list[FoundMetric] = []
     seen: dict[tuple[float, str], list[str]] = {}  # names already reported per (value, unit)
-    for match in _METRIC.finditer(text, start, end):
+    for match in _metric_matches(text, start, end):
         number_start = match.start("num")
         if number_start in excluded:
             continue
@@ -243,10 +269,9 @@ def find_metrics(
             continue
         if match.group("unit") == "米" and after[:1] in ("长", "宽", "高", "深"):
             continue  # 300多米长的小巷: a size, not a quantity of work
-        clause_start = max(
-            (text.rfind(ch, max(start, match.start() - 40), match.start()) for ch in ",。;!?\n,;"), default=-1
-        )
-        clause = text[max(clause_start + 1, start) : match.start()]
+        lower = max(start, match.start() - 40)
+        clause_break = _LAST_BREAK.search(text, lower, match.start())
+        clause = text[clause_break.start() + 1 if clause_break else lower : match.start()]
         if _FREQUENCY.search(clause):
             continue  # 每月至少召开1次: a standing rule, not a result
         value = _value(match.group("num"), bool(match.group("approx")))
@@ -267,7 +292,7 @@ def find_metrics(
         else:
             name, name_start = _noun_before(text, evidence_start, max(start, evidence_start - 20))
             if len(name) < 2:  # 110人次参与: name it by what follows
-                verb = re.match(r"[\u4e00-\u9fff]{2,6}", text[match.end() : match.end() + 6])
+                verb = _CJK_RUN.match(text, match.end(), match.end() + 6)
                 if not verb or text[match.end() - 1] in "%％" or text[match.end()] in "的和与及等":
                     continue  # nothing counted: 13个具体… cut off, or a bare figure
                 name = verb.group(0)
