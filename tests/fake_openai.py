@@ -31,6 +31,8 @@ class Response:
     body: Any = None  # dict -> JSON, str/bytes -> raw
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to sleep before answering (a hung server)
+    content_type: str = "application/json"
+    drip: float = 0.0  # seconds to spread the body over, a few bytes at a time (a slow stream)
 
 
 def chat(content: str, finish_reason: str = "stop", prompt_tokens: int = 100, completion_tokens: int = 50) -> Response:
@@ -161,6 +163,8 @@ class FakeOpenAI:
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.serial_delay = 0.0  # > 0: a one-slot server, answering one request at a time after this long
+        self.slot = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -181,6 +185,9 @@ class FakeOpenAI:
                     fake.requests.append(seen)
                     step = fake.script.pop(0) if fake.script else fake.default
                 response = step if isinstance(step, Response) else step(seen)
+                if fake.serial_delay:
+                    with fake.slot:  # the others queue, as on a llama-server started with -np 1
+                        fake.stop.wait(fake.serial_delay)
                 if response.delay:
                     fake.stop.wait(response.delay)
                 if isinstance(response.body, dict | list):
@@ -191,12 +198,20 @@ class FakeOpenAI:
                     payload = response.body or b""
                 try:
                     self.send_response(response.status)
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", response.content_type)
                     self.send_header("content-length", str(len(payload)))
                     for key, value in response.headers.items():
                         self.send_header(key, value)
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if response.drip:
+                        step_size = max(1, len(payload) // 20)
+                        for at in range(0, len(payload), step_size):
+                            self.wfile.write(payload[at : at + step_size])
+                            self.wfile.flush()
+                            if fake.stop.wait(response.drip / 20):
+                                break
+                    else:
+                        self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
 

@@ -91,7 +91,8 @@ def summarise(
         None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR", help="Cache folder (default: cache/)."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
-    timeout: float | None = typer.Option(None, "--timeout", help="Seconds per model request."),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
+    json_mode: str | None = typer.Option(None, "--json-mode", help="auto | schema | object | plain."),
     chunk_tokens: int | None = typer.Option(None, "--chunk-tokens", help="Token budget per chunk."),
     max_file_bytes: int | None = typer.Option(None, "--max-file-bytes", help="Refuse larger input files."),
 ) -> None:
@@ -107,6 +108,7 @@ def summarise(
         cache_dir=cache_dir,
         use_cache=False if no_cache else None,
         timeout=timeout,
+        json_mode=json_mode,
         chunk_tokens=chunk_tokens,
         max_file_bytes=max_file_bytes,
     )
@@ -141,6 +143,8 @@ def batch(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
     max_file_bytes: int | None = typer.Option(None, "--max-file-bytes", help="Refuse larger input files."),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
+    json_mode: str | None = typer.Option(None, "--json-mode", help="auto | schema | object | plain."),
 ) -> None:
     """Summarise every article in a folder into a JSONL file; failures go to <name>.errors.jsonl.
 
@@ -164,6 +168,8 @@ def batch(
         cache_dir=cache_dir,
         use_cache=False if no_cache else None,
         max_file_bytes=max_file_bytes,
+        timeout=timeout,
+        json_mode=json_mode,
     )
     report = run_guarded(run_batch, directory, output, settings, glob=glob, force=force, quiet=quiet)
     if report.notice:
@@ -226,6 +232,8 @@ def evaluate(
     ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
     no_cache: bool = typer.Option(False, "--no-cache"),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-j", min=1, help="Requests in flight."),
 ) -> None:
     """Score a backend (or a predictions file) against the hand-labelled eval set and write a report.
 
@@ -247,7 +255,12 @@ def evaluate(
         from .pipeline import summarise_article
 
         settings = build_settings(
-            backend=backend, model=model, cache_dir=cache_dir, use_cache=False if no_cache else None
+            backend=backend,
+            model=model,
+            cache_dir=cache_dir,
+            use_cache=False if no_cache else None,
+            timeout=timeout,
+            concurrency=concurrency,
         )
 
         def summarise_one(path: Path) -> Any:

@@ -4,12 +4,20 @@ A backend that talks to a network holds one `Limiter` and enters it around every
 (retries included), so a batch of many articles, each with parallel chunks, never has more than
 `concurrency` requests open at once. Rates are paced, not bursty: starts are spaced evenly from
 the first request on, and idle time is not banked as credit for a later burst.
+
+With `queue_deadline` set, the limit on requests in flight also adapts to the server. A local
+server with one slot answers one request at a time and queues the rest: eight requests sent at
+once would wait up to eight answers long and time out. The limiter measures how fast answers come
+back (Little's law: what may be in flight = throughput x the time a request may take) and keeps no
+more in flight than the server can answer within half the deadline, starting from two.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -33,6 +41,12 @@ class Permit:
         self._limiter = limiter
         self.tokens = tokens
         self._settled = False
+        self.started_at = limiter._clock()
+        self.timed_out = False
+
+    def timeout(self) -> None:
+        """The request ran out of time: the server is slower than the window assumed."""
+        self.timed_out = True
 
     def settle(self, actual_tokens: int) -> None:
         """Correct the token pacing with the tokens the request really used (only the first call counts)."""
@@ -66,10 +80,13 @@ class Limiter:
         rpm: int | None = None,
         tpm: int | None = None,
         *,
+        queue_deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if queue_deadline is not None and queue_deadline <= 0:
+            raise ValueError("queue_deadline must be positive")
         if rpm is not None and rpm < 1:
             raise ValueError("rpm must be at least 1")
         if tpm is not None and tpm < 1:
@@ -78,17 +95,41 @@ class Limiter:
         self.rpm = rpm
         self.tpm = tpm
         self._clock = clock
-        self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._held = 0  # slots taken, paced starts included
         self._next_request = 0.0  # earliest start allowed by rpm
         self._next_tokens = 0.0  # earliest start allowed by tpm
         self.in_flight = 0
         self.peak_in_flight = 0
         self.started = 0
+        self.queue_deadline = queue_deadline
+        # The adaptive window: how many may be in flight now (never above `concurrency`).
+        self.window = concurrency if queue_deadline is None else min(concurrency, 2)
+        self._done: deque[float] = deque(maxlen=32)  # when recent answers came back
+        self._first_start: float | None = None
+        self._changed: asyncio.Condition | None = None
 
     @classmethod
-    def from_settings(cls, settings: LimitSettings) -> Limiter:
-        return cls(max(1, settings.concurrency), settings.rpm, settings.tpm)
+    def from_settings(cls, settings: LimitSettings, *, queue_deadline: float | None = None) -> Limiter:
+        return cls(max(1, settings.concurrency), settings.rpm, settings.tpm, queue_deadline=queue_deadline)
+
+    def _finished(self, permit: Permit) -> None:
+        """Re-size the window from how fast the server has been answering."""
+        if self.queue_deadline is None:
+            return
+        now = self._clock()
+        if permit.timed_out:
+            self.window = max(1, self.window // 2)
+            return
+        self._done.append(now)
+        since = self._done[0] if len(self._done) > 1 else (self._first_start or permit.started_at)
+        answers = len(self._done) - 1 if len(self._done) > 1 else 1
+        span = now - since
+        if span <= 0:
+            self.window = min(self.concurrency, self.window + 1)
+            return
+        throughput = answers / span
+        self.window = max(1, min(self.concurrency, math.floor(throughput * self.queue_deadline / 2)))
 
     def _reserve(self, tokens: int) -> float:
         """Claim the next start time; runs without awaiting, so claims are made one at a time."""
@@ -107,11 +148,12 @@ class Limiter:
         # A refund may pull the next start back, but never before now: no banked burst.
         self._next_tokens = max(self._clock(), moved) if delta < 0 else moved
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    def _condition(self) -> asyncio.Condition:
         loop = asyncio.get_running_loop()
-        if self._slots is None or self._loop is not loop:
-            self._slots, self._loop = asyncio.Semaphore(self.concurrency), loop
-        return self._slots
+        if self._changed is None or self._loop is not loop:
+            self._changed, self._loop = asyncio.Condition(), loop
+            self._held = 0
+        return self._changed
 
     @asynccontextmanager
     async def request(self, tokens: int = 0) -> AsyncIterator[Permit]:
@@ -120,14 +162,28 @@ class Limiter:
         Args:
             tokens: what the request may use (prompt + max output), reserved for tpm pacing.
         """
-        async with self._semaphore():
+        changed = self._condition()
+        async with changed:
+            await changed.wait_for(lambda: self._held < self.window)
+            self._held += 1
+        permit: Permit | None = None
+        try:
             delay = self._reserve(tokens)
             if delay > 0:
                 await asyncio.sleep(delay)
             self.in_flight += 1
             self.started += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            if self._first_start is None:
+                self._first_start = self._clock()
+            permit = Permit(self, tokens)
             try:
-                yield Permit(self, tokens)
+                yield permit
             finally:
                 self.in_flight -= 1
+        finally:
+            if permit is not None:
+                self._finished(permit)
+            async with changed:
+                self._held -= 1
+                changed.notify_all()

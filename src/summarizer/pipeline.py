@@ -37,17 +37,30 @@ def resolve_backend_name(settings: Settings, env: Mapping[str, str] | None = Non
     return "rules", RULES_NOTICE
 
 
-def _chunk_settings(settings: Settings) -> dict[str, object]:
+def _chunk_settings(settings: Settings, json_mode: str | None) -> dict[str, object]:
     return {
         "temperature": settings.temperature,
         "max_output_tokens": settings.max_output_tokens,
-        "json_mode": settings.json_mode,
+        "json_mode": json_mode or settings.json_mode,  # the mode the backend uses now, not the one asked for
     }
 
 
 def _where(article: Article, chunk: Chunk, count: int, exc: Exception) -> str:
     """An error's message, prefixed with the article and the chunk (backends leave that to us)."""
     return f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}"
+
+
+def _cache_key(
+    backend: Backend, settings: Settings, article: Article, section: Section, chunk: Chunk, json_mode: str | None
+) -> str:
+    return cache_key(
+        backend=backend.name,
+        model=backend.model,
+        prompt_hash=backend.prompt.sha256 if backend.prompt else None,
+        schema_version=SCHEMA_VERSION,
+        settings={**_chunk_settings(settings, json_mode), "base_url": getattr(backend, "base_url", None)},
+        text=f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}",
+    )
 
 
 async def _extract_chunk(
@@ -61,14 +74,7 @@ async def _extract_chunk(
 ) -> list[ChunkResult]:
     key = None
     if cache is not None and backend.cacheable:
-        key = cache_key(
-            backend=backend.name,
-            model=backend.model,
-            prompt_hash=backend.prompt.sha256 if backend.prompt else None,
-            schema_version=SCHEMA_VERSION,
-            settings=_chunk_settings(settings),
-            text=f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}",
-        )
+        key = _cache_key(backend, settings, article, section, chunk, getattr(backend, "json_mode", None))
         hit = cache.get(key)
         if hit is not None:
             stored = [BodySummary.model_validate(b) for b in hit["bodies"]]
@@ -99,7 +105,11 @@ async def _extract_chunk(
             raised = type(exc)(message)
         raised.attempts = exc.attempts
         raise raised from exc
-    if key is not None and cache is not None:
+    if key is not None and cache is not None and result.json_mode is not None:
+        # Filed under the mode the reply was asked in (the run may have fallen back meanwhile).
+        key = _cache_key(backend, settings, article, section, chunk, result.json_mode)
+    if key is not None and cache is not None and any(b.key_initiatives or b.metrics for b in result.bodies):
+        # An empty answer is not kept: a later run (a better model, a fixed server) asks again.
         cache.put(
             key,
             {
@@ -158,6 +168,7 @@ async def summarise_article_async(
         chunks=len(chunks),
         usage=usage,
         cache_hits=sum(1 for r in results if r.cached),
+        json_mode=_weakest_mode([r.json_mode for r in results]),
         warnings=warnings,
         input_sha256=article.sha256,
         settings_key=settings.output_key(backend.name, backend.prompt.sha256 if backend.prompt else None),
@@ -172,6 +183,13 @@ async def summarise_article_async(
         bodies=bodies,
         meta=meta,
     )
+
+
+def _weakest_mode(modes: list[str | None]) -> str | None:
+    """The least structured JSON mode any chunk was asked in (what a reader should know about)."""
+    order = ("plain", "object", "schema")
+    used = [m for m in modes if m]
+    return min(used, key=lambda m: order.index(m) if m in order else len(order)) if used else None
 
 
 def open_cache(settings: Settings, backend: Backend) -> Cache | None:

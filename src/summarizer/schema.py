@@ -59,12 +59,19 @@ class BodySummary(_Model):
 
 
 class Usage(_Model):
-    """Model traffic of one run; counts every attempt, retries included."""
+    """Model traffic of one run; counts every attempt, retries included.
+
+    `retries` is every request beyond the first per chunk: `transport_retries` (timeouts, 429, 5xx,
+    malformed replies, sent again unchanged), `reasks` (a reply that was not valid or not grounded,
+    sent back to the model) and re-sends in another JSON mode after a server refused one.
+    """
 
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    transport_retries: int = 0
+    reasks: int = 0
 
     def add(self, other: Usage) -> Usage:
         return Usage(
@@ -72,6 +79,8 @@ class Usage(_Model):
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             retries=self.retries + other.retries,
+            transport_retries=self.transport_retries + other.transport_retries,
+            reasks=self.reasks + other.reasks,
         )
 
 
@@ -88,6 +97,7 @@ class Meta(_Model):
     warnings: list[str] = Field(default_factory=list)
     input_sha256: str | None = None
     settings_key: str | None = None
+    json_mode: str | None = None  # how replies were asked for: schema, object or plain (model path)
 
 
 class ArticleSummary(_Model):

@@ -41,6 +41,7 @@ class ChunkResult:
     usage: Usage = field(default_factory=Usage)
     warnings: list[str] = field(default_factory=list)
     cached: bool = False
+    json_mode: str | None = None  # how the reply was asked for (json_schema, json_object, plain)
 
 
 class Backend(Protocol):

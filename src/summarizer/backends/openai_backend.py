@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -55,7 +56,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JSON_MODES = ("auto", "schema", "object")
+JSON_MODES = ("auto", "schema", "object", "plain")
+# What `auto` tries, in order, when a server refuses the way JSON is asked for: strict json_schema;
+# json_object (with the schema in the prompt, and in `response_format.schema` for servers such as
+# llama.cpp's that constrain output with it); no response_format at all (schema in the prompt).
+FALLBACK_CHAIN = ("schema", "object", "plain")
+# Statuses a server uses to refuse an unsupported response_format: 400 (OpenAI, vLLM), 422
+# (FastAPI-based servers), 404 and 500 (some llama-cpp-python and vLLM versions).
+_REFUSAL_STATUSES = (400, 404, 422, 500)
 MAX_REPLY_BYTES = 2_000_000
 MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 30
@@ -194,18 +202,70 @@ def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
 
 @dataclass
 class _Counters:
+    """What one chunk cost so far; becomes its Usage (a failed chunk's too)."""
+
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    retries: int = 0
+    transport_retries: int = 0
+    reasks: int = 0
+    mode_fallbacks: int = 0
+    json_mode: str | None = None  # how the last reply was asked for
 
     def usage(self) -> Usage:
         return Usage(
             requests=self.requests,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
-            retries=self.retries,
+            retries=self.transport_retries + self.reasks + self.mode_fallbacks,
+            transport_retries=self.transport_retries,
+            reasks=self.reasks,
         )
+
+
+@lru_cache(maxsize=1)
+def _reply_schema() -> dict[str, Any]:
+    """The strict JSON schema of a Reply, built once per process."""
+    return strict_json_schema(Reply)
+
+
+@lru_cache(maxsize=1)
+def _schema_note() -> str:
+    schema = json.dumps(_reply_schema(), ensure_ascii=False, separators=(",", ":"))
+    return "\n\n输出必须是符合下面 JSON Schema 的一个 JSON 对象:\n" + schema
+
+
+def _check_shape(reply: Any) -> None:
+    """A 200 reply must be a chat completion with a message; anything else is a transport fault.
+
+    Raises:
+        _Malformed: a proxy's HTML page, `choices: []`, `choices: [{}]` and the like.
+    """
+    choices = getattr(reply, "choices", None)
+    if isinstance(reply, str | bytes) or choices is None:
+        raise _Malformed(f"body starts {str(reply)[:60]!r}")
+    if not isinstance(choices, list) or not choices:
+        raise _Malformed("no choices")
+    if getattr(choices[0], "message", None) is None:
+        raise _Malformed("a choice without a message")
+
+
+def message_text(content: Any) -> str | None:
+    """The reply's text: a string, or the text parts of a list of content parts joined."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") if isinstance(p, dict) else getattr(p, "text", None) for p in content]
+        return "".join(p for p in parts if isinstance(p, str))
+    return str(content)
+
+
+class _Malformed(Exception):
+    """A 200 reply that is not a chat completion (a proxy's HTML page, no choices, no message)."""
+
+
+class _AttemptTimeout(Exception):
+    """One attempt ran past its total deadline (a server that queues, or drips its answer)."""
 
 
 class _RetryAfterTooLong(Exception):
@@ -240,8 +300,9 @@ class OpenAIBackend:
         self.model: str | None = settings.model
         self.prompt: PromptTemplate | None = load_prompt(settings.prompt_version)
         self._template = self.prompt
-        self._schema_mode = settings.json_mode != "object"
-        self.limiter = limiter or Limiter.from_settings(settings)
+        self.json_mode = "schema" if settings.json_mode == "auto" else settings.json_mode
+        # The window adapts so that no request waits in a server's queue past half its deadline.
+        self.limiter = limiter or Limiter.from_settings(settings, queue_deadline=settings.timeout)
         self._credentials()  # fail on a missing key now, not at the first chunk
         self._client: openai.AsyncOpenAI | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,6 +317,11 @@ class OpenAIBackend:
             raise ConfigError("no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server that needs none")
         # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
         return key or "no-key", base_url
+
+    @property
+    def base_url(self) -> str | None:
+        """The endpoint replies come from (part of a result's identity: two servers, two answers)."""
+        return self._credentials()[1]
 
     def _state(self) -> openai.AsyncOpenAI:
         """The client for the running event loop (rebuilt when the loop changes)."""
@@ -288,24 +354,45 @@ class OpenAIBackend:
 
     # --- one request, with transport retries ---
 
-    def _request_args(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        if self._schema_mode:
-            response_format: dict[str, Any] = {
-                "type": "json_schema",
-                "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": strict_json_schema(Reply)},
-            }
-        else:
-            response_format = {"type": "json_object"}
+    def _request_args(self, messages: list[dict[str, str]], mode: str) -> dict[str, Any]:
+        schema = _reply_schema()
+        if mode != "schema":  # the schema travels in the prompt when the server cannot enforce it
+            messages = [*messages]
+            messages[0] = {**messages[0], "content": messages[0]["content"] + _schema_note()}
         # api.openai.com wants max_completion_tokens; compatible servers widely know only max_tokens.
         official = self._client is None or "api.openai.com" in str(self._client.base_url)
         limit = "max_completion_tokens" if official else "max_tokens"
-        return {
+        args: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "temperature": self.settings.temperature,
             limit: self.settings.max_output_tokens,
-            "response_format": response_format,
         }
+        if mode == "schema":
+            args["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema},
+            }
+        elif mode == "object":
+            args["response_format"] = {"type": "json_object", "schema": schema}
+        return args
+
+    def _fall_back(self, failed_mode: str) -> bool:
+        """Move the whole run to the next JSON mode after a server refused `failed_mode`.
+
+        Concurrent requests refused in the same mode move it once; each then re-sends in the new one.
+        Returns False when there is nowhere left to go (or the user fixed the mode).
+        """
+        if self.settings.json_mode != "auto":
+            return False
+        if self.json_mode != failed_mode:
+            return True  # another request already moved the run on
+        position = FALLBACK_CHAIN.index(failed_mode)
+        if position + 1 >= len(FALLBACK_CHAIN):
+            return False
+        self.json_mode = FALLBACK_CHAIN[position + 1]
+        log.warning("the endpoint refused response_format %r; using %r from now on", failed_mode, self.json_mode)
+        return True
 
     def _wait(self, state: RetryCallState) -> float:
         import openai
@@ -322,33 +409,57 @@ class OpenAIBackend:
         return seconds
 
     async def _send(self, messages: list[dict[str, str]], counters: _Counters, attempt: int) -> Any:
-        """Exactly one HTTP request, after waiting for a slot and for any 429 pause."""
+        """One HTTP attempt, after waiting for a slot and for any 429 pause (re-sent at once in the
+        next JSON mode when the server refuses this one)."""
         import openai
 
         client = self._state()
         async with self._slot(messages) as permit:
-            counters.requests += 1
             if attempt > 1:
-                counters.retries += 1
+                counters.transport_retries += 1
                 log.debug("request attempt %d", attempt)
-            try:
-                reply = await client.chat.completions.create(**self._request_args(messages))
+            while True:
+                mode = self.json_mode
+                counters.requests += 1
+                try:
+                    # A total deadline for the attempt: a server that drips its answer slowly must
+                    # not outlast it (the client's own timeout counts per read).
+                    reply = await asyncio.wait_for(
+                        client.chat.completions.create(**self._request_args(messages, mode)),
+                        timeout=self.settings.timeout,
+                    )
+                except TimeoutError:
+                    permit.timeout()
+                    raise _AttemptTimeout() from None
+                except openai.APITimeoutError:
+                    permit.timeout()
+                    raise
+                except openai.RateLimitError as exc:
+                    delay = retry_after_seconds(exc.response.headers)
+                    if delay is not None and delay > self.settings.retry_after_max:
+                        raise _RetryAfterTooLong(delay) from None
+                    if delay is not None:
+                        self._not_before = max(self._not_before, time.monotonic() + delay)
+                    raise
+                except openai.APIStatusError as exc:
+                    refused = exc.status_code in _REFUSAL_STATUSES and _mentions_response_format(exc)
+                    if refused and self._fall_back(mode):
+                        counters.mode_fallbacks += 1
+                        continue
+                    raise
+                _check_shape(reply)
+                counters.json_mode = mode
                 usage = getattr(reply, "usage", None)
                 if usage is not None and isinstance(getattr(usage, "total_tokens", None), int):
                     permit.settle(usage.total_tokens)
                 return reply
-            except openai.RateLimitError as exc:
-                delay = retry_after_seconds(exc.response.headers)
-                if delay is not None and delay > self.settings.retry_after_max:
-                    raise _RetryAfterTooLong(delay) from None
-                if delay is not None:
-                    self._not_before = max(self._not_before, time.monotonic() + delay)
-                raise
 
     async def _send_with_retries(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
         import openai
 
         def transient(exc: BaseException) -> bool:
+            if isinstance(exc, _Malformed | _AttemptTimeout):
+                return True
             if isinstance(exc, openai.APIStatusError):
                 return exc.status_code in (408, 409, 429) or exc.status_code >= 500
             return isinstance(exc, openai.APIConnectionError)  # includes timeouts
@@ -370,17 +481,7 @@ class OpenAIBackend:
 
         attempts = max(1, self.settings.transport_attempts)
         try:
-            try:
-                return await self._send_with_retries(messages, counters)
-            except openai.BadRequestError as exc:
-                may_fall_back = self._schema_mode and self.settings.json_mode == "auto"
-                if not (may_fall_back and _mentions_response_format(exc)):
-                    raise
-                # This server does not do structured outputs: use plain JSON mode from now on.
-                log.warning("endpoint rejected response_format json_schema; falling back to json_object")
-                self._schema_mode = False
-                counters.retries += 1
-                return await self._send_with_retries(messages, counters)
+            return await self._send_with_retries(messages, counters)
         except _RetryAfterTooLong as exc:
             raise ProviderError(
                 f"rate limited: the server asks to wait {exc.seconds:.0f} s, more than "
@@ -395,7 +496,11 @@ class OpenAIBackend:
             raise ProviderError(
                 f"HTTP 404: model {self.model!r} or the endpoint was not found; check --model and the base URL"
             ) from None
-        except openai.APITimeoutError:
+        except _Malformed as exc:
+            raise ProviderError(
+                f"the model endpoint sent a reply that is not a chat completion ({exc}; {attempts} attempts)"
+            ) from None
+        except (openai.APITimeoutError, _AttemptTimeout):
             raise ProviderError(
                 f"the model endpoint did not answer within {self.settings.timeout:g} s "
                 f"({attempts} attempts); raise --timeout or try later"
@@ -454,13 +559,13 @@ class OpenAIBackend:
         asks = max(0, self.settings.reask_attempts) + 1
         for ask in range(asks):
             if ask:
-                counters.retries += 1
+                counters.reasks += 1
             completion = await self._complete(messages, counters)
             if completion.usage is not None:
                 counters.prompt_tokens += completion.usage.prompt_tokens or 0
                 counters.completion_tokens += completion.usage.completion_tokens or 0
             choice = completion.choices[0] if completion.choices else None
-            content = choice.message.content if choice is not None else None
+            content = message_text(choice.message.content) if choice is not None else None
             if choice is not None and choice.finish_reason == "length":
                 raise TruncatedOutputError(
                     f"the reply was cut off at max_output_tokens ({self.settings.max_output_tokens})",
@@ -481,7 +586,9 @@ class OpenAIBackend:
                     grounded.warnings.append(f"dropped body {body.body!r}: not named in the article")
                     grounded.failures.append(f"body {body.body!r} is not a committee named in the article")
                 if not grounded.failures or ask == asks - 1:
-                    return ChunkResult(grounded.bodies, counters.usage(), warnings + grounded.warnings)
+                    return ChunkResult(
+                        grounded.bodies, counters.usage(), warnings + grounded.warnings, json_mode=counters.json_mode
+                    )
                 fallback = grounded
                 problem = "; ".join(grounded.failures)
                 log.info("%s: ungrounded items (attempt %d/%d): %s", where, ask + 1, asks, problem)
@@ -493,7 +600,9 @@ class OpenAIBackend:
         if fallback is not None:
             # An earlier reply parsed: keep its grounded items, drop the rest, and say so.
             warnings.append(f"{where}: the last re-ask was not valid JSON ({problem[:200]})")
-            return ChunkResult(fallback.bodies, counters.usage(), warnings + fallback.warnings)
+            return ChunkResult(
+                fallback.bodies, counters.usage(), warnings + fallback.warnings, json_mode=counters.json_mode
+            )
         raise OutputValidationError(f"no valid JSON reply after {asks} attempts: {problem[:300]}", last_reply=content)
 
 

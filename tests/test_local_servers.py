@@ -1,0 +1,208 @@
+"""The model path against servers that behave like the local ones users run (llama.cpp's llama-server,
+vLLM, Ollama, llama-cpp-python): refused JSON modes, malformed 200 replies, one slot and a queue,
+answers that drip. All against the loopback fake in tests/fake_openai.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fake_openai import FakeOpenAI, Response, Seen, chat, error
+from helpers import ARTICLES, DUMMY_KEY, ROOT, assert_matches_gold, fast_settings
+from summarizer.batch import run_batch
+from summarizer.errors import ProviderError
+from summarizer.evaluate import load_predictions
+from summarizer.pipeline import summarise_article
+
+SEEDS = [p for p in ARTICLES if p.name[:3] in ("000", "001", "002", "003", "004")]
+
+
+def _seed_folder(tmp_path: Path, count: int = 5) -> Path:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for path in SEEDS[:count]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def _refusing(fake: FakeOpenAI, status: int, refused: tuple[str, ...]) -> None:
+    """The server refuses these response_format types (the message names them, as real ones do)."""
+
+    def answer(seen: Seen) -> Response:
+        kind = (seen.body.get("response_format") or {}).get("type", "none")
+        if kind in refused:
+            return error(status, f"response_format type '{kind}' is not supported by this server")
+        return fake.gold(seen)
+
+    fake.default = answer
+
+
+@pytest.mark.parametrize("status", [500, 422, 404, 400])
+def test_a_server_refusing_json_schema_completes_every_article_in_json_object(
+    fake: FakeOpenAI, tmp_path: Path, status: int
+) -> None:
+    _refusing(fake, status, ("json_schema",))
+    out = tmp_path / "results.jsonl"
+    report = run_batch(_seed_folder(tmp_path), out, fast_settings(), quiet=True)  # 8 in flight by default
+    assert report.done == 5 and report.failed == 0
+    for article_id, summary in load_predictions(out).items():
+        path = next(p for p in SEEDS if p.stem == article_id)
+        assert_matches_gold(summary, path)
+        assert summary.meta is not None and summary.meta.json_mode == "object"
+    modes = [s.body.get("response_format", {}).get("type") for s in fake.requests]
+    first_object = modes.index("json_object")
+    assert "json_schema" not in modes[first_object + 8 :]  # the run learnt it once (8 were in flight)
+
+
+def test_json_object_carries_the_schema_and_the_prompt_states_it(fake: FakeOpenAI) -> None:
+    _refusing(fake, 500, ("json_schema",))
+    summarise_article(SEEDS[0], fast_settings())
+    seen = next(s for s in fake.requests if s.body["response_format"]["type"] == "json_object")
+    assert seen.body["response_format"]["schema"]["required"] == ["bodies"]
+    assert "JSON Schema" in seen.messages[0]["content"] and '"bodies"' in seen.messages[0]["content"]
+
+
+def test_a_server_refusing_every_response_format_gets_plain_requests(fake: FakeOpenAI) -> None:
+    _refusing(fake, 400, ("json_schema", "json_object"))
+    summary = summarise_article(SEEDS[1], fast_settings())
+    assert_matches_gold(summary, SEEDS[1])
+    assert summary.meta is not None and summary.meta.json_mode == "plain"
+    assert any("response_format" not in s.body for s in fake.requests)
+
+
+def test_the_json_mode_is_part_of_the_cache_key(fake: FakeOpenAI) -> None:
+    summarise_article(SEEDS[1], fast_settings(json_mode="object"))
+    asked = fake.count
+    summarise_article(SEEDS[1], fast_settings(json_mode="plain"))
+    assert fake.count > asked  # replies asked for in another mode are not reused
+
+
+def _html(seen: Seen) -> Response:
+    return Response(body="<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        _html,
+        lambda seen: Response(body={"id": "x", "object": "chat.completion", "choices": []}),
+        lambda seen: Response(body={"id": "x", "object": "chat.completion", "choices": [{}]}),
+    ],
+    ids=["html page", "no choices", "empty choice"],
+)
+def test_a_malformed_200_is_sent_again_and_every_article_completes(
+    fake: FakeOpenAI, tmp_path: Path, malformed: object
+) -> None:
+    fake.script.extend([malformed, malformed])  # the first two requests of the run
+    out = tmp_path / "results.jsonl"
+    report = run_batch(_seed_folder(tmp_path, 3), out, fast_settings(), quiet=True)
+    assert report.done == 3 and report.failed == 0
+    predictions = load_predictions(out)
+    for path in SEEDS[:3]:
+        assert_matches_gold(predictions[path.stem], path)
+    total = sum(p.meta.usage.transport_retries for p in predictions.values() if p.meta)
+    assert total == 2  # sent again unchanged, not re-asked
+
+
+def test_content_as_a_list_of_parts_is_read_as_text(fake: FakeOpenAI) -> None:
+    def parts(seen: Seen) -> Response:
+        text = json.dumps(fake.gold.reply(seen), ensure_ascii=False)
+        response = chat("")
+        response.body["choices"][0]["message"]["content"] = [
+            {"type": "text", "text": text[:10]},
+            {"type": "text", "text": text[10:]},
+        ]
+        return response
+
+    fake.default = parts
+    summary = summarise_article(SEEDS[0], fast_settings())
+    assert_matches_gold(summary, SEEDS[0])
+
+
+def test_malformed_replies_every_time_fail_with_one_clear_line(fake: FakeOpenAI) -> None:
+    fake.default = _html
+    with pytest.raises(ProviderError, match="not a chat completion") as caught:
+        summarise_article(SEEDS[0], fast_settings(transport_attempts=2))
+    assert "\n" not in str(caught.value) and "<html" in str(caught.value)
+
+
+def test_a_one_slot_server_is_not_flooded_and_nothing_is_paid_twice(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """A llama-server with -np 1: one answer at a time, the rest queue. With the default 8 in flight
+    the queue would outlast the timeout; the window shrinks to what the server answers in time."""
+    fake.serial_delay = 0.5  # the same ratio as 15 s a call against the default 60 s timeout
+    out = tmp_path / "results.jsonl"
+    settings = fast_settings(timeout=2.0, transport_attempts=3)
+    report = run_batch(_seed_folder(tmp_path, 2), out, settings, quiet=True)
+    assert report.done == 2 and report.failed == 0
+    bodies = Counter(json.dumps(s.body, sort_keys=True) for s in fake.requests)
+    assert max(bodies.values()) == 1  # no request was sent twice
+    predictions = load_predictions(out)
+    assert sum(p.meta.usage.transport_retries for p in predictions.values() if p.meta) == 0
+
+
+def test_an_answer_that_drips_past_the_deadline_times_out(fake: FakeOpenAI) -> None:
+    reply = chat("{}")
+    reply.drip = 3.0
+    fake.default = lambda seen: reply
+    with pytest.raises(ProviderError, match="--timeout"):
+        summarise_article(SEEDS[0], fast_settings(timeout=0.6, transport_attempts=2))
+    # two attempts of at most 0.6 s each: the slow body did not hold the attempt open for 3 s
+    assert fake.requests[-1].received - fake.requests[0].received < 2.0
+
+
+def test_the_installed_wheel_finds_its_prompt(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """`pip install .` (not -e): the prompt ships inside the package."""
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    # The wheel is unpacked into the fresh venv; its dependencies come from this one (a plain path
+    # line, so this venv's editable install of summarizer is not picked up).
+    import zipfile
+
+    (wheel,) = wheels.glob("summarizer-*.whl")
+    zipfile.ZipFile(wheel).extractall(site)
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    env = {"OPENAI_API_KEY": DUMMY_KEY, "OPENAI_BASE_URL": fake.base_url, "PATH": "/usr/bin:/bin"}
+    code = "from summarizer.cli import app; app()"
+    done = subprocess.run(
+        [str(python), "-c", code, "summarise", str(SEEDS[0]), "--backend", "openai", "--model", "fake-model"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    where = subprocess.run(
+        [str(python), "-c", "import summarizer.prompt as p; print(p.prompts_dir())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.strip()
+    assert where == str(site / "summarizer" / "prompts")  # the wheel's copy, not the checkout's
+    summary = json.loads(done.stdout)
+    assert summary["meta"]["backend"] == "openai" and summary["bodies"]
