@@ -206,3 +206,21 @@ def test_the_installed_wheel_finds_its_prompt(fake: FakeOpenAI, tmp_path: Path) 
     assert where == str(site / "summarizer" / "prompts")  # the wheel's copy, not the checkout's
     summary = json.loads(done.stdout)
     assert summary["meta"]["backend"] == "openai" and summary["bodies"]
+
+
+def test_a_failed_article_still_counts_what_it_cost(fake: FakeOpenAI, tmp_path: Path) -> None:
+    fake.default = lambda seen: error(503, "overloaded\nthe whole story: queue full, try later")
+    out = tmp_path / "results.jsonl"
+    report = run_batch(_seed_folder(tmp_path, 1), out, fast_settings(transport_attempts=2), quiet=True)
+    assert report.failed == 1 and report.usage.requests == fake.count > 0
+    (record,) = [json.loads(line) for line in (tmp_path / "results.errors.jsonl").read_text().splitlines()]
+    assert record["usage"]["requests"] == fake.count and record["usage"]["transport_retries"] >= 1
+    assert "\n" not in record["message"] and "queue full" in record["detail"]
+
+
+def test_a_key_the_server_echoes_stays_out_of_errors(fake: FakeOpenAI, tmp_path: Path) -> None:
+    fake.default = lambda seen: error(500, f"bad request from {seen.headers['authorization']}")
+    out = tmp_path / "results.jsonl"
+    run_batch(_seed_folder(tmp_path, 1), out, fast_settings(transport_attempts=1), quiet=True)
+    text = (tmp_path / "results.errors.jsonl").read_text()
+    assert DUMMY_KEY not in text and "Bearer ***" in text

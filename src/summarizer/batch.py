@@ -187,6 +187,8 @@ def _error(
         "message": message,
         "attempts": attempts if attempts is not None else getattr(exc, "attempts", None),
         "last_reply": getattr(exc, "last_reply", None),
+        "detail": getattr(exc, "detail", None),
+        "usage": usage.model_dump() if isinstance(usage := getattr(exc, "usage", None), Usage) else None,
     }
 
 
@@ -445,6 +447,7 @@ class _Writer:
             tally.skipped += 1
         else:
             self.fail(outcome.error or _error(outcome.article_id, None, "failed", None, "SummarizerError"))
+            report.usage = report.usage.add(outcome.usage)  # a failed article's requests were paid for
             old = self.index.entries.get(outcome.article_id)
             # An old line for other settings or another version of the file is wrong now; one that
             # matches (a --force redo that failed) is still the right answer and stays.
@@ -514,6 +517,7 @@ async def summarise_candidate(
             error=_error(article_id, source, exc),
             fatal=isinstance(exc, AuthError),
             input_sha256=article.sha256,
+            usage=exc.usage if isinstance(exc.usage, Usage) else Usage(),  # paid for even so
         )
     except Exception as exc:  # a bug in one backend call must not sink a batch of thousands
         log.debug("unexpected error on %s", source, exc_info=True)

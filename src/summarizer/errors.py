@@ -10,6 +10,8 @@ class SummarizerError(Exception):
 
     exit_code = 1
     attempts: int | None = None  # requests spent before giving up, when a backend knows
+    usage: Any = None  # a schema.Usage for what the failed work cost (paid for even so)
+    detail: str | None = None  # the whole message a server sent (capped, secrets removed)
 
 
 class ConfigError(SummarizerError):

@@ -71,6 +71,7 @@ async def _extract_chunk(
     count: int,
     settings: Settings,
     cache: Cache | None,
+    ledger: list[Usage],
 ) -> list[ChunkResult]:
     key = None
     if cache is not None and backend.cacheable:
@@ -83,7 +84,7 @@ async def _extract_chunk(
                 stored = ground_bodies(stored, article, (chunk.start, chunk.end), section.body_hint).bodies
             return [ChunkResult(bodies=stored, warnings=list(hit.get("warnings", [])), cached=True)]
     try:
-        result = await backend.extract(ChunkRequest(article, section, chunk, count))
+        result = await backend.extract(ChunkRequest(article, section, chunk, count, ledger))
     except TruncatedOutputError as exc:
         halves = split_chunk(article, chunk, section, backend.model)
         if not halves:
@@ -95,7 +96,7 @@ async def _extract_chunk(
         # The truncated attempts were paid for: keep their usage in the article's totals.
         results = [ChunkResult(bodies=[], usage=exc.usage)] if isinstance(exc.usage, Usage) else []
         for half in halves:
-            results.extend(await _extract_chunk(backend, article, section, half, count, settings, cache))
+            results.extend(await _extract_chunk(backend, article, section, half, count, settings, cache, ledger))
         return results
     except SummarizerError as exc:
         message = _where(article, chunk, count, exc)
@@ -103,7 +104,7 @@ async def _extract_chunk(
             raised: SummarizerError = type(exc)(message, last_reply=exc.last_reply)
         else:
             raised = type(exc)(message)
-        raised.attempts = exc.attempts
+        raised.attempts, raised.usage, raised.detail = exc.attempts, exc.usage, exc.detail
         raise raised from exc
     if key is not None and cache is not None and result.json_mode is not None:
         # Filed under the mode the reply was asked in (the run may have fallen back meanwhile).
@@ -139,16 +140,33 @@ async def summarise_article_async(
     else:  # the backend reads whole sections (the rules extractor ranks across a committee's part)
         chunks = [Chunk(i, s.index, s.start, s.end, article.text[s.start : s.end], 0) for i, s in enumerate(sections)]
     by_index = {s.index: s for s in sections}
+    ledger: list[Usage] = []  # what every request of this article cost, whatever becomes of it
     tasks = [
         asyncio.ensure_future(
-            _extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache)
+            _extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache, ledger)
         )
         for c in chunks
     ]
     try:
         nested = await asyncio.gather(*tasks)
+    except SummarizerError as exc:
+        # One chunk failed, so the article fails: stop its other chunks instead of paying for them,
+        # and let the error carry what was spent (finished chunks and the failed one).
+        for task in tasks:
+            task.cancel()
+        settled = await asyncio.gather(*tasks, return_exceptions=True)
+        spent = Usage()
+        if ledger:  # the backend keeps the ledger: every request, cancelled ones too
+            for entry in ledger:
+                spent = spent.add(entry)
+        else:
+            spent = exc.usage if isinstance(exc.usage, Usage) else spent
+            for outcome in settled:
+                for result in outcome if isinstance(outcome, list) else ():
+                    spent = spent.add(result.usage)
+        exc.usage = spent
+        raise
     except BaseException:
-        # One chunk failed, so the article fails: stop its other chunks instead of paying for them.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

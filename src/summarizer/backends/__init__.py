@@ -31,6 +31,9 @@ class ChunkRequest:
     section: Section
     chunk: Chunk
     chunk_count: int
+    # Every chunk of an article appends what it spent here, even when cancelled, so a failed
+    # article's cost is still known.
+    ledger: list[Usage] = field(default_factory=list)
 
 
 @dataclass

@@ -64,6 +64,7 @@ FALLBACK_CHAIN = ("schema", "object", "plain")
 # Statuses a server uses to refuse an unsupported response_format: 400 (OpenAI, vLLM), 422
 # (FastAPI-based servers), 404 and 500 (some llama-cpp-python and vLLM versions).
 _REFUSAL_STATUSES = (400, 404, 422, 500)
+_BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._~+/=-]{8,}")
 MAX_REPLY_BYTES = 2_000_000
 MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 30
@@ -510,17 +511,19 @@ class OpenAIBackend:
                 f"cannot connect to the model endpoint ({attempts} attempts); check the base URL and the network"
             ) from None
         except openai.APIStatusError as exc:
-            raise ProviderError(
-                f"the model endpoint answered HTTP {exc.status_code}: {self._redact(_server_message(exc))}"
-            ) from None
+            message = _server_message(exc)
+            first = message.splitlines()[0] if message else ""
+            error = ProviderError(f"the model endpoint answered HTTP {exc.status_code}: {self._redact(first)}")
+            error.detail = self._redact(message, limit=4000)
+            raise error from None
         except openai.OpenAIError as exc:
             raise ProviderError(f"model request failed: {self._redact(str(exc))}") from None
 
-    def _redact(self, text: str) -> str:
+    def _redact(self, text: str, limit: int = 300) -> str:
         key = os.environ.get("OPENAI_API_KEY", "").strip()
         if key and len(key) >= 4:
             text = text.replace(key, "***")
-        return text[:300]
+        return _BEARER.sub("Bearer ***", text)[:limit]
 
     # --- one chunk, with re-asks ---
 
@@ -532,7 +535,11 @@ class OpenAIBackend:
         except SummarizerError as exc:
             if exc.attempts is None:
                 exc.attempts = counters.requests
+            if exc.usage is None:
+                exc.usage = counters.usage()
             raise
+        finally:
+            request.ledger.append(counters.usage())
 
     async def _extract(self, request: ChunkRequest, counters: _Counters) -> ChunkResult:
         """Ask the model about one chunk; re-ask on invalid or ungrounded replies.
