@@ -224,3 +224,27 @@ def test_a_key_the_server_echoes_stays_out_of_errors(fake: FakeOpenAI, tmp_path:
     run_batch(_seed_folder(tmp_path, 1), out, fast_settings(transport_attempts=1), quiet=True)
     text = (tmp_path / "results.errors.jsonl").read_text()
     assert DUMMY_KEY not in text and "Bearer ***" in text
+
+
+FIXTURES = sorted((ROOT / "tests" / "fixtures" / "llama_server").glob("*.json"))
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.stem)
+def test_recorded_llama_server_replies_are_handled(fake: FakeOpenAI, fixture: Path) -> None:
+    """Real replies of a 270M model on llama-server (bench/record_replies.py): it copies the prompt's
+    made-up example instead of reading the article. Every such body is dropped, the model is asked
+    again, and the article ends with nothing reported rather than invented figures."""
+    recorded = json.loads(fixture.read_text(encoding="utf-8"))
+    reply = Response(
+        status=recorded["status"],
+        body=recorded["body"],
+        headers={k: v for k, v in recorded["headers"].items() if k != "content-type"},
+        content_type=recorded["headers"]["content-type"],
+    )
+    fake.default = lambda seen: reply
+    article = next(p for p in ARTICLES if p.name == recorded["article"])
+    summary = summarise_article(article, fast_settings())
+    assert summary.bodies == []
+    assert summary.meta is not None and summary.meta.usage.reasks > 0
+    assert summary.meta.usage.transport_retries == 0
+    assert any("not named in the article" in w for w in summary.meta.warnings)
