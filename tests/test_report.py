@@ -130,3 +130,9 @@ def test_load_report_rejects_other_json(tmp_path: Path) -> None:
         load_report(path)
     with pytest.raises(EvalDataError, match="no such report file"):
         load_report(tmp_path / "nope.json")
+
+
+def test_figures_from_the_cache_say_so() -> None:
+    result, _ = sample_run()
+    result["cost"]["cache_hits"] = 2
+    assert re.search(r"tokens / article.*\(2 chunks from cache\)", printed(render_table(result)))

@@ -451,6 +451,7 @@ def _usage(prediction: ArticleSummary | None) -> dict[str, int] | None:
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "retries": usage.retries,
+        "cache_hits": prediction.meta.cache_hits,  # chunks answered from the cache cost nothing now
     }
 
 
@@ -488,6 +489,7 @@ def _totals(per_article: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "articles_with_usage": len(usages),
             "tokens": tokens,
             "requests": requests,
+            "cache_hits": sum(u.get("cache_hits", 0) for u in usages),
         },
     }
 

@@ -197,7 +197,9 @@ def _figure_rows(stats: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.append(("year accuracy", f"{_pct(year['accuracy'])} ({year['correct']}/{year['total']})"))
     rows.append(("grounding", _pct(stats.get("grounding_rate"))))
     rows.append(("summary ROUGE-L", _pct(stats.get("summary_rouge_l"))))
-    rows.append(("tokens / article", _num(stats.get("cost", {}).get("tokens_per_article"))))
+    cost = stats.get("cost", {})
+    cached = f" ({cost['cache_hits']} chunks from cache)" if cost.get("cache_hits") else ""
+    rows.append(("tokens / article", _num(cost.get("tokens_per_article")) + cached))
     return rows
 
 
