@@ -9,7 +9,7 @@ Actions of the Party committee or the government are not the committee's own.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from .metrics import Ranges
@@ -218,12 +218,15 @@ def find_initiatives(
     quoted_ranges = Ranges(quoted or [])
     candidates: list[FoundInitiative] = []
     sentence_start = start
+    verbs = [m.start() for m in _VERB.finditer(text, start, end)]  # one pass; most clauses have none
     for clause_start, clause_end in _clauses(text, start, end):
-        if clause_start in skip_ranges:
+        if text[clause_start - 1 : clause_start] in "。!?\n":
+            sentence_start = clause_start
+        first = bisect_left(verbs, clause_start)
+        if first == len(verbs) or verbs[first] >= clause_end or clause_start in skip_ranges:
             continue
         body = text[clause_start:clause_end]
-        sentence_start = clause_start if text[clause_start - 1 : clause_start] in "。!?\n" else sentence_start
-        verb = _VERB.search(body)
+        verb = _VERB.match(body, verbs[first] - clause_start)
         if verb is not None and clause_start + verb.start() in quoted_ranges:  # a verb inside “…” names nothing
             verb = next((v for v in _VERB.finditer(body) if clause_start + v.start() not in quoted_ranges), None)
         if not verb:

@@ -87,6 +87,10 @@ _METRIC = re.compile(
 _BAD_AFTER = re.compile(r"(?:年|月|日|周年|届|岁|号|版|时|分|秒|字|大|方面|层面|维度|环节|阶段|步骤|百分点)")
 _BAD_BEFORE = re.compile(r"(?:第|每|编号|电话|ICP备|传真|邮编|周年|\d|[a-zA-Z.])$")
 _DELIM = set(",。;:!?、()()“”《》【】[]…—\n\t ,.;:!?\"'")
+_STOPS = re.escape("".join(sorted(_DELIM - {"、"})))
+# The last delimiter or digit before a position (search with endpos = that position).
+_LAST_STOP = re.compile(rf"[{_STOPS}\d](?=[^{_STOPS}\d]*$)")
+_TWO_CJK = re.compile(r"[\u4e00-\u9fff][^\u4e00-\u9fff]*[\u4e00-\u9fff]")
 # Where the counted thing ends: a verb or a joining word after at least two characters of noun.
 _VERB_AFTER = re.compile(
     r"通过|参与|参加|得到|获得|列入|开展|进行|实现|涉及|分别|全部|先后|累计|惠及|覆盖|达到|深入|作为|建立|组织|"
@@ -177,15 +181,17 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
     """
     start = end
     while start > floor and end - start < 16:
-        ch = text[start - 1]
-        if ch == "”":  # 开展[“请你来协商”活动]16场: a quoted name is part of the thing counted
-            opening = text.rfind("“", floor, start - 1)
+        stop = _LAST_STOP.search(text, max(floor, end - 16), start)
+        if stop is None:
+            start = max(floor, end - 16)
+            break
+        if text[stop.start()] == "”":  # 开展[“请你来协商”活动]16场: a quoted name is part of the thing counted
+            opening = text.rfind("“", floor, stop.start())
             if opening >= 0 and end - opening <= 24:
                 start = opening
                 continue
-        if (ch in _DELIM and ch != "、") or ch.isdigit():
-            break
-        start -= 1
+        start = stop.start() + 1
+        break
     phrase = text[start:end]
     trail = _TRAIL_WORDS.search(phrase)
     core = phrase[: trail.start()] if trail else phrase
@@ -199,7 +205,7 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
     if "、" in name and len(name) > 12:
         name = name.split("、")[-1]
     name = _UNIT_LIST_HEAD.sub("", name).strip("、")  # 8次、[对口协商]22次
-    if sum(1 for ch in name if "\u4e00" <= ch <= "\u9fff") < 2:
+    if not _TWO_CJK.search(name):
         return "", end
     # The quote starts where the name does: 形成[调研报告14篇]
     return name, text.rfind(name, start, end)
@@ -217,7 +223,9 @@ def _value(raw: str, hedged: bool = False) -> float | None:
 
 
 _NUMBER_START = re.compile(r"[\d一二两三四五六七八九十百千]")
+_DIGIT_RUN = re.compile(r"[\d.]+")
 _PRE_LONGEST = 2  # 超过, 将近, 共计, 累计: the hedge and total words before a number
+_PRE_ENDS = frozenset("近约过超逾计")  # the last characters of those words
 
 
 def _metric_matches(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
@@ -226,14 +234,17 @@ def _metric_matches(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
     position = start
     while (hit := _NUMBER_START.search(text, position, end)) is not None:
         at = hit.start()
-        for back in range(min(_PRE_LONGEST, at - max(start, position)), -1, -1):
+        longest = min(_PRE_LONGEST, at - max(start, position)) if text[at - 1 : at] in _PRE_ENDS else 0
+        for back in range(longest, -1, -1):
             match = _METRIC.match(text, at - back, end)
             if match is not None and match.start("num") == at:
                 yield match
                 position = match.end()
                 break
         else:
-            position = at + 1
+            # No figure starts here; a number never starts inside a run of digits either.
+            run = _DIGIT_RUN.match(text, at, end)
+            position = run.end() if run else at + 1
         if position <= at:
             position = at + 1
 
