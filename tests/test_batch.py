@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_backend import FakeBackend
-from summarizer.batch import BatchReport, glob_regex, run_batch
+from summarizer.batch import BatchReport, errors_path_for, glob_regex, run_batch
 from summarizer.cli import app
 from summarizer.errors import ConfigError
 from summarizer.limits import Limiter
@@ -582,3 +582,23 @@ def test_kill_9_of_a_worker_pool_batch_leaves_no_lock_and_no_orphans(tmp_path: P
     assert len(ids(out)) == 600 == len(set(ids(out)))
     time.sleep(1.5)  # the killed run's workers notice their parent is gone within half a second
     assert _processes_mentioning(str(folder)) == []
+
+
+def test_a_file_name_that_is_not_utf8_costs_one_article(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ok.txt").write_text((EVAL / "210_jixi_changwei.txt").read_text("utf-8"), "utf-8")
+    (Path(os.fsdecode(bytes(folder) + b"/\xff.txt"))).write_bytes("市政协开展调研5次。".encode())
+    out = tmp_path / "results.jsonl"
+    for _ in range(2):  # and again on a re-run
+        report = run_batch(folder, out, Settings(backend="rules"), quiet=True)
+        assert report.done + report.skipped == 1 and report.failed == 1
+    (record,) = [json.loads(line) for line in errors_path_for(out).read_text("utf-8").splitlines()]
+    assert "\\xff.txt" in record["message"] and "not valid UTF-8" in record["message"]
+
+
+def test_a_folder_with_nothing_to_do_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.md").write_text("x", "utf-8")
+    with pytest.raises(ConfigError, match="no files match --glob"):
+        run_batch(tmp_path / "in", tmp_path / "out.jsonl", Settings(backend="rules"), quiet=True)

@@ -192,6 +192,15 @@ def _error(
     }
 
 
+def _undecodable(name: str) -> bool:
+    """Python keeps undecodable bytes of a file name as lone surrogates; they cannot be written out."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def discover(root: Path, pattern: str, exclude: Iterable[Path] = ()) -> tuple[list[Candidate], list[dict[str, Any]]]:
     """Files under `root` matching `pattern`, in sorted order, and a refusal record for each bad one.
 
@@ -210,6 +219,13 @@ def discover(root: Path, pattern: str, exclude: Iterable[Path] = ()) -> tuple[li
         base = PurePosixPath(Path(directory).relative_to(root).as_posix())
         for name in sorted(filenames):
             if name.startswith("."):
+                continue
+            if _undecodable(name):  # a name that is not valid UTF-8 costs that one file, not the batch
+                shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+                where = os.path.join(directory, shown)
+                refused.append(
+                    _error(shown, where, f"{where}: file name is not valid UTF-8; rename it", 0, "InputError")
+                )
                 continue
             rel = (base / name).as_posix()
             rel = rel[2:] if rel.startswith("./") else rel
@@ -755,6 +771,8 @@ def run_batch(
     prices = load_prices(settings.prices)
     backend_name, notice = resolve_backend_name(settings)
     candidates, refused = discover(root, glob, exclude=(output, errors_path))
+    if not candidates and not refused:
+        raise ConfigError(f"{root}: no files match --glob {glob!r}; nothing to do")
     backend = create_backend(backend_name, settings)
     settings_key = settings.output_key(backend.name, backend.prompt.sha256 if backend.prompt else None)
     report = BatchReport(
