@@ -602,3 +602,18 @@ def test_a_folder_with_nothing_to_do_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "in" / "notes.md").write_text("x", "utf-8")
     with pytest.raises(ConfigError, match="no files match --glob"):
         run_batch(tmp_path / "in", tmp_path / "out.jsonl", Settings(backend="rules"), quiet=True)
+
+
+def test_batch_never_overwrites_a_file_it_did_not_write(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text((EVAL / "210_jixi_changwei.txt").read_text("utf-8"), "utf-8")
+    table = tmp_path / "table.csv"
+    table.write_text("article,value\na,1\n", "utf-8")
+    with pytest.raises(ConfigError, match="not a results file of this tool"):
+        run_batch(folder, table, Settings(backend="rules"), quiet=True)
+    assert table.read_text("utf-8") == "article,value\na,1\n"
+    with pytest.raises(ConfigError, match="is one of the input articles"):
+        run_batch(folder, folder / "a.txt", Settings(backend="rules"), quiet=True, force=True)
+    report = run_batch(folder, table, Settings(backend="rules"), quiet=True, force=True)  # asked for
+    assert report.done == 1 and table.read_text("utf-8").startswith('{"article_id"')

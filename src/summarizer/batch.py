@@ -383,6 +383,42 @@ def _lock_output(output: Path) -> int:
     return fd
 
 
+def _looks_like_results(path: Path) -> bool:
+    """Is an existing file one this tool wrote (empty, or JSON lines that are article summaries)?"""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(65536)
+    except OSError:
+        return False
+    first = next((line for line in head.splitlines() if line.strip()), b"")
+    if not first:
+        return True
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "article_id" in record and "bodies" in record
+
+
+def _refuse_foreign_output(root: Path, pattern: str, output: Path, force: bool) -> None:
+    """Never write onto an input article, and never onto a file this tool did not write unless --force.
+
+    Raises:
+        ConfigError: naming the file and why.
+    """
+    if not output.exists():
+        return
+    resolved = output.resolve()
+    if resolved.is_relative_to(root.resolve()):
+        rel = resolved.relative_to(root.resolve()).as_posix()
+        if glob_regex(pattern).match(rel):
+            raise ConfigError(f"{output}: is one of the input articles; write the results somewhere else")
+    if not force and not _looks_like_results(output):
+        raise ConfigError(
+            f"{output}: exists and is not a results file of this tool; choose another -o or pass --force to replace it"
+        )
+
+
 def _open_results(output: Path) -> tuple[int, ResultsIndex]:
     """Lock the results file, repair what a killed run left, and return the descriptor to append to."""
     fd = _lock_output(output)
@@ -770,6 +806,7 @@ def run_batch(
     errors_path = errors_path_for(output)
     prices = load_prices(settings.prices)
     backend_name, notice = resolve_backend_name(settings)
+    _refuse_foreign_output(root, glob, output, force)
     candidates, refused = discover(root, glob, exclude=(output, errors_path))
     if not candidates and not refused:
         raise ConfigError(f"{root}: no files match --glob {glob!r}; nothing to do")
