@@ -163,3 +163,8 @@ def test_batch_errors_record_the_requests_a_failure_cost(fake: object, tmp_path:
     assert error["attempts"] == 3  # the first ask and two re-asks, then the chunk gave up
     # Once one chunk has failed the article, its other chunks are cancelled instead of asked to exhaustion.
     assert chunks >= 4 and fake.count < 3 * chunks
+
+
+def test_the_us_spelling_works_too() -> None:
+    result = runner.invoke(app, ["summarize", str(EVAL_ARTICLES[0]), "--backend", "rules", "--compact"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["bodies"]

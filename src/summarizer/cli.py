@@ -127,6 +127,10 @@ def summarise(
         typer.echo(text)
 
 
+# The US spelling works too (hidden from the command list).
+app.command("summarize", hidden=True)(summarise)
+
+
 @app.command()
 def batch(
     directory: Path = typer.Argument(..., metavar="DIR", help="Folder of article files (read recursively)."),
