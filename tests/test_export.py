@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from summarizer.cli import app
+from summarizer.errors import InputError
 from summarizer.export import INITIATIVE_COLUMNS, METRIC_COLUMNS, export_csv
 from summarizer.schema import ArticleSummary, BodySummary, Initiative, Meta, Metric
 
@@ -141,3 +142,11 @@ def test_export_of_a_file_with_nothing_readable_fails(tmp_path: Path) -> None:
     outcome = CliRunner().invoke(app, ["export", str(results), "--csv", str(tmp_path / "m.csv")])
     assert outcome.exit_code == 1
     assert "no readable summaries" in outcome.stderr
+
+
+def test_export_never_writes_onto_its_own_input(tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    results.write_text('{"article_id": "a", "bodies": []}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="is the results file being exported"):
+        export_csv(results, results)
+    assert results.read_text(encoding="utf-8") == '{"article_id": "a", "bodies": []}\n'

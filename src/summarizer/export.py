@@ -119,6 +119,11 @@ def export_csv(
     Raises:
         InputError: the results file cannot be read or a CSV file cannot be written.
     """
+    for path in (metrics_csv, initiatives_csv):
+        if path is not None and path.exists() and path.resolve() == Path(results).resolve():
+            raise InputError(f"{path}: is the results file being exported; write the CSV somewhere else")
+    if metrics_csv is not None and initiatives_csv is not None and metrics_csv.resolve() == initiatives_csv.resolve():
+        raise InputError(f"{metrics_csv}: given for both tables; name two files")
     counts = ExportCounts()
     targets = [
         (p, cols) for p, cols in ((metrics_csv, METRIC_COLUMNS), (initiatives_csv, INITIATIVE_COLUMNS)) if p is not None
