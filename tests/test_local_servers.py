@@ -248,3 +248,25 @@ def test_recorded_llama_server_replies_are_handled(fake: FakeOpenAI, fixture: Pa
     assert summary.meta is not None and summary.meta.usage.reasks > 0
     assert summary.meta.usage.transport_retries == 0
     assert any("not named in the article" in w for w in summary.meta.warnings)
+
+
+def test_a_server_that_echoes_the_key_never_gets_it_into_results_cache_or_errors(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    def echo(seen: Seen) -> Response:
+        reply = fake.gold.reply(seen)
+        for body in reply["bodies"]:
+            body["summary"] += f" (debug: {seen.headers['authorization']})"
+        return chat(json.dumps(reply, ensure_ascii=False))
+
+    fake.default = echo
+    fake.script.append(lambda seen: chat(f"not json, but {seen.headers['authorization']}"))  # re-asked
+    out = tmp_path / "results.jsonl"
+    cache = tmp_path / "cache"
+    report = run_batch(_seed_folder(tmp_path, 2), out, fast_settings(cache_dir=cache), quiet=True)
+    assert report.done == 2
+    assert DUMMY_KEY not in out.read_text(encoding="utf-8")
+    for stored in cache.rglob("*"):
+        if stored.is_file():
+            assert DUMMY_KEY.encode() not in stored.read_bytes()
+    assert "Bearer ***" in out.read_text(encoding="utf-8")

@@ -65,6 +65,7 @@ FALLBACK_CHAIN = ("schema", "object", "plain")
 # (FastAPI-based servers), 404 and 500 (some llama-cpp-python and vLLM versions).
 _REFUSAL_STATUSES = (400, 404, 422, 500)
 _BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._~+/=-]{8,}")
+_API_KEY = re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")  # the shape of OpenAI-style keys
 MAX_REPLY_BYTES = 2_000_000
 MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 30
@@ -519,11 +520,20 @@ class OpenAIBackend:
         except openai.OpenAIError as exc:
             raise ProviderError(f"model request failed: {self._redact(str(exc))}") from None
 
+    def _scrub(self, text: str | None) -> str | None:
+        """A reply with the configured key and anything shaped like a bearer token or API key removed."""
+        if not text:
+            return text
+        key = os.environ.get("OPENAI_API_KEY", "").strip()
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+        return _API_KEY.sub("***", _BEARER.sub("Bearer ***", text))
+
     def _redact(self, text: str, limit: int = 300) -> str:
         key = os.environ.get("OPENAI_API_KEY", "").strip()
         if key and len(key) >= 4:
             text = text.replace(key, "***")
-        return _BEARER.sub("Bearer ***", text)[:limit]
+        return _API_KEY.sub("***", _BEARER.sub("Bearer ***", text))[:limit]
 
     # --- one chunk, with re-asks ---
 
@@ -572,7 +582,8 @@ class OpenAIBackend:
                 counters.prompt_tokens += completion.usage.prompt_tokens or 0
                 counters.completion_tokens += completion.usage.completion_tokens or 0
             choice = completion.choices[0] if completion.choices else None
-            content = message_text(choice.message.content) if choice is not None else None
+            # Whatever the server sends back, the key never travels further (results, cache, errors).
+            content = self._scrub(message_text(choice.message.content)) if choice is not None else None
             if choice is not None and choice.finish_reason == "length":
                 raise TruncatedOutputError(
                     f"the reply was cut off at max_output_tokens ({self.settings.max_output_tokens})",
