@@ -617,3 +617,45 @@ def test_batch_never_overwrites_a_file_it_did_not_write(tmp_path: Path) -> None:
         run_batch(folder, folder / "a.txt", Settings(backend="rules"), quiet=True, force=True)
     report = run_batch(folder, table, Settings(backend="rules"), quiet=True, force=True)  # asked for
     assert report.done == 1 and table.read_text("utf-8").startswith('{"article_id"')
+
+
+def test_the_adaptive_window_shrinks_for_a_queue_not_for_a_slow_model() -> None:
+    async def run(latency_of: object, requests: int = 24) -> int:
+        limiter = Limiter(8, queue_deadline=4.0)
+        peak = 0
+
+        async def one() -> None:
+            nonlocal peak
+            async with limiter.request() as permit:
+                peak = max(peak, limiter.in_flight)
+                await asyncio.sleep(latency_of(limiter.in_flight))  # type: ignore[operator]
+                permit.answer()
+
+        await asyncio.gather(*(one() for _ in range(requests)))
+        return peak
+
+    # A parallel server that is slow (1.5 s whatever the load, close to half the 4 s deadline): all 8.
+    assert asyncio.run(run(lambda n: 1.5)) == 8
+    # A one-slot server: each request waits for the ones before it.
+    lock = asyncio.Lock()
+
+    async def serial() -> None:
+        async with lock:
+            await asyncio.sleep(0.2)
+
+    async def queued(requests: int = 12) -> float:
+        limiter = Limiter(8, queue_deadline=1.0)
+        worst = 0.0
+
+        async def one() -> None:
+            nonlocal worst
+            async with limiter.request() as permit:
+                began = time.monotonic()
+                await serial()
+                permit.answer()
+                worst = max(worst, time.monotonic() - began)
+
+        await asyncio.gather(*(one() for _ in range(requests)))
+        return worst
+
+    assert asyncio.run(queued()) < 1.0  # no request waited past the deadline

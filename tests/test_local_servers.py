@@ -270,3 +270,48 @@ def test_a_server_that_echoes_the_key_never_gets_it_into_results_cache_or_errors
         if stored.is_file():
             assert DUMMY_KEY.encode() not in stored.read_bytes()
     assert "Bearer ***" in out.read_text(encoding="utf-8")
+
+
+def test_a_rerun_against_a_server_refusing_json_schema_is_served_from_the_cache(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    _refusing(fake, 500, ("json_schema",))
+    settings = fast_settings(cache_dir=tmp_path / "cache")
+    first = summarise_article(SEEDS[1], settings)
+    asked = fake.count
+    second = summarise_article(SEEDS[1], settings)
+    assert second.bodies == first.bodies
+    empty = sum(
+        1
+        for s in fake.requests[:asked]
+        if s.body.get("response_format", {}).get("type") == "json_object" and not fake.gold.reply(s)["bodies"]
+    )
+    again = [s for s in fake.requests[asked:] if s.body.get("response_format", {}).get("type") == "json_object"]
+    assert len(again) == empty  # only chunks that found nothing are asked again; the rest come from the cache
+
+
+def test_any_bearer_token_a_server_echoes_is_removed(fake: FakeOpenAI, tmp_path: Path) -> None:
+    other = "Bearer tok_" + "a1b2c3d4e5" * 3  # not our key: someone else's, leaked by a proxy
+    fake.default = lambda seen: error(500, f"upstream refused {other}")
+    out = tmp_path / "results.jsonl"
+    run_batch(_seed_folder(tmp_path, 1), out, fast_settings(transport_attempts=1), quiet=True)
+    text = (tmp_path / "results.errors.jsonl").read_text()
+    assert other not in text and "tok_a1b2" not in text
+
+
+def test_a_failure_mid_article_counts_every_chunk_that_was_sent(fake: FakeOpenAI, tmp_path: Path) -> None:
+    big = max(SEEDS, key=lambda p: p.stat().st_size)
+    sent = 0
+
+    def third_fails(seen: Seen) -> Response:
+        nonlocal sent
+        sent += 1
+        return error(400, "bad request") if sent == 3 else fake.gold(seen)
+
+    fake.default = third_fails
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    shutil.copy(big, folder / big.name)
+    report = run_batch(folder, tmp_path / "results.jsonl", fast_settings(concurrency=2), quiet=True)
+    assert report.failed == 1
+    assert report.usage.requests == fake.count >= 3  # the chunks answered before the failure, too

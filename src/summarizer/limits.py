@@ -9,7 +9,8 @@ With `queue_deadline` set, the limit on requests in flight also adapts to the se
 server with one slot answers one request at a time and queues the rest: eight requests sent at
 once would wait up to eight answers long and time out. The limiter measures how fast answers come
 back (Little's law: what may be in flight = throughput x the time a request may take) and keeps no
-more in flight than the server can answer within half the deadline, starting from two.
+more in flight than the server can answer within half the deadline, starting from two. Slow answers
+alone do not shrink it: only answers slower than the fastest one (they waited in a queue) do.
 """
 
 from __future__ import annotations
@@ -43,10 +44,15 @@ class Permit:
         self._settled = False
         self.started_at = limiter._clock()
         self.timed_out = False
+        self.answered = False
 
     def timeout(self) -> None:
         """The request ran out of time: the server is slower than the window assumed."""
         self.timed_out = True
+
+    def answer(self) -> None:
+        """The server answered (any HTTP status): the request's time says how busy the server is."""
+        self.answered = True
 
     def settle(self, actual_tokens: int) -> None:
         """Correct the token pacing with the tokens the request really used (only the first call counts)."""
@@ -106,6 +112,7 @@ class Limiter:
         # The adaptive window: how many may be in flight now (never above `concurrency`).
         self.window = concurrency if queue_deadline is None else min(concurrency, 2)
         self._done: deque[float] = deque(maxlen=32)  # when recent answers came back
+        self._fastest = math.inf  # the quickest answer so far: what an unqueued request takes
         self._first_start: float | None = None
         self._changed: asyncio.Condition | None = None
 
@@ -121,15 +128,22 @@ class Limiter:
         if permit.timed_out:
             self.window = max(1, self.window // 2)
             return
+        if not permit.answered:
+            return  # cancelled or never reached the server: says nothing about it
+        latency = now - permit.started_at
+        self._fastest = min(self._fastest, latency)
         self._done.append(now)
-        since = self._done[0] if len(self._done) > 1 else (self._first_start or permit.started_at)
-        answers = len(self._done) - 1 if len(self._done) > 1 else 1
-        span = now - since
-        if span <= 0:
+        if latency <= 1.5 * self._fastest:
+            # Answers come as fast as ever: nothing queues, however slow the model is.
             self.window = min(self.concurrency, self.window + 1)
             return
-        throughput = answers / span
-        self.window = max(1, min(self.concurrency, math.floor(throughput * self.queue_deadline / 2)))
+        # Answers take longer than the fastest did: they wait in the server's queue. Keep no more in
+        # flight than it answers within half the deadline (Little's law).
+        since = self._done[0] if len(self._done) > 1 else (self._first_start or permit.started_at)
+        answers = len(self._done) - 1 if len(self._done) > 1 else 1
+        throughput = answers / max(now - since, 1e-9)
+        allowed = math.floor(throughput * self.queue_deadline / 2)
+        self.window = max(1, min(self.concurrency, self.window, allowed))
 
     def _reserve(self, tokens: int) -> float:
         """Claim the next start time; runs without awaiting, so claims are made one at a time."""

@@ -75,8 +75,12 @@ async def _extract_chunk(
 ) -> list[ChunkResult]:
     key = None
     if cache is not None and backend.cacheable:
-        key = _cache_key(backend, settings, article, section, chunk, getattr(backend, "json_mode", None))
-        hit = cache.get(key)
+        # A run in `auto` starts in the strictest mode; replies an earlier run got after falling back
+        # (from a server that refuses json_schema) are filed under a later mode, so look there too.
+        modes = getattr(backend, "cache_modes", lambda: [getattr(backend, "json_mode", None)])()
+        keys = [_cache_key(backend, settings, article, section, chunk, mode) for mode in modes]
+        key = keys[0]
+        hit = next((found for k in keys if (found := cache.get(k)) is not None), None)
         if hit is not None:
             stored = [BodySummary.model_validate(b) for b in hit["bodies"]]
             if hit.get("input_sha256") != article.sha256 or hit.get("chunk_start") != chunk.start:

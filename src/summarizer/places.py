@@ -237,6 +237,17 @@ def short_names() -> dict[str, str]:
     return {short: next(iter(full)) for short, full in seen.items() if len(full) == 1 and short not in PROVINCES}
 
 
+_MEDIA_AROUND = ("今日{}", "{}日报", "{}晚报", "{}融媒", "{}新闻", "{}发布", "{}电视台")
+
+
+@lru_cache(maxsize=4096)
+def written_as_place(stem: str, full: str, text: str) -> bool:
+    """Does the page use `stem` as the place `full`? Many stems are ordinary words too (合作, 振兴,
+    平安, 光明), so a short form counts only when the page also writes the full name (中共淮南市委) or
+    names its own media after the place (今日宁津, 淮南日报)."""
+    return full in text or any(form.format(stem) in text for form in _MEDIA_AROUND)
+
+
 def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     """The place written just before `pos` (where 政协 starts): (canonical place, bare suffix, length)."""
     window = text[max(0, pos - 18) : pos]
@@ -259,7 +270,7 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
             return place, None, len(tail) + extra
     shorts = short_names()
     for tail in tails:  # 淮南政协, 宁津政协: a place written without its suffix
-        if tail in shorts:
+        if tail in shorts and written_as_place(tail, shorts[tail], text):
             return shorts[tail], None, len(tail) + extra
     if any(_is_generic(tail) for tail in tails):  # 全区政协, 各级政协, 市县政协
         return None, None, 0
@@ -355,7 +366,8 @@ def _short_places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
     for run in re.findall(r"[\u4e00-\u9fff]{2,}", text):
         for i in range(len(run) - 1):
             for length in (4, 3, 2):
-                if (full := shorts.get(run[i : i + length])) and full.endswith(suffix):
+                stem = run[i : i + length]
+                if (full := shorts.get(stem)) and full.endswith(suffix) and written_as_place(stem, full, text):
                     counts[full] += 1
                     break
     return tuple(place for place, _ in counts.most_common())

@@ -379,6 +379,13 @@ class OpenAIBackend:
             args["response_format"] = {"type": "json_object", "schema": schema}
         return args
 
+    def cache_modes(self) -> list[str]:
+        """The JSON modes whose cached replies this run may reuse: its own, and in `auto` the ones it
+        would fall back to (a reply asked in a looser mode is as good as one it would ask for)."""
+        if self.settings.json_mode != "auto":
+            return [self.json_mode]
+        return list(FALLBACK_CHAIN[FALLBACK_CHAIN.index(self.json_mode) :])
+
     def _fall_back(self, failed_mode: str) -> bool:
         """Move the whole run to the next JSON mode after a server refused `failed_mode`.
 
@@ -437,6 +444,7 @@ class OpenAIBackend:
                     permit.timeout()
                     raise
                 except openai.RateLimitError as exc:
+                    permit.answer()
                     delay = retry_after_seconds(exc.response.headers)
                     if delay is not None and delay > self.settings.retry_after_max:
                         raise _RetryAfterTooLong(delay) from None
@@ -444,11 +452,13 @@ class OpenAIBackend:
                         self._not_before = max(self._not_before, time.monotonic() + delay)
                     raise
                 except openai.APIStatusError as exc:
+                    permit.answer()
                     refused = exc.status_code in _REFUSAL_STATUSES and _mentions_response_format(exc)
                     if refused and self._fall_back(mode):
                         counters.mode_fallbacks += 1
                         continue
                     raise
+                permit.answer()
                 _check_shape(reply)
                 counters.json_mode = mode
                 usage = getattr(reply, "usage", None)

@@ -65,6 +65,15 @@ _PLAN_WORDS = re.compile(r"工作要点|工作计划|协商计划|今年将|今�
 _YEARBOOK = re.compile(r"年鉴")
 
 
+# Dates that name a history, not the reported work: 1949年9月21日人民政协成立, 2019年3月1日启动以来.
+_HISTORY_AFTER = re.compile(r"[^,。;!?\n]{0,12}?(?:成立|周年|纪念|诞辰|以来|启动|召开的第一)")
+
+
+def _event_years(text: str) -> list[int]:
+    """Years of the events a text dates in full, leaving out dates of anniversaries and histories."""
+    return [int(match.group(1)) for match in _FULL_DATE.finditer(text) if not _HISTORY_AFTER.match(text, match.end())]
+
+
 def _without_dates(text: str) -> str:
     return _DATES.sub("", text)
 
@@ -89,9 +98,9 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
         year, month = int(published[:4]), int(published[5:7])
         for text in (section_text, article_text):
             # Events dated in full (2019年4月10日) in one earlier year: a page reposted later.
-            event_years = {int(y) for y, _, _ in _FULL_DATE.findall(text)}
+            event_years = set(_event_years(text))
             if event_years:
-                if len(event_years) == 1 and (event := event_years.pop()) < year - 1:
+                if len(event_years) == 1 and year - 10 <= (event := event_years.pop()) < year - 1:
                     return event
                 break
         cited = Counter(int(y) for y in _YEAR.findall(_without_dates(section_text)))
@@ -109,7 +118,7 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
             return anchored
         # An undated page (a list page, a reposted item): the year of the events it dates in full,
         # then the year it cites most.
-        events = Counter(int(y) for y, _, _ in _FULL_DATE.findall(text))
+        events = Counter(_event_years(text))
         if events:
             return max(events, key=lambda y: (events[y], y))
         if (most := cited_year(_without_dates(text))) is not None:
