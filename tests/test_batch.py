@@ -659,3 +659,29 @@ def test_the_adaptive_window_shrinks_for_a_queue_not_for_a_slow_model() -> None:
         return worst
 
     assert asyncio.run(queued()) < 1.0  # no request waited past the deadline
+
+
+def test_a_page_the_rules_cannot_finish_in_time_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import summarizer.backends.rules as rules
+
+    real = rules.find_metrics
+
+    def stuck_on_marked(text: str, *args: object, **kwargs: object) -> object:
+        while "卡住" in text:  # a pathological page: never finishes on its own
+            time.sleep(0.01)
+        return real(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rules, "find_metrics", stuck_on_marked)
+    monkeypatch.setattr(rules, "MIN_SECONDS", 0.3)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = (EVAL / "210_jixi_changwei.txt").read_text("utf-8")
+    (folder / "good.txt").write_text(good, "utf-8")
+    (folder / "stuck.txt").write_text(good.replace("政协", "政协卡住", 1), "utf-8")
+    out = tmp_path / "results.jsonl"
+    began = time.monotonic()
+    report = run_batch(folder, out, Settings(backend="rules", cpu_seconds_per_100kb=0.001, workers=1), quiet=True)
+    assert time.monotonic() - began < 5
+    assert report.done == 1 and report.failed == 1
+    (record,) = [json.loads(line) for line in errors_path_for(out).read_text("utf-8").splitlines()]
+    assert record["article_id"] == "stuck" and "ran past" in record["message"]

@@ -24,6 +24,10 @@ class InputError(SummarizerError):
     """An article file cannot be read or is not an article (empty, binary, too large, unreadable)."""
 
 
+class ArticleTimeoutError(SummarizerError):
+    """An offline backend ran past its time on one article; the batch goes on without it."""
+
+
 class ProviderError(SummarizerError):
     """The model endpoint failed in a way retries did not fix (HTTP error, timeout, refused)."""
 

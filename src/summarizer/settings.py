@@ -65,6 +65,8 @@ class Settings:
     rpm: int | None = None
     tpm: int | None = None
     max_file_bytes: int = 5_000_000
+    # An offline (CPU-bound) backend gets this many seconds per 100 KB of article, at least 5 s.
+    cpu_seconds_per_100kb: float = 3.0
     workers: int | None = None
     prices: Mapping[str, Any] | str | None = None  # cost table override, see prices.py; never affects output
     extra: Mapping[str, Any] = field(default_factory=dict)

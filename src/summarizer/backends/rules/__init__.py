@@ -7,8 +7,13 @@ whole of a committee's part of the article; every item still goes through the sh
 from __future__ import annotations
 
 import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ...article import Article, fold_text
+from ...errors import ArticleTimeoutError
 from ...ground import ground_bodies
 from ...places import level_of
 from ...prompt import PromptTemplate
@@ -55,6 +60,40 @@ def _original(text: str, folded: str, name: str, start: int, end: int) -> str:
     return text[at : at + len(name)] if at >= 0 else name
 
 
+MIN_SECONDS = 5.0  # even a short page gets this long
+
+
+@contextmanager
+def _deadline(request: ChunkRequest, settings: Settings | None) -> Iterator[None]:
+    """Stop the rules on a page that runs past `cpu_seconds_per_100kb` of its size (at least 5 s).
+
+    The extraction is plain synchronous code, so a SIGALRM raised while it runs lands in it and
+    nowhere else. The alarm works on the main thread only (the batch and its worker processes run
+    the rules there); elsewhere, or without SIGALRM, the section runs to the end.
+    """
+    per_100kb = settings.cpu_seconds_per_100kb if settings is not None else 3.0
+    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if not usable or per_100kb <= 0 or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        yield
+        return
+    article = request.article
+    seconds = max(MIN_SECONDS, len(article.text.encode()) / 100_000 * per_100kb)
+
+    def expire(signum: int, frame: object) -> None:
+        raise ArticleTimeoutError(
+            f"{article.article_id}: the rules ran past {seconds:.0f} s on this {len(article.text):,}-character "
+            f"page; raise cpu_seconds_per_100kb (SUMMARIZER_CPU_SECONDS_PER_100KB) to allow more"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class RulesBackend:
     """Deterministic extraction of bodies, years, metrics and initiatives."""
 
@@ -71,6 +110,15 @@ class RulesBackend:
         return self.extract_sync(request)
 
     def extract_sync(self, request: ChunkRequest) -> ChunkResult:
+        """Extract one section, within the time an article of its size may take (see `_deadline`).
+
+        Raises:
+            ArticleTimeoutError: a pathological page ran past its time.
+        """
+        with _deadline(request, self.settings):
+            return self._extract(request)
+
+    def _extract(self, request: ChunkRequest) -> ChunkResult:
         article, section, chunk = request.article, request.section, request.chunk
         if not section.body_hint:
             return ChunkResult(bodies=[])
