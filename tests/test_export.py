@@ -150,3 +150,26 @@ def test_export_never_writes_onto_its_own_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="is the results file being exported"):
         export_csv(results, results)
     assert results.read_text(encoding="utf-8") == '{"article_id": "a", "bodies": []}\n'
+
+
+def test_committees_table_has_one_row_per_body_and_no_formula_cells(tmp_path: Path) -> None:
+    summary = ArticleSummary(
+        article_id="a",
+        title='=HYPERLINK("http://x")',
+        url="https://example.org/page",
+        published="2024-01-20",
+        bodies=[
+            BodySummary(body="甲县政协", level="county", year=2023, summary="@SUM(A1)"),
+            BodySummary(body="乙市政协", level="municipal", year=None),
+        ],
+    )
+    results = tmp_path / "results.jsonl"
+    results.write_text(summary.model_dump_json() + "\n", encoding="utf-8")
+    table = tmp_path / "committees.csv"
+    counts = export_csv(results, None, bodies_csv=table)
+    with table.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert counts.bodies == 2 and [r["body"] for r in rows] == ["甲县政协", "乙市政协"]
+    assert rows[0]["title"].startswith("'=") and rows[0]["summary"] == "'@SUM(A1)"
+    assert rows[0]["url"] == "https://example.org/page" and rows[1]["year"] == ""
+    assert rows[0]["metrics"] == "0"

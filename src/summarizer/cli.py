@@ -200,19 +200,22 @@ def export(
     results: Path = typer.Argument(..., help="A results file written by `summarizer batch`."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write one row per metric here."),
     initiatives: Path | None = typer.Option(None, "--csv-initiatives", help="One row per initiative here."),
+    bodies: Path | None = typer.Option(None, "--csv-bodies", help="One row per (article, committee) here."),
     bom: bool = typer.Option(False, "--bom", help="Start with a UTF-8 byte-order mark (for Excel)."),
 ) -> None:
     """Turn a results file into CSV tables for pandas or Excel.
 
-    Example: summarizer export results.jsonl --csv metrics.csv --csv-initiatives initiatives.csv --bom
+    Example: summarizer export results.jsonl --csv-bodies committees.csv --csv metrics.csv --bom
     """
     from .export import export_csv
 
-    if csv_path is None and initiatives is None:
-        fail("nothing to write: give --csv and/or --csv-initiatives", 2)
-    counts = run_guarded(export_csv, results, csv_path, initiatives, bom=bom)
-    written = ", ".join(f"{p}" for p in (csv_path, initiatives) if p)
-    typer.echo(f"{counts.articles} articles: {counts.metrics} metrics, {counts.initiatives} initiatives -> {written}")
+    if csv_path is None and initiatives is None and bodies is None:
+        fail("nothing to write: give --csv, --csv-initiatives and/or --csv-bodies", 2)
+    counts = run_guarded(export_csv, results, csv_path, initiatives, bodies_csv=bodies, bom=bom)
+    written = ", ".join(f"{p}" for p in (csv_path, initiatives, bodies) if p)
+    tallies = [(bodies, f"{counts.bodies} committees"), (csv_path, f"{counts.metrics} metrics")]
+    tallies.append((initiatives, f"{counts.initiatives} initiatives"))
+    typer.echo(f"{counts.articles} articles: {', '.join(text for path, text in tallies if path)} -> {written}")
     if counts.bad_lines:
         notice(f"skipped {counts.bad_lines} unreadable lines in {results}")
     if counts.articles == 0:

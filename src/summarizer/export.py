@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,28 @@ METRIC_COLUMNS = (
     "span_end",
 )
 INITIATIVE_COLUMNS = ("article", "body", "level", "year", "name", "evidence", "span_start", "span_end")
+# One row per (article, committee): the table most analysts open first.
+BODY_COLUMNS = (
+    "article",
+    "title",
+    "source",
+    "url",
+    "published",
+    "body",
+    "level",
+    "year",
+    "summary",
+    "metrics",
+    "initiatives",
+)
+_NUMERIC = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _safe(cell: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @ first) is written with a leading '."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMERIC.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 @dataclass
@@ -38,6 +61,7 @@ class ExportCounts:
     articles: int = 0
     metrics: int = 0
     initiatives: int = 0
+    bodies: int = 0
     bad_lines: int = 0
 
 
@@ -99,6 +123,16 @@ def _body_cells(summary: ArticleSummary, body: BodySummary) -> list[Any]:
     return [summary.article_id, body.body, body.level, "" if body.year is None else body.year]
 
 
+class _SafeWriter:
+    """A csv writer whose text cells cannot start a spreadsheet formula."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def writerow(self, row: list[Any] | tuple[Any, ...]) -> None:
+        self._writer.writerow([_safe(cell) for cell in row])
+
+
 def _open_csv(path: Path, bom: bool) -> IO[str]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +142,12 @@ def _open_csv(path: Path, bom: bool) -> IO[str]:
 
 
 def export_csv(
-    results: Path, metrics_csv: Path | None, initiatives_csv: Path | None = None, *, bom: bool = False
+    results: Path,
+    metrics_csv: Path | None,
+    initiatives_csv: Path | None = None,
+    *,
+    bodies_csv: Path | None = None,
+    bom: bool = False,
 ) -> ExportCounts:
     """Write the metrics and/or initiatives of every article in `results` as CSV.
 
@@ -119,19 +158,18 @@ def export_csv(
     Raises:
         InputError: the results file cannot be read or a CSV file cannot be written.
     """
-    for path in (metrics_csv, initiatives_csv):
-        if path is not None and path.exists() and path.resolve() == Path(results).resolve():
+    tables = ((metrics_csv, METRIC_COLUMNS), (initiatives_csv, INITIATIVE_COLUMNS), (bodies_csv, BODY_COLUMNS))
+    targets = [(p, cols) for p, cols in tables if p is not None]
+    for path, _ in targets:
+        if path.exists() and path.resolve() == Path(results).resolve():
             raise InputError(f"{path}: is the results file being exported; write the CSV somewhere else")
-    if metrics_csv is not None and initiatives_csv is not None and metrics_csv.resolve() == initiatives_csv.resolve():
-        raise InputError(f"{metrics_csv}: given for both tables; name two files")
+    if len({p.resolve() for p, _ in targets}) < len(targets):
+        raise InputError("the same file is given for two tables; name one file per table")
     counts = ExportCounts()
-    targets = [
-        (p, cols) for p, cols in ((metrics_csv, METRIC_COLUMNS), (initiatives_csv, INITIATIVE_COLUMNS)) if p is not None
-    ]
     temps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p, _ in targets]
     handles = [_open_csv(temp, bom) for temp in temps]
     try:
-        writers = [csv.writer(handle) for handle in handles]
+        writers = [_SafeWriter(csv.writer(handle)) for handle in handles]
         for writer, (_, columns) in zip(writers, targets, strict=True):
             writer.writerow(columns)
         for summary in read_results(results, counts):
@@ -153,6 +191,23 @@ def export_csv(
                                 ]
                             )
                             counts.metrics += 1
+                    elif columns is BODY_COLUMNS:
+                        writer.writerow(
+                            [
+                                summary.article_id,
+                                summary.title or "",
+                                summary.source or "",
+                                summary.url or "",
+                                summary.published or "",
+                                body.body,
+                                body.level,
+                                "" if body.year is None else body.year,
+                                body.summary,
+                                len(body.metrics),
+                                len(body.key_initiatives),
+                            ]
+                        )
+                        counts.bodies += 1
                     else:
                         for item in body.key_initiatives:
                             writer.writerow([*_body_cells(summary, body), item.name, item.evidence, *_span(item.span)])
