@@ -168,3 +168,17 @@ def test_batch_errors_record_the_requests_a_failure_cost(fake: object, tmp_path:
 def test_the_us_spelling_works_too() -> None:
     result = runner.invoke(app, ["summarize", str(EVAL_ARTICLES[0]), "--backend", "rules", "--compact"])
     assert result.exit_code == 0 and json.loads(result.stdout)["bodies"]
+
+
+def test_cache_stats_does_not_create_a_cache(tmp_path: Path) -> None:
+    where = tmp_path / "nothing-here"
+    stats = runner.invoke(app, ["cache", "stats", "--cache-dir", str(where)])
+    assert stats.exit_code == 0 and "entries: 0" in stats.stdout
+    assert not where.exists()
+
+
+def test_verbose_keeps_the_http_stack_quiet() -> None:
+    import logging
+
+    runner.invoke(app, ["-v", "cache", "stats", "--cache-dir", "/nonexistent-cache-dir"])
+    assert all(logging.getLogger(name).level == logging.WARNING for name in ("httpx", "httpcore", "openai"))

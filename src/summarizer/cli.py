@@ -74,6 +74,9 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The HTTP stack's debug lines carry request headers (the API key among them): never with -v.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()
@@ -301,9 +304,12 @@ def cache_stats(
 
     Example: summarizer cache stats
     """
-    from .cache import Cache
+    from .cache import DB_NAME, Cache
 
     settings = build_settings(cache_dir=cache_dir)
+    if not (Path(settings.cache_dir) / DB_NAME).exists():  # looking must not create a cache
+        typer.echo(f"entries: 0\n(no cache at {settings.cache_dir})")
+        return
     stats = run_guarded(lambda: Cache(settings.cache_dir).stats())
     for key, value in stats.items():
         typer.echo(f"{key}: {value}")
