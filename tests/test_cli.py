@@ -181,4 +181,4 @@ def test_verbose_keeps_the_http_stack_quiet() -> None:
     import logging
 
     runner.invoke(app, ["-v", "cache", "stats", "--cache-dir", "/nonexistent-cache-dir"])
-    assert all(logging.getLogger(name).level == logging.WARNING for name in ("httpx", "httpcore", "openai"))
+    assert all(logging.getLogger(name).level == logging.WARNING for name in ("httpx", "httpx2", "httpcore"))

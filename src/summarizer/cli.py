@@ -75,7 +75,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
         stream=sys.stderr,
     )
     # The HTTP stack's debug lines carry request headers (the API key among them): never with -v.
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "hpack"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
