@@ -136,3 +136,10 @@ def test_figures_from_the_cache_say_so() -> None:
     result, _ = sample_run()
     result["cost"]["cache_hits"] = 2
     assert re.search(r"tokens / article.*\(2 chunks from cache\)", printed(render_table(result)))
+
+
+def test_html_report_shows_each_split_and_each_articles_split() -> None:
+    result, articles = sample_run({"dev": [], "test": ["a1"]})
+    page = render_html(result, articles)
+    assert "<h2>By split</h2>" in page and "<td>test</td><td>1</td>" in page
+    assert '<a href="#art-0">a1</a></td><td>test</td>' in page

@@ -611,8 +611,21 @@ def render_html(result: Mapping[str, Any], articles: Mapping[str, str]) -> str:
         f"<td>{result[field]['fp']}</td><td>{result[field]['fn']}</td></tr>"
         for field in PRF_FIELDS
     )
+    split_rows = "".join(
+        f"<tr><td>{_e(name)}</td><td>{st['articles']}</td><td>{_pct(st['bodies']['f1'])}</td>"
+        f"<td>{_pct(st['year']['accuracy'])}</td><td>{_pct(st['metrics']['f1'])}</td>"
+        f"<td>{_pct(st['initiatives']['precision'])}</td><td>{_pct(st['initiatives']['recall'])}</td></tr>"
+        for name, st in (result.get("splits") or {}).items()
+    )
+    splits_table = (
+        "<h2>By split</h2><table><tr><th>Split</th><th>Articles</th><th>Bodies F1</th><th>Year</th>"
+        f"<th>Metrics F1</th><th>Initiatives P</th><th>Initiatives R</th></tr>{split_rows}</table>"
+        if split_rows
+        else ""
+    )
     article_rows = "".join(
-        f'<tr><td><a href="#art-{i}">{_e(entry["article_id"])}</a></td><td>{_pct(entry["bodies"]["f1"])}</td>'
+        f'<tr><td><a href="#art-{i}">{_e(entry["article_id"])}</a></td><td>{_e(entry.get("split") or "")}</td>'
+        f"<td>{_pct(entry['bodies']['f1'])}</td>"
         f"{_prf_cells(entry['metrics'])}<td>{_pct(entry['initiatives']['f1'])}</td>"
         f"<td>{_year(entry['year'])}</td><td>{_pct(entry['grounding_rate'])}</td>"
         f"<td>{_pct(entry['summary_rouge_l'])}</td></tr>"
@@ -636,8 +649,9 @@ def render_html(result: Mapping[str, Any], articles: Mapping[str, str]) -> str:
 <h2>Scores by field</h2>
 <div class="panel scores">{render_chart(result)}
 <table><tr><th>Field</th><th>P</th><th>R</th><th>F1</th><th>TP</th><th>FP</th><th>FN</th></tr>{field_rows}</table></div>
+{splits_table}
 <h2>Per article</h2>
-<table><tr><th>Article</th><th>Bodies F1</th><th>Metrics P</th><th>Metrics R</th><th>Metrics F1</th>
+<table><tr><th>Article</th><th>Split</th><th>Bodies F1</th><th>Metrics P</th><th>Metrics R</th><th>Metrics F1</th>
 <th>Initiatives F1</th><th>Year</th><th>Grounding</th><th>ROUGE-L</th></tr>{article_rows}</table>
 <h2>Articles</h2>{_legend()}
 {sections}
