@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import shutil
@@ -146,9 +145,11 @@ def test_limiter_paces_requests_evenly_without_a_burst() -> None:
 
     began = time.monotonic()
     asyncio.run(main())
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert starts[0] - began < 0.03  # the first starts at once
-    assert all(gap >= 0.045 for gap in gaps), gaps  # the rest never bunch up, even at start-up
+    # The rest never bunch up, even at start-up: start k is never before its slot k x 50 ms (a start
+    # the event loop wakes late may shorten the gap to the next, but never move that one earlier).
+    offsets = [start - began for start in starts]
+    assert all(offset >= 0.05 * k - 0.005 for k, offset in enumerate(offsets)), offsets
 
 
 def test_limiter_paces_tokens_and_settles_with_real_usage() -> None:
