@@ -2,7 +2,8 @@
 `summarizer summarise --backend rules` process timed from outside (median of --runs).
 
 Shapes: many short lines, one 700 KB line, thousands of 政协 mentions, thousands of numbers, a
-traditional-character page, and a page of roundup headings. The target is 5 s for any of them.
+traditional-character page, a page of roundup headings naming no real place, and one whose
+headings name real counties (thousands of sections). The target is 5 s for any of them.
 
     .venv/bin/python bench/bench_shapes.py
 """
@@ -27,6 +28,13 @@ def _fill(unit: str) -> str:
     return HEAD + unit * (SIZE // len(unit.encode()))
 
 
+def _counties() -> list[str]:
+    """400 current county names: every heading a real committee, so every part is a section."""
+    from summarizer.places import gazetteer
+
+    return [name for name, level in gazetteer().items() if level == "county" and name.endswith("县")][:400]
+
+
 def shapes() -> dict[str, str]:
     return {
         "many short lines": _fill("委员\n"),
@@ -35,6 +43,9 @@ def shapes() -> dict[str, str]:
         "thousands of numbers": _fill("提交提案12件，开展调研3次，覆盖1200人次，"),
         "traditional page": _fill("縣政協召開協商會議，提出提案56件，委員參與120人次。\n"),
         "roundup headings": _fill("【甲县政协】\n开展专题协商5次，提交提案30件。\n"),
+        "roundup of real counties": _fill(
+            "".join(f"【{name}政协】\n开展专题协商5次，提交提案30件。\n" for name in _counties())
+        ),
         "long numbers, no units": _fill("2024 12345678901234567890 "),
     }
 

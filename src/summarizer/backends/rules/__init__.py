@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 import signal
 import threading
+from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 from ...article import Article, fold_text
 from ...errors import ArticleTimeoutError
@@ -37,8 +39,12 @@ def caption_ranges(article: Article, start: int, end: int, heading_start: int | 
     """
     skip: list[tuple[int, int]] = []
     header_end = article.header_end
-    for line_start, line_end in article.kept:
-        if line_end <= start or line_start >= end:
+    kept = article.kept
+    # From the last line that starts before the section (it may run into it), in order.
+    for line_start, line_end in kept[max(0, bisect_right(kept, (start, -1)) - 1) :]:
+        if line_start >= end:
+            break  # lines are in order: the rest lie past the section
+        if line_end <= start:
             continue
         line = article.folded[line_start:line_end].strip()
         if line_end <= header_end or (
@@ -63,6 +69,12 @@ def _original(text: str, folded: str, name: str, start: int, end: int) -> str:
 MIN_SECONDS = 5.0  # even a short page gets this long
 
 
+@lru_cache(maxsize=4)
+def _utf8_size(text: str) -> int:
+    """Bytes of the article as a file (asked once per section of the same article)."""
+    return len(text.encode())
+
+
 @contextmanager
 def _deadline(request: ChunkRequest, settings: Settings | None) -> Iterator[None]:
     """Stop the rules on a page that runs past `cpu_seconds_per_100kb` of its size (at least 5 s).
@@ -77,7 +89,7 @@ def _deadline(request: ChunkRequest, settings: Settings | None) -> Iterator[None
         yield
         return
     article = request.article
-    seconds = max(MIN_SECONDS, len(article.text.encode()) / 100_000 * per_100kb)
+    seconds = max(MIN_SECONDS, _utf8_size(article.text) / 100_000 * per_100kb)
 
     def expire(signum: int, frame: object) -> None:
         raise ArticleTimeoutError(

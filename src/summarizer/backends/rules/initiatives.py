@@ -102,7 +102,7 @@ _SERVING = re.compile(r"(?:聚焦|围绕|助力|助推|服务|紧扣)(?:加快|�
 _GENERIC_OBJECT = re.compile(
     r"^(?:工作|履职|协商|监督|调研|学习|实践|建设)?(?:机制|制度|体系|平台|工作|活动|模式|方式|方法)$"
 )
-# A count of events (18场对接活动, 协商会20次以上) or a span of time (…的关键之年) is no initiative.
+# A span of time (…的关键之年) or a rank (十个重点之一) is no initiative.
 _NOT_A_THING = re.compile(r"之年|之一")
 _QUOTE_MARKS = re.compile(r"[“”「」『』\"《》]")
 _COUNT_END = re.compile(r"\d+(?:\.\d+)?[余多]?[\u4e00-\u9fff%]{1,2}$")
@@ -181,6 +181,7 @@ def _balanced_prefix(evidence: str) -> str:
 
 
 _OPENERS = re.compile(r"[“《]")
+_NEWLINE = re.compile("\n")
 _CJK_HEAD = re.compile(r"[\u4e00-\u9fff]{0,10}")
 _CLAUSE_MARK = re.compile(r"[“《”》\n,。;!?;!?,]")
 
@@ -284,7 +285,11 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     # “四强化” and 「四强化」 are one name; computed once per candidate, compared many times
     key = {id(c): _QUOTE_MARKS.sub("", c.name) for c in candidates}
     said = {id(c): _QUOTE_MARKS.sub("", text[c.start : c.end]) for c in candidates}
-    breaks = [m.start() for m in re.finditer("\n", text)] if candidates else []
+    # Paragraph numbers, counted only across the candidates' own stretch of text (a section of a
+    # long page): only whether two are equal matters.
+    low = min((c.start for c in candidates), default=0)
+    high = max((c.start for c in candidates), default=0)
+    breaks = [m.start() for m in _NEWLINE.finditer(text, low, high)]
     paragraph = {id(c): bisect_right(breaks, c.start) for c in candidates}
 
     def duplicate(item: FoundInitiative, chosen: list[FoundInitiative]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
 
 from ...numbers import parse_chinese
 
@@ -34,6 +35,7 @@ def _plan_year(numeral: str, which: str) -> int | None:
     return first if which == "开局之年" else first + 4
 
 
+@lru_cache(maxsize=16)
 def anchor_year(text: str) -> int | None:
     """A year named by a dated milestone rather than digits (二十大开局之年 -> 2023)."""
     if match := _CONGRESS_START.search(text):
@@ -69,11 +71,16 @@ _YEARBOOK = re.compile(r"年鉴")
 _HISTORY_AFTER = re.compile(r"[^,。;!?\n]{0,12}?(?:成立|周年|纪念|诞辰|以来|启动|召开的第一)")
 
 
-def _event_years(text: str) -> list[int]:
+# The article-wide look-ups below are asked once per section with the same article text: cached.
+@lru_cache(maxsize=16)
+def _event_years(text: str) -> tuple[int, ...]:
     """Years of the events a text dates in full, leaving out dates of anniversaries and histories."""
-    return [int(match.group(1)) for match in _FULL_DATE.finditer(text) if not _HISTORY_AFTER.match(text, match.end())]
+    return tuple(
+        int(match.group(1)) for match in _FULL_DATE.finditer(text) if not _HISTORY_AFTER.match(text, match.end())
+    )
 
 
+@lru_cache(maxsize=16)
 def _without_dates(text: str) -> str:
     return _DATES.sub("", text)
 
