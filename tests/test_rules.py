@@ -14,6 +14,7 @@ from summarizer.backends.rules.initiatives import find_initiatives
 from summarizer.backends.rules.metrics import find_metrics
 from summarizer.backends.rules.year import anchor_year, infer_year
 from summarizer.pipeline import summarise_article_async
+from summarizer.schema import ArticleSummary
 from summarizer.settings import Settings
 
 
@@ -192,9 +193,12 @@ def test_a_verb_can_name_what_it_counts_but_filler_cannot() -> None:
     assert [m[0] for m in metrics_of("报送信息150条,其中12条获批示。")] == ["信息", "获批示"]
 
 
+def _summarise(text: str) -> ArticleSummary:
+    return asyncio.run(summarise_article_async(parse_article(text, "r"), RulesBackend(), Settings(backend="rules")))
+
+
 def _bodies(text: str) -> list[str]:
-    summary = asyncio.run(summarise_article_async(parse_article(text, "r"), RulesBackend(), Settings(backend="rules")))
-    return [b.body for b in summary.bodies]
+    return [b.body for b in _summarise(text).bodies]
 
 
 def test_roundup_heading_styles_each_open_a_part() -> None:
@@ -254,10 +258,7 @@ def test_a_traditional_copy_gives_the_same_committees_and_spans() -> None:
     )
     traditional = opencc.OpenCC("s2t").convert(text)
     assert len(traditional) == len(text)
-    simple = asyncio.run(summarise_article_async(parse_article(text, "s"), RulesBackend(), Settings(backend="rules")))
-    trad = asyncio.run(
-        summarise_article_async(parse_article(traditional, "t"), RulesBackend(), Settings(backend="rules"))
-    )
+    simple, trad = _summarise(text), _summarise(traditional)
     assert [b.body for b in trad.bodies] == [b.body for b in simple.bodies] == ["新化县政协", "隆回县政协"]
     assert [[m.span for m in b.metrics] for b in trad.bodies] == [[m.span for m in b.metrics] for b in simple.bodies]
     assert trad.bodies[0].metrics[0].evidence != simple.bodies[0].metrics[0].evidence  # quoted as written

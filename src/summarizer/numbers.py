@@ -86,9 +86,10 @@ def as_number(value: float) -> int | float:
 
 def find_value(value: float, evidence: str) -> Number | None:
     """Where `value` is written in the evidence, if it is. `1.2万人次` reads as 12000 or as 1.2 (万人次)."""
+    plain = evidence.translate(_TRADITIONAL_NUMERALS)
     for number in find_numbers(evidence):
         candidates = {number.value}
-        match = NUMBER.match(evidence.translate(_TRADITIONAL_NUMERALS), number.start)
+        match = NUMBER.match(plain, number.start)
         if match and match.group("mult"):
             candidates.add(float(match.group("arabic").replace(",", "")))
         if evidence[number.end : number.end + 1] == "成":  # 四成 = 40 (%)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .article import Article, load_article
-from .backends import Backend, ChunkRequest, ChunkResult, create_backend
+from .backends import JSON_MODE_ORDER, Backend, ChunkRequest, ChunkResult, create_backend
 from .cache import Cache, cache_key
 from .chunk import Chunk, chunk_article, split_chunk
 from .errors import OutputValidationError, SummarizerError, TruncatedOutputError
@@ -209,9 +209,8 @@ async def summarise_article_async(
 
 def _weakest_mode(modes: list[str | None]) -> str | None:
     """The least structured JSON mode any chunk was asked in (what a reader should know about)."""
-    order = ("plain", "object", "schema")
-    used = [m for m in modes if m]
-    return min(used, key=lambda m: order.index(m) if m in order else len(order)) if used else None
+    used = [m for m in modes if m in JSON_MODE_ORDER]
+    return max(used, key=JSON_MODE_ORDER.index) if used else None
 
 
 def open_cache(settings: Settings, backend: Backend) -> Cache | None:

@@ -305,16 +305,15 @@ def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Men
     ranges of the same article.
     """
     end = len(text) if end is None else end
-    anchors, ends, mentions = _all_mentions(text)
+    anchors, mentions = _all_mentions(text)
     first = bisect_left(anchors, start)
-    return [mentions[i] for i in range(first, bisect_left(anchors, end)) if ends[i] <= end]
+    return [mentions[i] for i in range(first, bisect_left(anchors, end)) if mentions[i].end <= end]
 
 
 @lru_cache(maxsize=8)
-def _all_mentions(text: str) -> tuple[list[int], list[int], list[Mention]]:
-    """(where each match starts, where it ends, the mention) for every committee mention, in order."""
+def _all_mentions(text: str) -> tuple[list[int], list[Mention]]:
+    """(where each match starts, the mention) for every committee mention, in order."""
     anchors: list[int] = []
-    ends: list[int] = []
     mentions: list[Mention] = []
     for match in _MENTION.finditer(text):
         inner = match.group(1) or match.group(2)
@@ -323,7 +322,6 @@ def _all_mentions(text: str) -> tuple[list[int], list[int], list[Mention]]:
             bare = bare_suffix(match.group(0)) if name is None else None
             if name or bare:
                 anchors.append(match.start())
-                ends.append(match.end())
                 mentions.append(Mention(match.start(), match.end(), name, bare))
             continue
         if _NOT_THE_COMMITTEE.match(text, match.end()):
@@ -333,9 +331,8 @@ def _all_mentions(text: str) -> tuple[list[int], list[int], list[Mention]]:
             continue
         name = "全国政协" if place == "全国" else (place + "政协" if place else None)
         anchors.append(match.start())
-        ends.append(match.end())
         mentions.append(Mention(match.start() - length, match.end(), name, bare))
-    return anchors, ends, mentions
+    return anchors, mentions
 
 
 @lru_cache(maxsize=256)

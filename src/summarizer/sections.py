@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .article import Article, fold_text
 from .places import Mention, find_mentions, is_place, level_of, place_body, resolve_bare
@@ -21,10 +23,6 @@ _HEADING_LEAD = re.compile(
 # A bracketed place alone on its line heads a roundup part too: "【浙江】", "【静安】".
 _BRACKETED_PLACE = re.compile(r"\s*[【\[]\s*([\u4e00-\u9fff]{2,12})\s*[】\]]\s*$")
 _SENTENCE_END = "。!?;"
-# A line that may be a heading without naming 政协 near its start: numbered, bulleted or bracketed.
-_MARK_START = re.compile(
-    r"\s*(?:[一二三四五六七八九十]{1,3}[、.]|\(?[一二三四五六七八九十\d]{1,3}\)|\d{1,2}[.、]|[■●◆▲★◇◎□·▶►【\[])"
-)
 _INNER_PUNCTUATION = re.compile(r"[,。;!?]")
 _DATED_TITLE = re.compile(r"\s(?:19|20)\d{2}[-./年]\d{1,2}[-./月]\d{1,2}日?$")
 # A place alone after a heading mark, closed by a colon, a space or the line end.
@@ -34,6 +32,7 @@ _PARAGRAPH_LEAD = re.compile(
     r"\s*(?:本报讯|本网讯)?\s*(?:\([^)]{0,30}\))?\s*"
     r"(?:(?:近日|日前|近期|连日来|(?:\d{1,2}月)?\d{1,2}日(?:至\d{1,2}日)?(?:上午|下午|晚)?)\s*,?\s*)?"
 )
+_T = TypeVar("_T")
 _AUTHOR = re.compile(r"^\s*[(（]\s*(?:作者|文章作者|本文作者)\s*(?:系|为|是|单位\s*[:：]?)?\s*(.+?)\s*[)）]\s*$")
 
 
@@ -52,7 +51,7 @@ def _lines_in(article: Article, start: int, end: int) -> list[tuple[int, int]]:
     return [(s, e) for s, e in article.kept if s >= start and e <= end]
 
 
-def _heading_body(article: Article, start: int, end: int) -> str | None:
+def _heading_body(article: Article, start: int, end: int, lead: re.Match[str]) -> str | None:
     """The committee a roundup heading opens with, in any of the genre's heading styles.
 
     `【X政协】…`, `■ X政协…`, `一、X县政协…`, `X政协：…` and `X政协 标题` (a short line) each open a
@@ -60,8 +59,6 @@ def _heading_body(article: Article, start: int, end: int) -> str | None:
     committee's name (`X政协召开…。`) is a sentence, not a heading.
     """
     folded = article.folded
-    lead = _HEADING_LEAD.match(folded, start, end)
-    assert lead is not None  # every group is optional
     at = lead.end()
     line = folded[start:end].strip()
     marked = bool(lead.group("number") or lead.group("bullet") or lead.group("bracket"))
@@ -97,15 +94,22 @@ def _next_line_names(article: Article, after: int, body: str) -> bool:
     return any(m.name == body for m in find_mentions(article.folded, start, min(end, start + 80)))
 
 
-def _is_marked_title(article: Article, start: int, end: int) -> bool:
+def _is_marked_title(line: str, lead: re.Match[str]) -> bool:
     """A bulleted or bracketed short title line ("■ 区县政协陆续进入“两会时间”"), whoever it names."""
-    lead = _HEADING_LEAD.match(article.folded, start, end)
-    line = article.folded[start:end].strip()
-    return (
-        bool(lead and (lead.group("bullet") or lead.group("bracket")))
-        and 0 < len(line) <= 60
-        and (line[-1] not in _SENTENCE_END)
-    )
+    line = line.strip()
+    return bool(lead.group("bullet") or lead.group("bracket")) and 0 < len(line) <= 60 and line[-1] not in _SENTENCE_END
+
+
+def _intro(article: Article, first: int, until: int) -> Section:
+    """A roundup's lead-in: a part of its own when it reports a committee's own work (the meeting it
+    held), not just a line or two."""
+    length = sum(e - s for s, e in _lines_in(article, first, until))
+    return Section(0, first, until, None, infer_body(article, first, until) if length >= 150 else None)
+
+
+def _first_of_runs(items: list[_T], body: Callable[[_T], str]) -> list[_T]:
+    """Items whose committee differs from the one before: a repeat continues the running part."""
+    return [item for i, item in enumerate(items) if i == 0 or body(item) != body(items[i - 1])]
 
 
 def _lead_body(article: Article, start: int, end: int) -> str | None:
@@ -173,36 +177,37 @@ def split_sections(article: Article) -> list[Section]:
     breaks: list[int] = []  # marked title lines that name no committee ("■ 区县政协陆续进入“两会时间”")
     for start, end in article.kept:
         line = article.folded[start:end]
-        head = article.folded[start : min(end, start + 60)]
-        names = "政协" in head
-        marked = _MARK_START.match(head) is not None
-        if not names and not marked:  # most lines: no committee near the start, no heading mark
-            continue
-        if body := _heading_body(article, start, end):
+        lead = _HEADING_LEAD.match(article.folded, start, end)
+        assert lead is not None  # every group is optional
+        marked = bool(lead.group("number") or lead.group("bullet") or lead.group("bracket"))
+        if not marked and "政协" not in article.folded[start : min(end, start + 60)]:
+            continue  # most lines: no heading mark, no committee near the start
+        if body := _heading_body(article, start, end, lead):
             headings.append((start, body, line.strip()))
-        elif _is_marked_title(article, start, end):
+        elif _is_marked_title(line, lead):
             breaks.append(start)
         elif (match := _AUTHOR.match(line)) and (body := _first_named(article, start + match.start(1), end)):
             authors.append((end, body))
 
     # A second heading line for the committee whose part is running (a photo caption, a subtitle)
     # continues that part.
-    headings = [h for i, h in enumerate(headings) if i == 0 or h[1] != headings[i - 1][1]]
+    headings = _first_of_runs(headings, lambda h: h[1])
     sections: list[Section] = []
     if len({body for _, body, _ in headings}) >= 2:
         if headings[0][0] > first:
-            # The intro is a part of its own when it reports a committee's own work (the meeting
-            # it held), not just a line or two of lead-in.
-            intro = sum(e - s for s, e in _lines_in(article, first, headings[0][0]))
-            body = infer_body(article, first, headings[0][0]) if intro >= 150 else None
-            sections.append(Section(0, first, headings[0][0], None, body))
-        starts = sorted([h[0] for h in headings] + [b for b in breaks if b > headings[0][0]])
+            sections.append(_intro(article, first, headings[0][0]))
+        heading_starts = {h[0] for h in headings}
+        starts = sorted(heading_starts | {b for b in breaks if b > headings[0][0]})
+
+        def next_start(after: int) -> int:
+            index = bisect_right(starts, after)
+            return starts[index] if index < len(starts) else last
+
         for start, body, heading in headings:
-            end = next((s for s in starts if s > start), last)
+            end = next_start(start)
             sections.append(Section(len(sections), start, end, heading, body))
-            if end < last and end not in {h[0] for h in headings}:  # a part about no committee
-                following = next((s for s in starts if s > end), last)
-                sections.append(Section(len(sections), end, following, None, None))
+            if end < last and end not in heading_starts:  # a part about no committee
+                sections.append(Section(len(sections), end, next_start(end), None, None))
         return sections
     if len({body for _, body in authors}) >= 2:
         begin = first
@@ -224,10 +229,8 @@ def split_sections(article: Article) -> list[Section]:
     same_level = len({level_of(body) for _, body in leads}) == 1  # sister committees, not a visitor
     if len(leads) >= 3 and len({body for _, body in leads}) >= 3 and same_level:
         if leads[0][0] > first:
-            intro = sum(e - s for s, e in _lines_in(article, first, leads[0][0]))
-            body = infer_body(article, first, leads[0][0]) if intro >= 150 else None
-            sections.append(Section(0, first, leads[0][0], None, body))
-        merged = [lead for i, lead in enumerate(leads) if i == 0 or lead[1] != leads[i - 1][1]]
+            sections.append(_intro(article, first, leads[0][0]))
+        merged = _first_of_runs(leads, lambda lead: lead[1])
         for i, (start, body) in enumerate(merged):
             end = merged[i + 1][0] if i + 1 < len(merged) else last
             sections.append(Section(len(sections), start, end, None, body))

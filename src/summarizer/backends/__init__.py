@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 
+# How a model is asked for JSON, strictest first: strict json_schema, json_object, no response_format.
+# A backend that falls back walks this order; a result reports the loosest mode any chunk used.
+JSON_MODE_ORDER = ("schema", "object", "plain")
+
+
 @dataclass(frozen=True)
 class ChunkRequest:
     """Everything a backend may look at for one chunk: the chunk, its section and the whole article."""

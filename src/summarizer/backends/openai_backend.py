@@ -47,7 +47,7 @@ from ..limits import Limiter, Permit
 from ..places import strip_ethnic
 from ..prompt import PromptTemplate, load_prompt
 from ..schema import Reply, ReplyBody, Usage, strict_json_schema
-from . import ChunkRequest, ChunkResult
+from . import JSON_MODE_ORDER, ChunkRequest, ChunkResult
 
 if TYPE_CHECKING:
     import openai
@@ -60,7 +60,7 @@ JSON_MODES = ("auto", "schema", "object", "plain")
 # What `auto` tries, in order, when a server refuses the way JSON is asked for: strict json_schema;
 # json_object (with the schema in the prompt, and in `response_format.schema` for servers such as
 # llama.cpp's that constrain output with it); no response_format at all (schema in the prompt).
-FALLBACK_CHAIN = ("schema", "object", "plain")
+FALLBACK_CHAIN = JSON_MODE_ORDER
 # Statuses a server uses to refuse an unsupported response_format: 400 (OpenAI, vLLM), 422
 # (FastAPI-based servers), 404 and 500 (some llama-cpp-python and vLLM versions).
 _REFUSAL_STATUSES = (400, 404, 422, 500)
@@ -540,10 +540,8 @@ class OpenAIBackend:
         return _API_KEY.sub("***", _BEARER.sub("Bearer ***", text))
 
     def _redact(self, text: str, limit: int = 300) -> str:
-        key = os.environ.get("OPENAI_API_KEY", "").strip()
-        if key and len(key) >= 4:
-            text = text.replace(key, "***")
-        return _API_KEY.sub("***", _BEARER.sub("Bearer ***", text))[:limit]
+        """A server's message for an error line or record: scrubbed like a reply, then capped."""
+        return (self._scrub(text) or "")[:limit]
 
     # --- one chunk, with re-asks ---
 
