@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from helpers import ARTICLES, DUMMY_KEY, assert_grounded, assert_matches_gold, f
 from summarizer.backends import create_backend
 from summarizer.backends.openai_backend import OpenAIBackend, parse_reply, retry_after_seconds
 from summarizer.errors import ConfigError, ProviderError
+from summarizer.limits import Limiter, Permit
 from summarizer.pipeline import summarise_article
 from summarizer.schema import Reply, strict_json_schema
 
@@ -219,30 +223,42 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds({}) is None
 
 
+class VirtualClock:
+    """Time that moves only when a paced start sleeps until its slot, so pacing is checked exactly
+    (a busy machine waking a sleeper late cannot make the test pass or fail)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.now += delay
+        await asyncio.sleep(0)
+
+
 def test_rpm_paces_every_attempt_including_retries(fake: FakeOpenAI) -> None:
     """--rpm spaces request starts evenly across chunks, retries and re-asks: no burst at start."""
-    import itertools
-    import time
-
+    clock = VirtualClock()
     starts: list[float] = []
-    gold = fake.default
 
-    def timed(seen: Seen) -> Response:
-        starts.append(time.monotonic())
-        return gold(seen)
+    class Recording(Limiter):
+        @contextlib.asynccontextmanager
+        async def request(self, tokens: int = 0) -> AsyncIterator[Permit]:
+            async with super().request(tokens) as permit:
+                starts.append(permit.started_at)
+                yield permit
 
-    def timed_error(seen: Seen) -> Response:
-        starts.append(time.monotonic())
-        return error(500)
-
-    fake.default = timed
-    fake.script = [timed_error]  # the first attempt fails and is retried under the same pacing
+    fake.script = [lambda seen: error(500)]  # the first attempt fails and is retried under the same pacing
     settings = fast_settings(rpm=240, concurrency=8, chunk_tokens=600, chunk_overlap=50)
-    summary = summarise_article(ARTICLES[0], settings)
-    assert summary.bodies and len(starts) >= 4
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.25 * 0.9, gaps  # 240 per minute: one start every 0.25 s
-    assert summary.meta is not None and summary.meta.usage.retries == 1
+    limiter = Recording(8, rpm=240, clock=clock, sleep=clock.sleep)
+    summary = summarise_article(ARTICLES[0], settings, backend=OpenAIBackend(settings, limiter=limiter))
+    assert summary.bodies and summary.meta is not None and summary.meta.usage.retries == 1
+    assert len(starts) == fake.count >= 4, "every attempt, the retry included, went through the limiter"
+    # 240 per minute: the k-th start is never before k x 0.25 s (virtual time only moves by sleeps,
+    # so a start without its wait would sit at 0).
+    assert all(start >= 0.25 * k - 1e-9 for k, start in enumerate(sorted(starts))), starts
 
 
 def test_cache_hit_from_another_file_gets_spans_for_this_file(fake: FakeOpenAI, tmp_path: Path) -> None:

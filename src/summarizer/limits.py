@@ -19,7 +19,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -78,6 +78,7 @@ class Limiter:
     Safe to create outside any event loop (a backend's constructor is the right place) and to use
     from successive `asyncio.run` calls: the slot semaphore is rebuilt for each new running loop,
     while the pacing (plain clock arithmetic) carries over. Not for use from several threads.
+    `clock` and `sleep` are the time it paces by (a test passes a virtual clock and its sleep).
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class Limiter:
         *,
         queue_deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -101,6 +103,7 @@ class Limiter:
         self.rpm = rpm
         self.tpm = tpm
         self._clock = clock
+        self._sleep = sleep
         self._loop: asyncio.AbstractEventLoop | None = None
         self._held = 0  # slots taken, paced starts included
         self._next_request = 0.0  # earliest start allowed by rpm
@@ -184,7 +187,7 @@ class Limiter:
         try:
             delay = self._reserve(tokens)
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             self.in_flight += 1
             self.started += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
