@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,18 @@ def assert_matches_gold(summary: ArticleSummary, path: Path) -> None:
             ), (path.name, want.body, metric.name, metric.value)
         for initiative in want.key_initiatives:
             assert any(i.name == initiative.name for i in got.key_initiatives), (path.name, want.body, initiative.name)
+
+
+class VirtualClock:
+    """Time that moves only when a paced start sleeps until its slot, so pacing is checked exactly
+    (a busy machine waking a sleeper late cannot make the test pass or fail)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.now += delay
+        await asyncio.sleep(0)

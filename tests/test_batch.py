@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_backend import FakeBackend
+from helpers import VirtualClock
 from summarizer.batch import BatchReport, errors_path_for, glob_regex, run_batch
 from summarizer.cli import app
 from summarizer.errors import ConfigError
@@ -133,23 +134,21 @@ def test_limiter_works_across_successive_event_loops() -> None:
 
 
 def test_limiter_paces_requests_evenly_without_a_burst() -> None:
-    limiter = Limiter(10, rpm=1200)  # one start every 50 ms
+    clock = VirtualClock()  # time moves only by the limiter's own waits
+    limiter = Limiter(10, rpm=1200, clock=clock, sleep=clock.sleep)  # one start every 50 ms
     starts: list[float] = []
 
     async def one() -> None:
         async with limiter.request():
-            starts.append(time.monotonic())
+            starts.append(clock())
 
     async def main() -> None:
         await asyncio.gather(*(one() for _ in range(5)))
 
-    began = time.monotonic()
     asyncio.run(main())
-    assert starts[0] - began < 0.03  # the first starts at once
-    # The rest never bunch up, even at start-up: start k is never before its slot k x 50 ms (a start
-    # the event loop wakes late may shorten the gap to the next, but never move that one earlier).
-    offsets = [start - began for start in starts]
-    assert all(offset >= 0.05 * k - 0.005 for k, offset in enumerate(offsets)), offsets
+    assert min(starts) == 0.0  # the first starts at once
+    # The rest never bunch up, even at start-up: start k is never before its slot k x 50 ms.
+    assert all(start >= 0.05 * k - 1e-9 for k, start in enumerate(sorted(starts))), starts
 
 
 def test_limiter_paces_tokens_and_settles_with_real_usage() -> None:

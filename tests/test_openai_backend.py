@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections import Counter
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from fake_openai import FakeOpenAI, Response, Seen, chat, error
-from helpers import ARTICLES, DUMMY_KEY, assert_grounded, assert_matches_gold, fast_settings
+from helpers import ARTICLES, DUMMY_KEY, VirtualClock, assert_grounded, assert_matches_gold, fast_settings
 from summarizer.backends import create_backend
 from summarizer.backends.openai_backend import OpenAIBackend, parse_reply, retry_after_seconds
 from summarizer.errors import ConfigError, ProviderError
@@ -221,21 +220,6 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0) == 10.0
     assert retry_after_seconds({"retry-after": "soon"}) is None
     assert retry_after_seconds({}) is None
-
-
-class VirtualClock:
-    """Time that moves only when a paced start sleeps until its slot, so pacing is checked exactly
-    (a busy machine waking a sleeper late cannot make the test pass or fail)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        self.now += delay
-        await asyncio.sleep(0)
 
 
 def test_rpm_paces_every_attempt_including_retries(fake: FakeOpenAI) -> None:
