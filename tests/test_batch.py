@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_backend import FakeBackend
-from helpers import VirtualClock
+from helpers import VirtualClock, loop_clock, run_on_virtual_time
 from summarizer.batch import BatchReport, errors_path_for, glob_regex, run_batch
 from summarizer.cli import app
 from summarizer.errors import ConfigError
@@ -621,7 +621,7 @@ def test_batch_never_overwrites_a_file_it_did_not_write(tmp_path: Path) -> None:
 
 def test_the_adaptive_window_shrinks_for_a_queue_not_for_a_slow_model() -> None:
     async def run(latency_of: object, requests: int = 24) -> int:
-        limiter = Limiter(8, queue_deadline=4.0)
+        limiter = Limiter(8, queue_deadline=4.0, clock=loop_clock)
         peak = 0
 
         async def one() -> None:
@@ -635,7 +635,7 @@ def test_the_adaptive_window_shrinks_for_a_queue_not_for_a_slow_model() -> None:
         return peak
 
     # A parallel server that is slow (1.5 s whatever the load, close to half the 4 s deadline): all 8.
-    assert asyncio.run(run(lambda n: 1.5)) == 8
+    assert run_on_virtual_time(run(lambda n: 1.5)) == 8
     # A one-slot server: each request waits for the ones before it.
     lock = asyncio.Lock()
 
@@ -644,21 +644,21 @@ def test_the_adaptive_window_shrinks_for_a_queue_not_for_a_slow_model() -> None:
             await asyncio.sleep(0.2)
 
     async def queued(requests: int = 12) -> float:
-        limiter = Limiter(8, queue_deadline=1.0)
+        limiter = Limiter(8, queue_deadline=1.0, clock=loop_clock)
         worst = 0.0
 
         async def one() -> None:
             nonlocal worst
             async with limiter.request() as permit:
-                began = time.monotonic()
+                began = loop_clock()
                 await serial()
                 permit.answer()
-                worst = max(worst, time.monotonic() - began)
+                worst = max(worst, loop_clock() - began)
 
         await asyncio.gather(*(one() for _ in range(requests)))
         return worst
 
-    assert asyncio.run(queued()) < 1.0  # no request waited past the deadline
+    assert run_on_virtual_time(queued()) < 1.0  # no request waited past the deadline
 
 
 def test_a_page_the_rules_cannot_finish_in_time_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
