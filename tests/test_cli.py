@@ -29,18 +29,20 @@ def test_summarise_prints_grounded_json_and_says_it_used_rules() -> None:
     assert "rules backend" in result.stderr
 
 
-def test_summarise_compact_to_file(tmp_path: Path) -> None:
-    out = tmp_path / "one.json"
-    result = runner.invoke(app, ["summarise", str(EVAL_ARTICLES[0]), "--backend", "rules", "--compact", "-o", str(out)])
+def test_summarise_to_file_writes_a_results_line(tmp_path: Path) -> None:
+    out = tmp_path / "one.jsonl"
+    result = runner.invoke(app, ["summarise", str(EVAL_ARTICLES[0]), "--backend", "rules", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert len(out.read_text(encoding="utf-8").strip().splitlines()) == 1
+    assert result.stdout == "" and out.name in result.stderr  # the data went to the file
+    (line,) = out.read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["article_id"] == EVAL_ARTICLES[0].stem
 
 
 def test_bad_input_is_one_line_naming_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"\x00\x01\x02binary")
     result = runner.invoke(app, ["summarise", str(bad), "--backend", "rules"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an input error
     errors = [line for line in result.stderr.splitlines() if line.startswith("summarizer: error")]
     assert len(errors) == 1 and str(bad) in errors[0] and "binary" in errors[0]
     assert "Traceback" not in result.output
@@ -78,7 +80,7 @@ def test_cache_commands(tmp_path: Path) -> None:
     stats = runner.invoke(app, ["cache", "stats", "--cache-dir", str(tmp_path)])
     assert stats.exit_code == 0 and "entries: 0" in stats.stdout
     cleared = runner.invoke(app, ["cache", "clear", "--cache-dir", str(tmp_path)])
-    assert cleared.exit_code == 0 and "removed 0" in cleared.stdout
+    assert cleared.exit_code == 0 and "removed 0" in cleared.stderr  # a message: stdout is for data
 
 
 def test_help_runs_as_an_installed_command() -> None:

@@ -123,12 +123,13 @@ def test_cli_export_and_its_usage_errors(tmp_path: Path) -> None:
             "--bom",
         ],
     )
-    assert done.exit_code == 0 and "1 articles: 2 metrics, 1 initiatives" in done.stdout
+    assert done.exit_code == 0 and "1 articles: 2 metrics, 1 initiatives" in done.stderr
+    assert done.stdout == ""  # a report on what was written is a message, not data
     assert (tmp_path / "i.csv").read_bytes().startswith(b"\xef\xbb\xbf")
     nothing = runner.invoke(app, ["export", str(results)])
     assert nothing.exit_code == 2 and "--csv" in nothing.stderr
     missing = runner.invoke(app, ["export", str(tmp_path / "none.jsonl"), "--csv", str(tmp_path / "m2.csv")])
-    assert missing.exit_code == 1 and "cannot read" in missing.stderr
+    assert missing.exit_code == 2 and "cannot read" in missing.stderr  # an input error
     assert not (tmp_path / "m2.csv").exists()  # no half-written table left behind
 
 
@@ -140,7 +141,7 @@ def test_export_of_a_file_with_nothing_readable_fails(tmp_path: Path) -> None:
     results = tmp_path / "results.jsonl"
     results.write_text('{"article_id": "cut off mid-li\n', encoding="utf-8")
     outcome = CliRunner().invoke(app, ["export", str(results), "--csv", str(tmp_path / "m.csv")])
-    assert outcome.exit_code == 1
+    assert outcome.exit_code == 2  # not a results file: an input error
     assert "no readable summaries" in outcome.stderr
 
 
@@ -173,3 +174,40 @@ def test_committees_table_has_one_row_per_body_and_no_formula_cells(tmp_path: Pa
     assert rows[0]["title"].startswith("'=") and rows[0]["summary"] == "'@SUM(A1)"
     assert rows[0]["url"] == "https://example.org/page" and rows[1]["year"] == ""
     assert rows[0]["metrics"] == "0"
+
+
+def test_xlsx_workbook_has_three_typed_sheets_and_no_formulas(tmp_path: Path) -> None:
+    import openpyxl
+    import pandas as pd
+
+    from summarizer.export import BODY_COLUMNS, export_xlsx
+
+    hostile = summary("one", evidence="=1+1 提出建议12条")
+    results = write_results(tmp_path / "results.jsonl", hostile, summary("two", value=3.5), tail=b'{"cut')
+    book_path = tmp_path / "out" / "results.xlsx"
+    counts = export_xlsx(results, book_path)
+    assert (counts.articles, counts.bodies, counts.metrics, counts.initiatives, counts.bad_lines) == (2, 2, 4, 2, 1)
+    sheets = pd.read_excel(book_path, sheet_name=None)
+    assert list(sheets) == ["committees", "metrics", "initiatives"]
+    assert list(sheets["committees"].columns) == list(BODY_COLUMNS)
+    assert list(sheets["metrics"].columns) == list(METRIC_COLUMNS)
+    assert list(sheets["initiatives"].columns) == list(INITIATIVE_COLUMNS)
+    metrics = sheets["metrics"]
+    assert metrics["value"].tolist() == [12, 1.5, 3.5, 1.5] and metrics["approx"].tolist() == [False, True] * 2
+    assert metrics["span_start"].iloc[0] == 40 and pd.isna(metrics["span_start"].iloc[1])  # no span: empty
+    assert sheets["committees"]["metrics"].tolist() == [2, 2]
+    cell = openpyxl.load_workbook(book_path)["metrics"]["I2"]  # the hostile evidence
+    assert cell.value == "=1+1 提出建议12条" and cell.data_type == "s"  # text, never a formula
+    assert not list(tmp_path.glob("out/.*.tmp"))
+
+
+def test_cli_writes_the_workbook_and_refuses_it_onto_the_input(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "results.jsonl", summary("one"))
+    runner = CliRunner()
+    done = runner.invoke(app, ["export", str(results), "--xlsx", str(tmp_path / "r.xlsx")])
+    assert done.exit_code == 0, done.stderr
+    assert "1 committees, 2 metrics, 1 initiatives" in done.stderr and (tmp_path / "r.xlsx").stat().st_size > 0
+    before = results.read_bytes()
+    onto = runner.invoke(app, ["export", str(results), "--xlsx", str(results)])
+    assert onto.exit_code == 2 and "is the results file being exported" in onto.stderr
+    assert results.read_bytes() == before

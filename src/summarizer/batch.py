@@ -38,6 +38,7 @@ from .limits import Limiter
 from .pipeline import open_cache, resolve_backend_name, summarise_article_async
 from .prices import estimate_cost, load_prices
 from .progress import ProgressSink, Tally, choose_progress
+from .results import looks_like_results
 from .schema import ArticleSummary, Usage
 from .settings import Settings
 
@@ -383,23 +384,6 @@ def _lock_output(output: Path) -> int:
     return fd
 
 
-def _looks_like_results(path: Path) -> bool:
-    """Is an existing file one this tool wrote (empty, or JSON lines that are article summaries)?"""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(65536)
-    except OSError:
-        return False
-    first = next((line for line in head.splitlines() if line.strip()), b"")
-    if not first:
-        return True
-    try:
-        record = json.loads(first)
-    except ValueError:
-        return False
-    return isinstance(record, dict) and "article_id" in record and "bodies" in record
-
-
 def _refuse_foreign_output(root: Path, pattern: str, output: Path, force: bool) -> None:
     """Never write onto an input article, and never onto a file this tool did not write unless --force.
 
@@ -413,7 +397,7 @@ def _refuse_foreign_output(root: Path, pattern: str, output: Path, force: bool) 
         rel = resolved.relative_to(root.resolve()).as_posix()
         if glob_regex(pattern).match(rel):
             raise ConfigError(f"{output}: is one of the input articles; write the results somewhere else")
-    if not force and not _looks_like_results(output):
+    if not force and not looks_like_results(output):
         raise ConfigError(
             f"{output}: exists and is not a results file of this tool; choose another -o or pass --force to replace it"
         )

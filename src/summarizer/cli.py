@@ -15,14 +15,53 @@ import typer
 if TYPE_CHECKING:
     from .settings import Settings
 
+# The same for every command, in every --help and in the README.
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 some articles failed (or a run stopped: refused key, interrupted); "
+    "2 usage or input error (bad option, missing or unreadable file, refused output). "
+    "Data goes to stdout or -o; messages go to stderr."
+)
+
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Grounded structured summaries of Chinese CPPCC (政协) work reports and news pages.",
+    epilog=EXIT_CODES,
 )
-cache_app = typer.Typer(no_args_is_help=True, help="Inspect or empty the result cache.")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect or empty the result cache.", epilog=EXIT_CODES)
 app.add_typer(cache_app, name="cache")
+
+
+def flag(*names: str, help: str) -> Any:
+    """A switch, off unless given."""
+    return typer.Option(False, *names, help=help, show_default=False)
+
+
+def _type_column(param: Any, ctx: Any, _shown: Any = typer.core.TyperOption.display_type_rich) -> str | None:
+    # This Typer release prints a value placeholder ("<bool>") beside switches such as --help,
+    # which take no value: show none for them.
+    return None if getattr(param, "is_flag", False) else _shown(param, ctx)
+
+
+setattr(typer.core.TyperOption, "display_type_rich", _type_column)  # noqa: B010
+
+
+def _set_verbose(value: bool) -> None:
+    if value:  # after the subcommand too: `summarizer batch DIR -o X -v`
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+# Every command takes -v as well, so it works after the subcommand as users type it.
+VERBOSE = typer.Option(
+    False,
+    "--verbose",
+    "-v",
+    help="Debug logging on stderr.",
+    show_default=False,
+    callback=_set_verbose,
+    expose_value=False,
+)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -68,7 +107,7 @@ def run_guarded(function: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr.")) -> None:
+def main(verbose: bool = flag("--verbose", "-v", help="Debug logging on stderr.")) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -79,8 +118,9 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def summarise(
+    verbose: bool = VERBOSE,
     path: Path = typer.Argument(..., help="Article text file (UTF-8, UTF-8 with BOM, or GB18030/GBK)."),
     backend: str = typer.Option(
         "auto", "--backend", "-b", help="rules | openai | auto (openai when a key or base URL is set)."
@@ -88,12 +128,15 @@ def summarise(
     model: str | None = typer.Option(
         None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name for the openai backend."
     ),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON here instead of stdout."),
-    compact: bool = typer.Option(False, "--compact", help="One line of JSON instead of pretty-printed."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Add the result as a line to this results file (JSONL, as batch writes)."
+    ),
+    compact: bool = flag("--compact", help="One line of JSON on stdout instead of pretty-printed."),
+    force: bool = flag("--force", help="With -o: replace a file that is not a results file."),
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR", help="Cache folder (default: cache/)."
     ),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
+    no_cache: bool = flag("--no-cache", help="Neither read nor write the cache."),
     timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
     json_mode: str | None = typer.Option(None, "--json-mode", help="auto | schema | object | plain."),
     chunk_tokens: int | None = typer.Option(None, "--chunk-tokens", help="Token budget per chunk."),
@@ -119,23 +162,22 @@ def summarise(
     if message:
         notice(message)
     result = run_guarded(summarise_article, path, settings)
-    text = result.model_dump_json(indent=None if compact else 2)
     if output:
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(text + "\n", encoding="utf-8")
-        except OSError as exc:
-            fail(f"{output}: cannot write ({exc.strerror or exc})")
+        from .results import append_result
+
+        run_guarded(append_result, output, result, force=force)
+        notice(f"{result.article_id}: {len(result.bodies)} committees -> {output}")
     else:
-        typer.echo(text)
+        typer.echo(result.model_dump_json(indent=None if compact else 2))
 
 
 # The US spelling works too (hidden from the command list).
-app.command("summarize", hidden=True)(summarise)
+app.command("summarize", hidden=True, epilog=EXIT_CODES)(summarise)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def batch(
+    verbose: bool = VERBOSE,
     directory: Path = typer.Argument(..., metavar="DIR", help="Folder of article files (read recursively)."),
     output: Path = typer.Option(..., "--output", "-o", help="Results file, one JSON summary per line."),
     backend: str = typer.Option("auto", "--backend", "-b", help="rules | openai | auto."),
@@ -145,10 +187,10 @@ def batch(
     rpm: int | None = typer.Option(None, "--rpm", min=1, help="At most this many requests per minute."),
     tpm: int | None = typer.Option(None, "--tpm", min=1, help="At most this many tokens per minute."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Processes for the rules backend."),
-    force: bool = typer.Option(False, "--force", help="Redo articles already in the results file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
+    force: bool = flag("--force", help="Redo articles already in the results file."),
+    quiet: bool = flag("--quiet", "-q", help="No progress bar or progress lines."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
+    no_cache: bool = flag("--no-cache", help="Neither read nor write the cache."),
     max_file_bytes: int | None = typer.Option(None, "--max-file-bytes", help="Refuse larger input files."),
     timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
     json_mode: str | None = typer.Option(None, "--json-mode", help="auto | schema | object | plain."),
@@ -156,7 +198,6 @@ def batch(
     """Summarise every article in a folder into a JSONL file; failures go to <name>.errors.jsonl.
 
     Re-running the same command skips articles already done with the same input and settings.
-    Exit code 0: all done; 1: some articles failed; 2: bad options.
 
     Example: summarizer batch eval/articles -o results.jsonl --backend rules
     """
@@ -188,7 +229,7 @@ def batch(
     table.add_column("count", justify="right")
     for label, value in report.rows():
         table.add_row(label, value)
-    Console().print(table)
+    Console(stderr=True).print(table)  # a report on the run; the data is in the results file
     for failure in report.failures[:5]:
         notice(f"failed: {failure['message']}")
     if len(report.failures) > 5:
@@ -198,35 +239,44 @@ def batch(
     raise typer.Exit(0 if report.ok else 1)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def export(
-    results: Path = typer.Argument(..., help="A results file written by `summarizer batch`."),
+    verbose: bool = VERBOSE,
+    results: Path = typer.Argument(..., help="A results file (from batch, summarise -o or collect)."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write one row per metric here."),
     initiatives: Path | None = typer.Option(None, "--csv-initiatives", help="One row per initiative here."),
     bodies: Path | None = typer.Option(None, "--csv-bodies", help="One row per (article, committee) here."),
-    bom: bool = typer.Option(False, "--bom", help="Start with a UTF-8 byte-order mark (for Excel)."),
+    xlsx: Path | None = typer.Option(None, "--xlsx", help="An Excel workbook with all three tables as sheets."),
+    bom: bool = flag("--bom", help="Start CSV files with a UTF-8 byte-order mark (for Excel)."),
 ) -> None:
-    """Turn a results file into CSV tables for pandas or Excel.
+    """Turn a results file into tables for pandas or Excel: committees, metrics, initiatives.
 
-    Example: summarizer export results.jsonl --csv-bodies committees.csv --csv metrics.csv --bom
+    Example: summarizer export results.jsonl --csv-bodies committees.csv --csv metrics.csv --xlsx results.xlsx
     """
-    from .export import export_csv
+    from .export import export_csv, export_xlsx
 
-    if csv_path is None and initiatives is None and bodies is None:
-        fail("nothing to write: give --csv, --csv-initiatives and/or --csv-bodies", 2)
-    counts = run_guarded(export_csv, results, csv_path, initiatives, bodies_csv=bodies, bom=bom)
-    written = ", ".join(f"{p}" for p in (csv_path, initiatives, bodies) if p)
-    tallies = [(bodies, f"{counts.bodies} committees"), (csv_path, f"{counts.metrics} metrics")]
-    tallies.append((initiatives, f"{counts.initiatives} initiatives"))
-    typer.echo(f"{counts.articles} articles: {', '.join(text for path, text in tallies if path)} -> {written}")
+    if csv_path is None and initiatives is None and bodies is None and xlsx is None:
+        fail("nothing to write: give --csv, --csv-initiatives, --csv-bodies and/or --xlsx", 2)
+    if xlsx is not None and xlsx in (csv_path, initiatives, bodies):
+        fail(f"{xlsx}: given for the workbook and a CSV table; name one file each", 2)
+    outputs = [p for p in (bodies, csv_path, initiatives, xlsx) if p]
+    if csv_path or initiatives or bodies:
+        counts = run_guarded(export_csv, results, csv_path, initiatives, bodies_csv=bodies, bom=bom)
+    if xlsx is not None:
+        counts = run_guarded(export_xlsx, results, xlsx)
+    written = [(bodies, f"{counts.bodies} committees"), (csv_path, f"{counts.metrics} metrics")]
+    written.append((initiatives, f"{counts.initiatives} initiatives"))
+    tally = ", ".join(text for path, text in written if path or xlsx)
+    notice(f"{counts.articles} articles: {tally} -> {', '.join(map(str, outputs))}")
     if counts.bad_lines:
         notice(f"skipped {counts.bad_lines} unreadable lines in {results}")
     if counts.articles == 0:
-        fail(f"{results}: no readable summaries, so the CSV files have no rows")
+        fail(f"{results}: no readable summaries, so the tables have no rows", 2)
 
 
-@app.command("eval")
+@app.command("eval", epilog=EXIT_CODES)
 def evaluate(
+    verbose: bool = VERBOSE,
     backend: str = typer.Option("rules", "--backend", "-b", help="Backend to run: rules | openai."),
     model: str | None = typer.Option(
         None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model for the openai backend."
@@ -241,7 +291,7 @@ def evaluate(
         None, "--compare", help="Show the deltas between two report.json files."
     ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
-    no_cache: bool = typer.Option(False, "--no-cache"),
+    no_cache: bool = flag("--no-cache", help="Neither read nor write the cache."),
     timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
     concurrency: int | None = typer.Option(None, "--concurrency", "-j", min=1, help="Requests in flight."),
 ) -> None:
@@ -296,8 +346,9 @@ def evaluate(
         fail(f"{len(failed)} of {len(run.articles)} articles failed; their items count as misses in the report")
 
 
-@cache_app.command("stats")
+@cache_app.command("stats", epilog=EXIT_CODES)
 def cache_stats(
+    verbose: bool = VERBOSE,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
 ) -> None:
     """Show how many results the cache holds and how large it is.
@@ -308,15 +359,17 @@ def cache_stats(
 
     settings = build_settings(cache_dir=cache_dir)
     if not (Path(settings.cache_dir) / DB_NAME).exists():  # looking must not create a cache
-        typer.echo(f"entries: 0\n(no cache at {settings.cache_dir})")
+        typer.echo("entries: 0")
+        notice(f"no cache at {settings.cache_dir}")
         return
     stats = run_guarded(lambda: Cache(settings.cache_dir).stats())
     for key, value in stats.items():
         typer.echo(f"{key}: {value}")
 
 
-@cache_app.command("clear")
+@cache_app.command("clear", epilog=EXIT_CODES)
 def cache_clear(
+    verbose: bool = VERBOSE,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
 ) -> None:
     """Delete every cached result.
@@ -327,7 +380,7 @@ def cache_clear(
 
     settings = build_settings(cache_dir=cache_dir)
     removed = run_guarded(lambda: Cache(settings.cache_dir).clear())
-    typer.echo(f"removed {removed} cached results")
+    notice(f"removed {removed} cached results")
 
 
 if __name__ == "__main__":  # pragma: no cover

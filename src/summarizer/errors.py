@@ -21,7 +21,10 @@ class ConfigError(SummarizerError):
 
 
 class InputError(SummarizerError):
-    """An article file cannot be read or is not an article (empty, binary, too large, unreadable)."""
+    """An input file cannot be read or is not what it should be (an article that is empty, binary,
+    too large or unreadable; a results file that is not one; an output that cannot be written)."""
+
+    exit_code = 2
 
 
 class ArticleTimeoutError(SummarizerError):
@@ -53,5 +56,5 @@ class CacheError(SummarizerError):
     """The cache database cannot be opened or written."""
 
 
-class EvalDataError(SummarizerError):
-    """A gold or prediction file is malformed; the message names the file and the field."""
+class EvalDataError(InputError):
+    """A results, prediction or gold file is malformed; the message names the file (and line) and the field."""

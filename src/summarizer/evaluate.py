@@ -8,7 +8,6 @@ summarising step as a callable, so this module never imports a backend.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import tomllib
@@ -16,14 +15,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import UnionType
-from typing import Any, Union, get_args, get_origin
-
-from pydantic import BaseModel, ValidationError
+from typing import Any
 
 from .article import load_article
 from .errors import AuthError, ConfigError, EvalDataError, InputError, SummarizerError
 from .places import short_autonomous
+from .results import parse_summary, read_results
 from .schema import ArticleSummary, BodySummary, Initiative, Metric
 
 Span = tuple[int, int]
@@ -567,62 +564,6 @@ def load_splits(path: str | Path, gold_ids: Iterable[str]) -> dict[str, list[str
 # --- Loading files ------------------------------------------------------------------------------
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation such as `list[BodySummary]` or `Meta | None`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) in (list, tuple, Union, UnionType):
-        for arg in get_args(annotation):
-            if (model := _inner_model(arg)) is not None:
-                return model
-    return None
-
-
-def _field_path(loc: Sequence[int | str]) -> str:
-    """`("bodies", 0, "metrics", 2, "value", "float")` -> `bodies[0].metrics[2].value`.
-
-    Pydantic appends the tried union member ("int", "float") to the location; it is not a field.
-    """
-    model: type[BaseModel] | None = ArticleSummary
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif model is not None and part in model.model_fields:
-            path += f".{part}" if path else part
-            model = _inner_model(model.model_fields[part].annotation)
-        else:
-            break
-    return path or "(top level)"
-
-
-def _validation_message(source: str, error: ValidationError) -> str:
-    # One line per distinct field; for a union the last member's message is the general one.
-    by_field: dict[str, str] = {}
-    for detail in error.errors():
-        by_field[_field_path(detail["loc"])] = detail["msg"]
-    (field, message), *rest = by_field.items()
-    more = f" (and {len(rest)} more field{'s' if len(rest) > 1 else ''})" if rest else ""
-    return f"{source}: {field}: {message}{more}"
-
-
-def parse_summary(raw: str, source: str) -> ArticleSummary:
-    """Parse one ArticleSummary from JSON text.
-
-    Raises:
-        EvalDataError: invalid JSON or a field that breaks the schema; the message starts with `source`.
-    """
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise EvalDataError(f"{source}: not valid JSON ({exc.msg} at {where})") from exc
-    try:
-        return ArticleSummary.model_validate(data)
-    except ValidationError as exc:
-        raise EvalDataError(_validation_message(source, exc)) from exc
-
-
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
@@ -659,23 +600,24 @@ def load_gold(directory: str | Path) -> dict[str, ArticleSummary]:
 
 
 def load_predictions(path: str | Path) -> dict[str, ArticleSummary]:
-    """Load a run's output: a JSONL file (one ArticleSummary per line) or a directory of `.json` files.
+    """Load a run's output: a results file (JSONL, or one JSON object) or a directory of `.json` files.
+
+    An article on several lines counts once, by its last line (a results file is appended to).
 
     Raises:
-        EvalDataError: unreadable file, a malformed line (named as `file:line`), or an article twice.
+        EvalDataError: unreadable file, or a malformed line (named as `file:line` with the field).
     """
     path = Path(path)
     if path.is_dir():
         return _load_json_dir(path, "prediction")
-    predictions: dict[str, ArticleSummary] = {}
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        summary = parse_summary(line, f"{path}:{number}")
-        if summary.article_id in predictions:
-            raise EvalDataError(f"{path}:{number}: article_id: {summary.article_id!r} appears twice")
-        predictions[summary.article_id] = summary
-    return predictions
+    if not path.exists():
+        raise EvalDataError(f"{path}: no such file")
+    try:
+        return {summary.article_id: summary for summary in read_results(path, strict=True)}
+    except InputError as exc:
+        if isinstance(exc, EvalDataError):
+            raise
+        raise EvalDataError(str(exc)) from exc
 
 
 def check_gold_grounded(gold: Mapping[str, ArticleSummary], articles: Mapping[str, str], gold_dir: Path) -> None:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import ValidationError
-
 from .errors import InputError
-from .schema import ArticleSummary, BodySummary
+from .results import ReadCounts, read_results
+from .schema import ArticleSummary
 
 METRIC_COLUMNS = (
     "article",
@@ -71,66 +68,49 @@ def _number(value: int | float) -> str:
     return str(value)
 
 
-def _span(span: tuple[int, int] | None) -> tuple[str, str]:
-    return ("", "") if span is None else (str(span[0]), str(span[1]))
+def table_rows(summary: ArticleSummary) -> dict[str, list[list[Any]]]:
+    """One article's rows for each table (`committees`, `metrics`, `initiatives`), with typed cells:
+    numbers as numbers, approx as bool, a missing year or span as None."""
+    rows: dict[str, list[list[Any]]] = {"committees": [], "metrics": [], "initiatives": []}
+    for body in summary.bodies:
+        who = [summary.article_id, body.body, body.level, body.year]
+        rows["committees"].append(
+            [
+                summary.article_id,
+                summary.title or "",
+                summary.source or "",
+                summary.url or "",
+                summary.published or "",
+                body.body,
+                body.level,
+                body.year,
+                body.summary,
+                len(body.metrics),
+                len(body.key_initiatives),
+            ]
+        )
+        for metric in body.metrics:
+            span = metric.span or (None, None)
+            rows["metrics"].append(
+                [*who, metric.name, metric.value, metric.unit, metric.approx, metric.evidence, *span]
+            )
+        for item in body.key_initiatives:
+            span = item.span or (None, None)
+            rows["initiatives"].append([*who, item.name, item.evidence, *span])
+    return rows
 
 
-def read_results(path: Path, counts: ExportCounts | None = None) -> Iterator[ArticleSummary]:
-    """The summaries in a results file, one per article (its last line wins), in file order.
-
-    Lines that are not a valid ArticleSummary (say, the cut-off tail of a killed run) are skipped
-    and counted in `counts.bad_lines`.
-
-    Raises:
-        InputError: the file cannot be read.
-    """
-    counts = counts if counts is not None else ExportCounts()
-    last: dict[str, int] = {}
-    try:
-        with path.open("rb") as handle:
-            for number, raw in enumerate(handle):
-                try:
-                    article_id = json.loads(raw).get("article_id")
-                except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                    continue
-                if isinstance(article_id, str):
-                    last[article_id] = number
-            handle.seek(0)
-            keep = set(last.values())
-            for number, raw in enumerate(handle):
-                if not raw.strip():
-                    continue
-                if number not in keep:
-                    if not _parses(raw):
-                        counts.bad_lines += 1
-                    continue
-                try:
-                    yield ArticleSummary.model_validate_json(raw)
-                except ValidationError:
-                    counts.bad_lines += 1
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+TABLES = {"committees": BODY_COLUMNS, "metrics": METRIC_COLUMNS, "initiatives": INITIATIVE_COLUMNS}
 
 
-def _parses(raw: bytes) -> bool:
-    try:
-        return isinstance(json.loads(raw).get("article_id"), str)
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return False
-
-
-def _body_cells(summary: ArticleSummary, body: BodySummary) -> list[Any]:
-    return [summary.article_id, body.body, body.level, "" if body.year is None else body.year]
-
-
-class _SafeWriter:
-    """A csv writer whose text cells cannot start a spreadsheet formula."""
-
-    def __init__(self, writer: Any) -> None:
-        self._writer = writer
-
-    def writerow(self, row: list[Any] | tuple[Any, ...]) -> None:
-        self._writer.writerow([_safe(cell) for cell in row])
+def _csv_cell(cell: Any) -> Any:
+    if cell is None:
+        return ""
+    if isinstance(cell, bool):
+        return "TRUE" if cell else "FALSE"
+    if isinstance(cell, int | float):
+        return _number(cell)
+    return _safe(cell)
 
 
 def _open_csv(path: Path, bom: bool) -> IO[str]:
@@ -141,6 +121,27 @@ def _open_csv(path: Path, bom: bool) -> IO[str]:
         raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
+def _check_targets(results: Path, targets: list[Path]) -> None:
+    for path in targets:
+        if path.exists() and path.resolve() == Path(results).resolve():
+            raise InputError(f"{path}: is the results file being exported; write the table somewhere else")
+    if len({p.resolve() for p in targets}) < len(targets):
+        raise InputError("the same file is given for two tables; name one file per table")
+
+
+def _temp_for(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _count(counts: ExportCounts, table: str, rows: int) -> None:
+    if table == "committees":
+        counts.bodies += rows
+    elif table == "metrics":
+        counts.metrics += rows
+    else:
+        counts.initiatives += rows
+
+
 def export_csv(
     results: Path,
     metrics_csv: Path | None,
@@ -149,75 +150,93 @@ def export_csv(
     bodies_csv: Path | None = None,
     bom: bool = False,
 ) -> ExportCounts:
-    """Write the metrics and/or initiatives of every article in `results` as CSV.
+    """Write the committees, metrics and/or initiatives of every article in `results` as CSV.
 
     UTF-8, comma-separated, quoted where needed, CRLF line ends; `bom` adds the byte-order mark
-    Excel needs to recognise UTF-8 when a file is double-clicked. Each file is written to a
-    temporary name and moved into place, so a failed export never leaves half a table.
+    Excel needs to recognise UTF-8 when a file is double-clicked. A text cell that a spreadsheet
+    would run as a formula is written with a leading `'`. Each file is written to a temporary name
+    and moved into place, so a failed export never leaves half a table.
 
     Raises:
         InputError: the results file cannot be read or a CSV file cannot be written.
     """
-    tables = ((metrics_csv, METRIC_COLUMNS), (initiatives_csv, INITIATIVE_COLUMNS), (bodies_csv, BODY_COLUMNS))
-    targets = [(p, cols) for p, cols in tables if p is not None]
-    for path, _ in targets:
-        if path.exists() and path.resolve() == Path(results).resolve():
-            raise InputError(f"{path}: is the results file being exported; write the CSV somewhere else")
-    if len({p.resolve() for p, _ in targets}) < len(targets):
-        raise InputError("the same file is given for two tables; name one file per table")
+    chosen = {"metrics": metrics_csv, "initiatives": initiatives_csv, "committees": bodies_csv}
+    targets = {table: path for table, path in chosen.items() if path is not None}
+    _check_targets(results, list(targets.values()))
     counts = ExportCounts()
-    temps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p, _ in targets]
-    handles = [_open_csv(temp, bom) for temp in temps]
+    temps = {table: _temp_for(path) for table, path in targets.items()}
+    handles: dict[str, IO[str]] = {}
     try:
-        writers = [_SafeWriter(csv.writer(handle)) for handle in handles]
-        for writer, (_, columns) in zip(writers, targets, strict=True):
-            writer.writerow(columns)
-        for summary in read_results(results, counts):
+        for table, temp in temps.items():
+            handles[table] = _open_csv(temp, bom)
+        writers = {table: csv.writer(handle) for table, handle in handles.items()}
+        for table, writer in writers.items():
+            writer.writerow(TABLES[table])
+        read = ReadCounts()
+        for summary in read_results(results, counts=read):
             counts.articles += 1
-            for body in summary.bodies:
-                for (_, columns), writer in zip(targets, writers, strict=True):
-                    if columns is METRIC_COLUMNS:
-                        for metric in body.metrics:
-                            approx = "TRUE" if metric.approx else "FALSE"
-                            writer.writerow(
-                                [
-                                    *_body_cells(summary, body),
-                                    metric.name,
-                                    _number(metric.value),
-                                    metric.unit,
-                                    approx,
-                                    metric.evidence,
-                                    *_span(metric.span),
-                                ]
-                            )
-                            counts.metrics += 1
-                    elif columns is BODY_COLUMNS:
-                        writer.writerow(
-                            [
-                                summary.article_id,
-                                summary.title or "",
-                                summary.source or "",
-                                summary.url or "",
-                                summary.published or "",
-                                body.body,
-                                body.level,
-                                "" if body.year is None else body.year,
-                                body.summary,
-                                len(body.metrics),
-                                len(body.key_initiatives),
-                            ]
-                        )
-                        counts.bodies += 1
-                    else:
-                        for item in body.key_initiatives:
-                            writer.writerow([*_body_cells(summary, body), item.name, item.evidence, *_span(item.span)])
-                            counts.initiatives += 1
-        for handle in handles:
+            for table, rows in table_rows(summary).items():
+                if table in writers:
+                    writers[table].writerows([[_csv_cell(cell) for cell in row] for row in rows])
+                    _count(counts, table, len(rows))
+        counts.bad_lines = read.bad_lines
+        for handle in handles.values():
             handle.close()
-        for temp, (path, _) in zip(temps, targets, strict=True):
-            os.replace(temp, path)
+        for table, temp in temps.items():
+            os.replace(temp, targets[table])
     finally:
-        for handle, temp in zip(handles, temps, strict=True):
+        for handle in handles.values():
             handle.close()
+        for temp in temps.values():
             temp.unlink(missing_ok=True)
+    return counts
+
+
+def export_xlsx(results: Path, workbook_path: Path) -> ExportCounts:
+    """Write one Excel workbook with three sheets: committees, metrics and initiatives.
+
+    Cells keep their types (numbers, TRUE/FALSE, empty for a missing year or span); every text cell
+    is stored as text, so a quote such as `=1+1` is never run as a formula. Written to a temporary
+    name and moved into place.
+
+    Raises:
+        InputError: the results file cannot be read or the workbook cannot be written.
+    """
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    _check_targets(results, [workbook_path])
+    counts = ExportCounts()
+    book = Workbook(write_only=False)
+    sheets = {}
+    for position, (table, columns) in enumerate(TABLES.items()):
+        sheet = book.active if position == 0 else book.create_sheet()
+        assert sheet is not None
+        sheet.title = table
+        sheet.append(list(columns))
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        sheet.freeze_panes = "A2"
+        sheets[table] = sheet
+    read = ReadCounts()
+    for summary in read_results(results, counts=read):
+        counts.articles += 1
+        for table, rows in table_rows(summary).items():
+            sheet = sheets[table]
+            for row in rows:
+                sheet.append(row)
+                for cell in sheet[sheet.max_row]:
+                    if isinstance(cell.value, str):
+                        cell.data_type = "s"  # text, even when it starts with "="
+            _count(counts, table, len(rows))
+    counts.bad_lines = read.bad_lines
+    temp = _temp_for(workbook_path)
+    try:
+        workbook_path.parent.mkdir(parents=True, exist_ok=True)
+        book.save(temp)
+        os.replace(temp, workbook_path)
+    except OSError as exc:
+        raise InputError(f"{workbook_path}: cannot write ({exc.strerror or exc})") from exc
+    finally:
+        temp.unlink(missing_ok=True)
     return counts
