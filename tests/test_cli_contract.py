@@ -29,6 +29,22 @@ def gold_for(tmp_path: Path, *articles: Path) -> Path:
     return gold
 
 
+def score(predictions: Path, tmp_path: Path, *articles: Path) -> object:
+    """`summarizer eval --predictions` against the gold labels of these articles only."""
+    gold = gold_for(tmp_path, *articles)
+    return invoke(
+        "eval",
+        "--predictions",
+        predictions,
+        "--gold",
+        gold,
+        "--articles",
+        articles[0].parent,
+        "--report-dir",
+        tmp_path / "report",
+    )
+
+
 def test_what_summarise_writes_is_read_by_export_and_eval(tmp_path: Path) -> None:
     first, second = EVAL_ARTICLES[:2]
     results = tmp_path / "results.jsonl"
@@ -38,17 +54,7 @@ def test_what_summarise_writes_is_read_by_export_and_eval(tmp_path: Path) -> Non
     assert len(results.read_text("utf-8").splitlines()) == 3
     exported = invoke("export", results, "--csv-bodies", tmp_path / "c.csv")
     assert exported.exit_code == 0 and "2 articles" in exported.stderr  # type: ignore[attr-defined]
-    scored = invoke(
-        "eval",
-        "--predictions",
-        results,
-        "--gold",
-        gold_for(tmp_path, first, second),
-        "--articles",
-        first.parent,
-        "--report-dir",
-        tmp_path / "report",
-    )
+    scored = score(results, tmp_path, first, second)
     assert scored.exit_code == 0, scored.stderr  # type: ignore[attr-defined]
     report = json.loads((tmp_path / "report" / "report.json").read_text("utf-8"))
     assert len(report["per_article"]) == 2 and not report["run"].get("failed")
@@ -62,17 +68,7 @@ def test_one_pretty_printed_summary_is_a_results_file_too(tmp_path: Path) -> Non
     assert pretty.read_text("utf-8").startswith("{\n")
     exported = invoke("export", pretty, "--csv", tmp_path / "m.csv")
     assert exported.exit_code == 0 and "1 articles" in exported.stderr  # type: ignore[attr-defined]
-    scored = invoke(
-        "eval",
-        "--predictions",
-        pretty,
-        "--gold",
-        gold_for(tmp_path, article),
-        "--articles",
-        article.parent,
-        "--report-dir",
-        tmp_path / "report",
-    )
+    scored = score(pretty, tmp_path, article)
     assert scored.exit_code == 0, scored.stderr  # type: ignore[attr-defined]
     # Appending to it turns it into JSON lines, the earlier summary first.
     assert invoke("summarise", EVAL_ARTICLES[1], "-b", "rules", "-o", pretty).exit_code == 0  # type: ignore[attr-defined]
