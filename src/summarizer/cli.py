@@ -5,6 +5,7 @@ Heavy modules (openai, tiktoken, the pipeline) are imported inside the commands 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -122,8 +123,11 @@ def main(verbose: bool = flag("--verbose", "-v", help="Debug logging on stderr."
 def summarise(
     verbose: bool = VERBOSE,
     path: Path = typer.Argument(..., help="Article text file (UTF-8, UTF-8 with BOM, or GB18030/GBK)."),
-    backend: str = typer.Option(
-        "auto", "--backend", "-b", help="rules | openai | auto (openai when a key or base URL is set)."
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        "-b",
+        help="rules | openai | auto (openai when a key or base URL is set). [default: SUMMARIZER_BACKEND, else auto]",
     ),
     model: str | None = typer.Option(
         None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name for the openai backend."
@@ -180,7 +184,9 @@ def batch(
     verbose: bool = VERBOSE,
     directory: Path = typer.Argument(..., metavar="DIR", help="Folder of article files (read recursively)."),
     output: Path = typer.Option(..., "--output", "-o", help="Results file, one JSON summary per line."),
-    backend: str = typer.Option("auto", "--backend", "-b", help="rules | openai | auto."),
+    backend: str | None = typer.Option(
+        None, "--backend", "-b", help="rules | openai | auto. [default: SUMMARIZER_BACKEND, else auto]"
+    ),
     model: str | None = typer.Option(None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name."),
     glob: str = typer.Option("**/*.txt", "--glob", help="Which files, relative to DIR."),
     concurrency: int | None = typer.Option(None, "--concurrency", "-j", min=1, help="Requests in flight."),
@@ -277,7 +283,9 @@ def export(
 @app.command("eval", epilog=EXIT_CODES)
 def evaluate(
     verbose: bool = VERBOSE,
-    backend: str = typer.Option("rules", "--backend", "-b", help="Backend to run: rules | openai."),
+    backend: str | None = typer.Option(
+        None, "--backend", "-b", help="Backend to score: rules | openai. [default: SUMMARIZER_BACKEND, else rules]"
+    ),
     model: str | None = typer.Option(
         None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model for the openai backend."
     ),
@@ -322,6 +330,8 @@ def evaluate(
             timeout=timeout,
             concurrency=concurrency,
         )
+        if backend is None and settings.backend == "auto":  # eval scores the offline baseline unless told
+            settings = dataclasses.replace(settings, backend="rules")
 
         def summarise_one(path: Path) -> Any:
             return summarise_article(path, settings)
@@ -332,7 +342,7 @@ def evaluate(
         articles_dir=articles,
         predictions=predictions,
         summarise=summarise_one,
-        backend=None if predictions else backend,
+        backend=None if summarise_one is None else settings.backend,
         model=model,
     )
     paths = run_guarded(write_report, run.result, run.articles, report_dir)
