@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +28,21 @@ from summarizer.progress import NullProgress
 from summarizer.schema import ArticleSummary
 from summarizer.settings import Settings
 
+# Twelve current counties (any real ones will do): each heading makes a section of its own.
+ROUNDUP_COUNTIES = (
+    "蓟州区",
+    "宁河区",
+    "静海区",
+    "滦南县",
+    "乐亭县",
+    "迁西县",
+    "玉田县",
+    "曹妃甸区",
+    "丰南区",
+    "丰润区",
+    "遵化市",
+    "迁安市",
+)
 EVAL = Path(__file__).resolve().parents[1] / "eval" / "articles"
 TESTS = Path(__file__).resolve().parent
 CITIES = ["苏州市", "无锡市", "常州市", "南通市", "扬州市", "镇江市", "泰州市", "徐州市", "盐城市", "淮安市"]
@@ -617,6 +633,28 @@ def test_batch_never_overwrites_a_file_it_did_not_write(tmp_path: Path) -> None:
         run_batch(folder, folder / "a.txt", Settings(backend="rules"), quiet=True, force=True)
     report = run_batch(folder, table, Settings(backend="rules"), quiet=True, force=True)  # asked for
     assert report.done == 1 and table.read_text("utf-8").startswith('{"article_id"')
+
+
+def test_the_rules_deadline_is_per_article_not_per_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A roundup of many sections, each quick but all together too slow, runs out of the article's time."""
+    import summarizer.backends.rules as rules
+    from summarizer.errors import ArticleTimeoutError
+    from summarizer.pipeline import summarise_article
+
+    real = rules.find_metrics
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(0.05)  # every section takes a little
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rules, "find_metrics", slow)
+    monkeypatch.setattr(rules, "MIN_SECONDS", 0.3)
+    parts = "".join(f"【{name}政协】\n开展专题协商5次，提交提案30件。\n" for name in ROUNDUP_COUNTIES)
+    page = Path(tempfile.mkdtemp()) / "roundup.txt"
+    page.write_text("某市各县政协工作综述\n" + parts, "utf-8")
+    settings = Settings(backend="rules", cpu_seconds_per_100kb=0.001, use_cache=False)
+    with pytest.raises(ArticleTimeoutError, match="ran past"):
+        summarise_article(page, settings)  # 12 sections x 0.05 s > 0.3 s, though each is within it
 
 
 def test_the_adaptive_window_shrinks_for_a_queue_not_for_a_slow_model() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -72,6 +73,7 @@ async def _extract_chunk(
     settings: Settings,
     cache: Cache | None,
     ledger: list[Usage],
+    started: float,
 ) -> list[ChunkResult]:
     key = None
     if cache is not None and backend.cacheable:
@@ -88,7 +90,7 @@ async def _extract_chunk(
                 stored = ground_bodies(stored, article, (chunk.start, chunk.end), section.body_hint).bodies
             return [ChunkResult(bodies=stored, warnings=list(hit.get("warnings", [])), cached=True)]
     try:
-        result = await backend.extract(ChunkRequest(article, section, chunk, count, ledger))
+        result = await backend.extract(ChunkRequest(article, section, chunk, count, ledger, started))
     except TruncatedOutputError as exc:
         halves = split_chunk(article, chunk, section, backend.model)
         if not halves:
@@ -100,7 +102,9 @@ async def _extract_chunk(
         # The truncated attempts were paid for: keep their usage in the article's totals.
         results = [ChunkResult(bodies=[], usage=exc.usage)] if isinstance(exc.usage, Usage) else []
         for half in halves:
-            results.extend(await _extract_chunk(backend, article, section, half, count, settings, cache, ledger))
+            results.extend(
+                await _extract_chunk(backend, article, section, half, count, settings, cache, ledger, started)
+            )
         return results
     except SummarizerError as exc:
         message = _where(article, chunk, count, exc)
@@ -145,9 +149,12 @@ async def summarise_article_async(
         chunks = [Chunk(i, s.index, s.start, s.end, article.text[s.start : s.end], 0) for i, s in enumerate(sections)]
     by_index = {s.index: s for s in sections}
     ledger: list[Usage] = []  # what every request of this article cost, whatever becomes of it
+    started = time.monotonic()
     tasks = [
         asyncio.ensure_future(
-            _extract_chunk(backend, article, by_index[c.section_index], c, len(chunks), settings, cache, ledger)
+            _extract_chunk(
+                backend, article, by_index[c.section_index], c, len(chunks), settings, cache, ledger, started
+            )
         )
         for c in chunks
     ]

@@ -7,6 +7,7 @@ tests register fakes through `register_backend`.
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, cast
@@ -39,6 +40,9 @@ class ChunkRequest:
     # Every chunk of an article appends what it spent here, even when cancelled, so a failed
     # article's cost is still known.
     ledger: list[Usage] = field(default_factory=list)
+    # When work on the article began (time.monotonic()): an offline backend's per-article deadline
+    # counts from here, across all of the article's sections.
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,8 +41,10 @@ def caption_ranges(article: Article, start: int, end: int, heading_start: int | 
     skip: list[tuple[int, int]] = []
     header_end = article.header_end
     kept = article.kept
-    # From the last line that starts before the section (it may run into it), in order.
-    for line_start, line_end in kept[max(0, bisect_right(kept, (start, -1)) - 1) :]:
+    # From the last line that starts before the section (it may run into it), in order; by index,
+    # since a slice of the rest would copy the whole page's lines once per section.
+    for index in range(max(0, bisect_right(kept, (start, -1)) - 1), len(kept)):
+        line_start, line_end = kept[index]
         if line_start >= end:
             break  # lines are in order: the rest lie past the section
         if line_end <= start:
@@ -79,9 +82,11 @@ def _utf8_size(text: str) -> int:
 def _deadline(request: ChunkRequest, settings: Settings | None) -> Iterator[None]:
     """Stop the rules on a page that runs past `cpu_seconds_per_100kb` of its size (at least 5 s).
 
-    The extraction is plain synchronous code, so a SIGALRM raised while it runs lands in it and
-    nowhere else. The alarm works on the main thread only (the batch and its worker processes run
-    the rules there); elsewhere, or without SIGALRM, the section runs to the end.
+    The time is the article's, counted from `request.started` across all of its sections (a
+    roundup may have thousands). The extraction is plain synchronous code, so a SIGALRM raised
+    while it runs lands in it and nowhere else. The alarm works on the main thread only (the batch
+    and its worker processes run the rules there); elsewhere, or without SIGALRM, the section runs
+    to the end.
     """
     per_100kb = settings.cpu_seconds_per_100kb if settings is not None else 3.0
     usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
@@ -91,14 +96,17 @@ def _deadline(request: ChunkRequest, settings: Settings | None) -> Iterator[None
     article = request.article
     seconds = max(MIN_SECONDS, _utf8_size(article.text) / 100_000 * per_100kb)
 
-    def expire(signum: int, frame: object) -> None:
+    def expire(*_: object) -> None:
         raise ArticleTimeoutError(
             f"{article.article_id}: the rules ran past {seconds:.0f} s on this {len(article.text):,}-character "
             f"page; raise cpu_seconds_per_100kb (SUMMARIZER_CPU_SECONDS_PER_100KB) to allow more"
         )
 
+    left = seconds - (time.monotonic() - request.started)
+    if left <= 0:
+        expire()
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, left)
     try:
         yield
     finally:
