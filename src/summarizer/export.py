@@ -65,10 +65,19 @@ class ExportCounts:
     bad_lines: int = 0
 
 
-def _number(value: int | float) -> str:
+def format_number(value: int | float) -> str:
+    """A metric's value as people write it: 12 rather than 12.0, 99.5 as it is."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return str(value)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when both paths exist and name one file (a relative path, a symlink or a hard link included)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _span(span: tuple[int, int] | None) -> tuple[str, str]:
@@ -161,7 +170,7 @@ def export_csv(
     tables = ((metrics_csv, METRIC_COLUMNS), (initiatives_csv, INITIATIVE_COLUMNS), (bodies_csv, BODY_COLUMNS))
     targets = [(p, cols) for p, cols in tables if p is not None]
     for path, _ in targets:
-        if path.exists() and path.resolve() == Path(results).resolve():
+        if same_file(path, Path(results)):
             raise InputError(f"{path}: is the results file being exported; write the CSV somewhere else")
     if len({p.resolve() for p, _ in targets}) < len(targets):
         raise InputError("the same file is given for two tables; name one file per table")
@@ -183,7 +192,7 @@ def export_csv(
                                 [
                                     *_body_cells(summary, body),
                                     metric.name,
-                                    _number(metric.value),
+                                    format_number(metric.value),
                                     metric.unit,
                                     approx,
                                     metric.evidence,
