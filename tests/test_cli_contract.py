@@ -14,7 +14,16 @@ from summarizer.cli import EXIT_CODES, app
 
 runner = CliRunner()
 GOLD = Path(__file__).resolve().parents[1] / "eval" / "gold"
-COMMANDS = [["summarise"], ["summarize"], ["batch"], ["export"], ["eval"], ["cache", "stats"], ["cache", "clear"]]
+COMMANDS = [
+    ["summarise"],
+    ["summarize"],
+    ["batch"],
+    ["export"],
+    ["view"],
+    ["eval"],
+    ["cache", "stats"],
+    ["cache", "clear"],
+]
 
 
 def invoke(*args: str | Path, env: dict[str, str] | None = None) -> object:
@@ -121,6 +130,8 @@ def test_exit_codes_are_the_same_for_every_command(tmp_path: Path) -> None:
         ),
         "export done": invoke("export", results, "--csv", tmp_path / "m.csv"),
         "export missing file": invoke("export", tmp_path / "none.jsonl", "--csv", tmp_path / "m2.csv"),
+        "view done": invoke("view", results, "-o", tmp_path / "view.html"),
+        "view missing file": invoke("view", tmp_path / "none.jsonl", "-o", tmp_path / "v2.html"),
         "eval done": invoke("eval", "--predictions", results, *eval_args),
         "eval missing gold": invoke("eval", "--predictions", results, "--gold", tmp_path / "nogold"),
         "cache stats done": invoke("cache", "stats", *cache),

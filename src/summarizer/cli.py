@@ -280,6 +280,42 @@ def export(
         fail(f"{results}: no readable summaries, so the tables have no rows", 2)
 
 
+@app.command(epilog=EXIT_CODES)
+def view(
+    verbose: bool = VERBOSE,
+    results: Path = typer.Argument(..., help="A results file (from batch, summarise -o or collect)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The HTML page to write."),
+    articles: Path | None = typer.Option(
+        None, "--articles", help="Folder to find the articles in by id, when the paths the results record have moved."
+    ),
+) -> None:
+    """Write one self-contained HTML page to read a results file, no gold labels needed.
+
+    The page lists every committee (filter by committee, level and year) and shows each article's
+    text with every metric's and initiative's quote highlighted; click an item to jump to its quote.
+    Exit code 1 here means some article texts or quotes could not be shown (the page says which).
+
+    Example: summarizer view results.jsonl -o view.html
+    """
+    from .view import write_view
+
+    counts = run_guarded(write_view, results, output, articles)
+    notice(
+        f"{counts.articles} articles: {counts.bodies} committees, {counts.items} metrics and initiatives -> {output}"
+    )
+    if counts.bad_lines:
+        notice(f"skipped {counts.bad_lines} unreadable lines in {results}")
+    if counts.missing:
+        hint = "" if articles else " (pass --articles DIR if the files moved)"
+        notice(f"{counts.missing} articles are listed without their text: file not found or unreadable{hint}")
+    if counts.unverified:
+        notice(f"{counts.unverified} quotes are not at their recorded span; the page marks them")
+    if counts.articles == 0:
+        fail(f"{results}: no readable summaries, so the page lists nothing", 2)
+    if not counts.complete:
+        raise typer.Exit(1)
+
+
 @app.command("eval", epilog=EXIT_CODES)
 def evaluate(
     verbose: bool = VERBOSE,

@@ -62,10 +62,19 @@ class ExportCounts:
     bad_lines: int = 0
 
 
-def _number(value: int | float) -> str:
+def format_number(value: int | float) -> str:
+    """A metric's value as people write it: 12 rather than 12.0, 99.5 as it is."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return str(value)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when both paths exist and name one file (a relative path, a symlink or a hard link included)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def table_rows(summary: ArticleSummary) -> dict[str, list[list[Any]]]:
@@ -109,7 +118,7 @@ def _csv_cell(cell: Any) -> Any:
     if isinstance(cell, bool):
         return "TRUE" if cell else "FALSE"
     if isinstance(cell, int | float):
-        return _number(cell)
+        return format_number(cell)
     return _safe(cell)
 
 
@@ -123,7 +132,7 @@ def _open_csv(path: Path, bom: bool) -> IO[str]:
 
 def _check_targets(results: Path, targets: list[Path]) -> None:
     for path in targets:
-        if path.exists() and path.resolve() == Path(results).resolve():
+        if same_file(path, Path(results)):
             raise InputError(f"{path}: is the results file being exported; write the table somewhere else")
     if len({p.resolve() for p in targets}) < len(targets):
         raise InputError("the same file is given for two tables; name one file per table")

@@ -83,7 +83,7 @@ class Grounded:
     failures: list[str]  # what a model should be told when it is re-asked
 
 
-def _given_span(item: object, text: str) -> tuple[int, int] | None:
+def given_span(item: object, text: str) -> tuple[int, int] | None:
     """An item's own span, when it has one and it quotes the evidence exactly (the rules backend's)."""
     span = getattr(item, "span", None)
     evidence = getattr(item, "evidence", "")
@@ -117,7 +117,7 @@ def ground_bodies(
 
     def place(kind: str, item: ReplyInitiative | ReplyMetric | Initiative | Metric) -> tuple[int, int] | None:
         """The item's span, or None with a warning (for the user) and a failure (for a re-ask)."""
-        span = _given_span(item, text) or locate(item.evidence, text, near)
+        span = given_span(item, text) or locate(item.evidence, text, near)
         if span is None:
             warnings.append(f"dropped {kind} {item.name!r}: evidence not found in the article")
             failures.append(f"{kind} {item.name!r}: evidence {item.evidence!r} is not a verbatim quote")
