@@ -27,7 +27,14 @@ class FakeBackend:
     name = "fake"
     model = "fake-model"
     prompt = None
+    base_url = None
+    needs_network = True  # it stands in for a model endpoint
+    has_cost = True
+    wants_chunks = True
+    deterministic = True
     cacheable = True
+    limits_itself = False
+    version = "1"
     in_flight = 0
     peak = 0
     calls = 0
@@ -72,6 +79,9 @@ class FakeBackend:
         finally:
             cls.in_flight -= 1
 
+    def cache_modes(self) -> list[str | None]:
+        return [None]
+
     async def aclose(self) -> None:
         pass
 
@@ -79,4 +89,4 @@ class FakeBackend:
 class CpuFakeBackend(FakeBackend):
     """The same, declared CPU-bound, so a large batch runs it in worker processes."""
 
-    cpu_bound = True
+    needs_network = False

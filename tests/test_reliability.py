@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from fake_openai import FakeOpenAI, GoldResponder, Response, Seen, chat, error
 from helpers import ARTICLES, DUMMY_KEY, GOLD_DIR, assert_grounded, fast_settings
-from summarizer import pipeline
+from summarizer import identity
 from summarizer.article import load_article
 from summarizer.backends import ChunkRequest
 from summarizer.backends.openai_backend import OpenAIBackend
@@ -359,7 +359,7 @@ def test_cache_key_covers_everything_that_changes_a_result(
         folder = tmp_path / "prompts"
         (folder / "extract_v1.md").write_text((folder / "extract_v2.md").read_text("utf-8"), "utf-8")
     elif change == "schema version":
-        monkeypatch.setattr(pipeline, "SCHEMA_VERSION", pipeline.SCHEMA_VERSION + 1)
+        monkeypatch.setattr(identity, "SCHEMA_VERSION", identity.SCHEMA_VERSION + 1)
     elif change == "temperature":
         overrides["temperature"] = 0.7
     elif change == "max tokens":

@@ -34,6 +34,7 @@ from .article import load_article
 from .backends import Backend, ChunkRequest, ChunkResult, create_backend
 from .cache import Cache
 from .errors import AuthError, ConfigError, InputError, SummarizerError
+from .identity import result_key
 from .limits import Limiter
 from .pipeline import open_cache, resolve_backend_name, summarise_article_async
 from .prices import estimate_cost, load_prices
@@ -90,6 +91,7 @@ class BatchReport:
     errors_path: Path
     backend: str
     model: str | None
+    metered: bool = True  # the backend's requests cost tokens (its `has_cost` trait)
     total: int = 0
     done: int = 0
     cached: int = 0
@@ -116,7 +118,7 @@ class BatchReport:
             ("articles failed", str(self.failed)),
             ("articles skipped (already done)", str(self.skipped)),
         ]
-        if self.backend != "rules":  # the offline extractor makes no requests and costs nothing
+        if self.metered:  # an offline extractor makes no requests and costs nothing
             rows += [
                 ("requests", f"{self.usage.requests:,}"),
                 ("prompt tokens", f"{self.usage.prompt_tokens:,}"),
@@ -588,21 +590,22 @@ async def summarise_candidate(
     )
 
 
-def _cpu_bound(backend: Backend) -> bool:
-    return backend.name == "rules" or bool(getattr(backend, "cpu_bound", False))
-
-
 class LimitedBackend:
-    """Puts a shared Limiter around a backend that does not apply one itself."""
+    """Puts a shared Limiter around a network backend that does not apply one itself."""
+
+    limits_itself = True
 
     def __init__(self, inner: Backend, limiter: Limiter, max_output_tokens: int) -> None:
         self.inner = inner
         self.limiter = limiter
-        self.name = inner.name
-        self.model = inner.model
-        self.prompt = inner.prompt
-        self.cacheable = inner.cacheable
+        self.name, self.model, self.prompt = inner.name, inner.model, inner.prompt
+        self.needs_network, self.has_cost, self.wants_chunks = inner.needs_network, inner.has_cost, inner.wants_chunks
+        self.deterministic, self.cacheable = inner.deterministic, inner.cacheable
+        self.version, self.base_url = inner.version, inner.base_url
         self._max_output = max_output_tokens
+
+    def cache_modes(self) -> list[str | None]:
+        return self.inner.cache_modes()
 
     async def extract(self, request: ChunkRequest) -> ChunkResult:
         async with self.limiter.request(tokens=request.chunk.tokens + self._max_output) as permit:
@@ -613,15 +616,11 @@ class LimitedBackend:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
-    def __getattr__(self, name: str) -> Any:
-        # Optional backend traits the pipeline reads with getattr (e.g. `chunked`) must show through.
-        return getattr(self.inner, name)
-
 
 def limited(backend: Backend, settings: Settings) -> Backend:
-    """The backend itself when it owns a Limiter (it applies it per HTTP attempt) or makes no
-    requests (a CPU-bound extractor), else the backend behind the shared Limiter."""
-    if isinstance(getattr(backend, "limiter", None), Limiter) or _cpu_bound(backend):
+    """The backend itself when it applies its own Limiter per HTTP attempt or makes no requests
+    (a CPU-bound extractor), else the backend behind the shared Limiter."""
+    if backend.limits_itself or not backend.needs_network:
         return backend
     return LimitedBackend(backend, Limiter.from_settings(settings), settings.max_output_tokens)
 
@@ -805,18 +804,25 @@ def run_batch(
     if not candidates and not refused:
         raise ConfigError(f"{root}: no files match --glob {glob!r}; nothing to do")
     backend = create_backend(backend_name, settings)
-    settings_key = settings.output_key(backend.name, backend.prompt.sha256 if backend.prompt else None)
+    settings_key = result_key(backend, settings)
     report = BatchReport(
-        root, output, errors_path, backend.name, backend.model, notice=notice, total=len(candidates) + len(refused)
+        root,
+        output,
+        errors_path,
+        backend.name,
+        backend.model,
+        metered=backend.has_cost,
+        notice=notice,
+        total=len(candidates) + len(refused),
     )
     fd, index = _open_results(output)
     writer = _Writer(fd, output, errors_path, index, settings_key, progress or choose_progress(quiet), report)
-    writer.sync_every = 1.0 if _cpu_bound(backend) else 0.0
+    writer.sync_every = 1.0 if not backend.needs_network else 0.0
     for record in refused:
         writer.fail(record)
     workers = settings.workers or os.cpu_count() or 1
     try:
-        if _cpu_bound(backend) and workers > 1 and len(candidates) > pool_threshold:
+        if not backend.needs_network and workers > 1 and len(candidates) > pool_threshold:
             report.stopped = _run_pool(
                 candidates, backend, backend_name, settings, writer, force, workers, report.total
             )

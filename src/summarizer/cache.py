@@ -7,7 +7,6 @@ A corrupt database is moved aside with a warning and rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -21,31 +20,6 @@ from .errors import CacheError
 
 log = logging.getLogger(__name__)
 DB_NAME = "summaries.sqlite3"
-
-
-def cache_key(
-    *,
-    backend: str,
-    model: str | None,
-    prompt_hash: str | None,
-    schema_version: int,
-    settings: dict[str, Any],
-    text: str,
-) -> str:
-    """Stable hash of everything that determines a chunk's result."""
-    blob = json.dumps(
-        {
-            "backend": backend,
-            "model": model,
-            "prompt": prompt_hash,
-            "schema": schema_version,
-            "settings": settings,
-            "text": text,
-        },
-        sort_keys=True,
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _set_wal(db: sqlite3.Connection, wait: float = 30.0) -> None:

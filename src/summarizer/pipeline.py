@@ -14,12 +14,13 @@ from pathlib import Path
 
 from .article import Article, load_article
 from .backends import JSON_MODE_ORDER, Backend, ChunkRequest, ChunkResult, create_backend
-from .cache import Cache, cache_key
+from .cache import Cache
 from .chunk import Chunk, chunk_article, split_chunk
 from .errors import OutputValidationError, SummarizerError, TruncatedOutputError
 from .ground import ground_bodies
+from .identity import chunk_key, result_key
 from .merge import merge_bodies
-from .schema import SCHEMA_VERSION, ArticleSummary, BodySummary, Meta, Usage
+from .schema import ArticleSummary, BodySummary, Meta, Usage
 from .sections import Section, split_sections
 from .settings import Settings, load_settings, model_endpoint_configured
 
@@ -38,14 +39,6 @@ def resolve_backend_name(settings: Settings, env: Mapping[str, str] | None = Non
     return "rules", RULES_NOTICE
 
 
-def _chunk_settings(settings: Settings, json_mode: str | None) -> dict[str, object]:
-    return {
-        "temperature": settings.temperature,
-        "max_output_tokens": settings.max_output_tokens,
-        "json_mode": json_mode or settings.json_mode,  # the mode the backend uses now, not the one asked for
-    }
-
-
 def _where(article: Article, chunk: Chunk, count: int, exc: Exception) -> str:
     """An error's message, prefixed with the article and the chunk (backends leave that to us)."""
     return f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}"
@@ -54,14 +47,8 @@ def _where(article: Article, chunk: Chunk, count: int, exc: Exception) -> str:
 def _cache_key(
     backend: Backend, settings: Settings, article: Article, section: Section, chunk: Chunk, json_mode: str | None
 ) -> str:
-    return cache_key(
-        backend=backend.name,
-        model=backend.model,
-        prompt_hash=backend.prompt.sha256 if backend.prompt else None,
-        schema_version=SCHEMA_VERSION,
-        settings={**_chunk_settings(settings, json_mode), "base_url": getattr(backend, "base_url", None)},
-        text=f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}",
-    )
+    context = f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}"  # what the backend sees
+    return chunk_key(result_key(backend, settings, json_mode), context)
 
 
 async def _extract_chunk(
@@ -79,7 +66,7 @@ async def _extract_chunk(
     if cache is not None and backend.cacheable:
         # A run in `auto` starts in the strictest mode; replies an earlier run got after falling back
         # (from a server that refuses json_schema) are filed under a later mode, so look there too.
-        modes = getattr(backend, "cache_modes", lambda: [getattr(backend, "json_mode", None)])()
+        modes = backend.cache_modes()
         keys = [_cache_key(backend, settings, article, section, chunk, mode) for mode in modes]
         key = keys[0]
         hit = next((found for k in keys if (found := cache.get(k)) is not None), None)
@@ -143,7 +130,7 @@ async def summarise_article_async(
     sections = split_sections(article)
     if len(sections) > 1:  # a roundup's intro (no committee) is not a body of its own
         sections = [s for s in sections if s.body_hint] or sections
-    if getattr(backend, "chunked", True):
+    if backend.wants_chunks:
         chunks = chunk_article(article, sections, settings.chunk_tokens, settings.chunk_overlap, backend.model)
     else:  # the backend reads whole sections (the rules extractor ranks across a committee's part)
         chunks = [Chunk(i, s.index, s.start, s.end, article.text[s.start : s.end], 0) for i, s in enumerate(sections)]
@@ -200,7 +187,7 @@ async def summarise_article_async(
         json_mode=_weakest_mode([r.json_mode for r in results]),
         warnings=warnings,
         input_sha256=article.sha256,
-        settings_key=settings.output_key(backend.name, backend.prompt.sha256 if backend.prompt else None),
+        settings_key=result_key(backend, settings),
     )
     return ArticleSummary(
         article_id=article.article_id,

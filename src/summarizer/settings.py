@@ -7,8 +7,6 @@ key ever sits in this object, its repr, the cache key or a report.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .schema import SCHEMA_VERSION
 
 BACKENDS = ("auto", "rules", "openai")
 PLUGIN_ENV = "SUMMARIZER_BACKEND_PLUGIN"
@@ -70,21 +67,6 @@ class Settings:
     workers: int | None = None
     prices: Mapping[str, Any] | str | None = None  # cost table override, see prices.py; never affects output
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def output_key(self, backend: str, prompt_hash: str | None) -> str:
-        """Hash of everything that can change a summary, so cached and resumed results stay honest."""
-        relevant = {
-            "backend": backend,
-            "model": self.model if backend != "rules" else None,
-            "prompt": prompt_hash if backend != "rules" else None,
-            "schema": SCHEMA_VERSION,
-            "temperature": self.temperature if backend != "rules" else None,
-            "max_output_tokens": self.max_output_tokens if backend != "rules" else None,
-            "chunk_tokens": self.chunk_tokens,
-            "chunk_overlap": self.chunk_overlap,
-        }
-        blob = json.dumps(relevant, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}

@@ -57,12 +57,42 @@ class ChunkResult:
 
 
 class Backend(Protocol):
-    """What the pipeline needs from a backend."""
+    """What the pipeline needs from a backend: what it is, declared as class attributes, and two coroutines.
+
+    The pipeline and the batch branch on these traits, never on a backend's name:
+
+    - `needs_network`: it calls a model endpoint. A batch runs it in an async pool behind a Limiter;
+      one that does not is CPU-bound and runs in worker processes.
+    - `has_cost`: its requests are metered (tokens, money), so reports show usage and cost.
+    - `wants_chunks`: give it token-sized chunks; otherwise whole sections (the rules rank across
+      a committee's part).
+    - `deterministic`: the same input always gives the same output.
+    - `cacheable`: its results are worth keeping (slow or paid for).
+    - `limits_itself`: it enters its own Limiter around every HTTP attempt, retries included.
+    - `version`: changes whenever its output for the same input would; part of a result's identity
+      (see `identity.result_key`), so a new version redoes articles and misses old cache entries.
+    - `base_url`: the endpoint it talks to (None when none); also part of the identity.
+    """
 
     name: str
     model: str | None
     prompt: PromptTemplate | None
+    needs_network: bool
+    has_cost: bool
+    wants_chunks: bool
+    deterministic: bool
     cacheable: bool
+    limits_itself: bool
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def base_url(self) -> str | None: ...
+
+    def cache_modes(self) -> list[str | None]:
+        """The JSON modes whose cached results this run may reuse, its own first ([None]: no modes)."""
+        ...
 
     async def extract(self, request: ChunkRequest) -> ChunkResult:
         """Summarise one chunk. Raises a SummarizerError subclass when it cannot."""

