@@ -23,7 +23,7 @@ from pathlib import Path
 from fake_model import ROOT, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
-from fake_openai import GoldResponder, Seen  # noqa: E402
+from fake_openai import GoldResponder, Seen
 
 EXE = Path(sys.executable).with_name("summarizer")
 ARTICLES = ROOT / "eval" / "articles"

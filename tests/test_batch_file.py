@@ -147,7 +147,7 @@ def test_batch_file_round_trip_gives_the_online_results(fake: FakeOpenAI, seeds:
     assert wrote.exit_code == 0, wrote.stderr
     assert fake.count == 0  # writing the requests asks no model
     requests = tmp_path / "results.requests.jsonl"
-    assert "results.requests.jsonl" in wrote.stderr and "0 done" in wrote.stderr and "5 pending" in wrote.stderr
+    assert "requests in results.requests.jsonl for 5 articles; 0 done" in wrote.stderr
     lines = request_lines(requests)
     # Exactly the bodies the online path sent, one line per chunk, each custom_id naming its article.
     assert Counter(json.dumps(line["body"], sort_keys=True) for line in lines) == online_bodies
@@ -278,6 +278,26 @@ def test_a_chunk_that_keeps_erroring_fails_its_article_into_the_errors_file(
     assert target not in results(tmp_path / "results.jsonl") and len(results(tmp_path / "results.jsonl")) == 4
 
 
+def test_a_chunk_out_of_reasks_fails_its_article_as_online(
+    fake: FakeOpenAI, seeds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUMMARIZER_REASK_ATTEMPTS", "0")
+    target = SEEDS[4].stem
+    assert cli("batch", str(seeds), "--via", "batch-file", "-o", "results.jsonl", "-m", "fake-model").exit_code == 0
+    replay(tmp_path / "results.requests.jsonl", fake.base_url, tmp_path / "out-1.jsonl", garble(target))
+    collected = cli("collect", "out-1.jsonl", "-o", "results.jsonl")
+    assert collected.exit_code == 1 and "4 done" in collected.stderr and "1 failed" in collected.stderr
+    assert "nothing left" in collected.stderr and not (tmp_path / "results.requests-2.jsonl").exists()
+    (record,) = [json.loads(line) for line in (tmp_path / "results.errors.jsonl").read_text().splitlines()]
+    assert record["article_id"] == target and record["error"] == "OutputValidationError"
+    assert (
+        record["message"].startswith(f"{target} chunk 1/")
+        and "no valid JSON reply after 1 attempts" in record["message"]
+    )
+    assert "{not json" in record["last_reply"] and record["usage"]["requests"] >= 1
+    no_secret_in(tmp_path)
+
+
 def test_an_article_edited_after_its_requests_were_written_is_asked_again(
     fake: FakeOpenAI, seeds: Path, tmp_path: Path
 ) -> None:
@@ -355,6 +375,14 @@ def test_truncated_and_refused_requests_end_as_the_online_path(
 def test_submit_uploads_the_requests_and_collect_by_batch_id_finishes(
     fake: FakeOpenAI, seeds: Path, tmp_path: Path
 ) -> None:
+    def leaky(seen: Seen) -> Response:  # a server that echoes the key inside an otherwise good reply
+        reply = fake.gold.reply(seen)
+        for body in reply["bodies"]:
+            body["summary"] += f" (Authorization: Bearer {DUMMY_KEY})"
+        return chat(json.dumps(reply, ensure_ascii=False))
+
+    fake.default = leaky
+    fake.script = [chat("Sure, here it is: {not json")]  # the batch's first request gets a garbled reply
     wrote = cli("batch", str(seeds), "--via", "batch-file", "-o", "results.jsonl", "-m", "fake-model", "--submit")
     assert wrote.exit_code == 0, wrote.stderr
     (batch_id,) = fake.batches
@@ -365,13 +393,22 @@ def test_submit_uploads_the_requests_and_collect_by_batch_id_finishes(
     assert purpose == "batch" and uploaded == (tmp_path / "results.requests.jsonl").read_bytes()
     assert load_state(tmp_path / "results.jsonl").batch_id == batch_id
 
-    collected = cli("collect", "--batch-id", batch_id, "-o", "results.jsonl")
-    assert collected.exit_code == 0, collected.stderr
+    # Round 1 by batch id; the garbled chunk's re-ask is submitted as a second batch at once.
+    first = cli("collect", "--batch-id", batch_id, "-o", "results.jsonl", "--submit")
+    assert first.exit_code == 1 and "4 done" in first.stderr and "1 pending" in first.stderr, first.stderr
+    second_id = first.stdout.strip()
+    assert second_id in fake.batches and second_id != batch_id
+    _, uploaded = fake.files[fake.batches[second_id]["input_file_id"]]
+    assert uploaded == (tmp_path / "results.requests-2.jsonl").read_bytes() and len(uploaded.splitlines()) == 1
+
+    last = cli("collect", "--batch-id", second_id, "-o", "results.jsonl")
+    assert last.exit_code == 0, last.stderr
     got = results(tmp_path / "results.jsonl")
     assert sorted(got) == sorted(p.stem for p in SEEDS)
     for path in SEEDS:
         assert_matches_gold(got[path.stem], path)
-    no_secret_in(tmp_path)
+    assert "Bearer ***" in (tmp_path / "results.jsonl").read_text(encoding="utf-8")
+    no_secret_in(tmp_path)  # results, requests, state and both downloaded outputs
 
 
 def test_collect_of_a_batch_still_running_waits(fake: FakeOpenAI, seeds: Path, tmp_path: Path) -> None:

@@ -186,6 +186,8 @@ def _ours(path: Path, kind: str) -> bool:
         return False
     if kind == "requests":
         return {"custom_id", "method", "url", "body"} <= set(record)
+    if kind == "output":
+        return {"custom_id", "response"} <= set(record)
     return record.get("format") == STATE_FORMAT
 
 
@@ -265,8 +267,14 @@ class BatchFileReport:
     def ok(self) -> bool:
         return self.failed == 0 and self.pending == 0
 
+    def written_line(self) -> str:
+        """The one-line summary of writing the requests."""
+        where = f"{self.requests} requests in {self.requests_path}" if self.requests_path else "no requests needed"
+        skipped = f", {self.skipped} already in results" if self.skipped else ""
+        return f"{where} for {self.pending} articles; {self.done} done from the cache{skipped}, {self.failed} failed"
+
     def line(self) -> str:
-        """The one-line summary a command prints."""
+        """The one-line summary of a collect."""
         extra = [f"{self.skipped} already in results"] if self.skipped else []
         extra += [f"{self.unmatched} output lines matched no awaited request"] if self.unmatched else []
         extra += [f"{self.unreadable} output lines unreadable"] if self.unreadable else []
@@ -371,7 +379,10 @@ class _Asker:
         status, body, error = response.get("status_code"), response.get("body"), record.get("error")
         piece.usage = piece.usage.add(Usage(requests=1))
         if error or status != 200 or malformed_reason(body) is not None:
-            return self._errored(loaded, piece, status, body, error)
+            try:
+                return self._errored(loaded, piece, status, body, error)
+            except ProviderError as exc:
+                raise placed_error(request.article, request.chunk, request.chunk_count, exc) from None
         piece.errors = 0
         checked = check_reply(body, request)
         piece.usage = piece.usage.add(
@@ -379,10 +390,10 @@ class _Asker:
         )
         where, ask = chunk_label(request), len(piece.exchanges)
         if checked.truncated:
-            exc = truncated_error(self.settings, checked.content, piece.usage)
             halves = split_chunk(request.article, request.chunk, request.section, self.backend.model)
             if not halves:
-                raise unsplittable_error(request.article, request.chunk, request.chunk_count, exc)
+                cut = truncated_error(self.settings, checked.content, piece.usage)
+                raise unsplittable_error(request.article, request.chunk, request.chunk_count, cut)
             # The truncated attempts were paid for: they stay in the article's totals, as online.
             spent = Piece(path=piece.path, mode=piece.mode, settled=Settled(usage=piece.usage))
             return [spent, *(self.new_piece(loaded, [*piece.path, h]) for h in range(len(halves)))]
@@ -397,7 +408,8 @@ class _Asker:
             piece.fallback = Settled(bodies=grounded.bodies, warnings=grounded.warnings)
         if ask == self.asks - 1:  # the last re-ask was not valid JSON
             if piece.fallback is None:
-                raise invalid_error(self.asks, checked.problem, checked.content)
+                invalid = invalid_error(self.asks, checked.problem, checked.content)
+                raise placed_error(request.article, request.chunk, request.chunk_count, invalid)
             kept = Grounded(list(piece.fallback.bodies), list(piece.fallback.warnings), [])
             warnings = fallback_warnings(where, checked.problem, kept)
             self.settle(
@@ -659,6 +671,12 @@ def collect_replies(replies: str | Path, output: str | Path, settings: Settings)
     found, report.unmatched, report.unreadable = _read_output(replies, awaited)
     settings_key = settings.output_key("openai", asker.backend.prompt.sha256)
     fd, index = _open_results(output)
+    try:
+        if load_state(output) != state:  # another collect finished while this one read the output
+            raise ConfigError(f"{report.state_path}: changed while reading {replies}; run collect again")
+    except BaseException:
+        os.close(fd)
+        raise
     writer = _Writer(
         fd, output, report.errors_path, index, settings_key, NullProgress(), _new_batch_report(report, settings.model)
     )
@@ -754,11 +772,9 @@ def _collect_article(
                 current = asker.answer(loaded, piece, record)
                 moved = True
             pieces.extend(current)
-    except SummarizerError as exc:
-        request = loaded.request(piece.path)
-        failure = placed_error(loaded.article, request.chunk, request.chunk_count, exc)
-        failure.attempts = piece.usage.requests
-        return _outcome_failed(entry, source, failure, [*pieces, *entry.pieces[i:]]), True
+    except SummarizerError as exc:  # the message already names the article and the chunk
+        exc.attempts = piece.usage.requests
+        return _outcome_failed(entry, source, exc, [*pieces, *entry.pieces[i:]]), True
     entry.pieces = pieces
     if _settled(entry):
         return _outcome_done(loaded, asker, entry.pieces), True
@@ -804,13 +820,6 @@ def _pending_lines(
     state.articles = kept
 
 
-def record_batch_id(output: Path, batch_id: str) -> None:
-    """Remember the batch the current requests were submitted as (shown by `collect`)."""
-    state = load_state(output)
-    state.batch_id = batch_id
-    _save_state(state_path_for(output), state)
-
-
 # --- The provider round trip --------------------------------------------------------------------
 
 
@@ -845,4 +854,6 @@ def fetch_batch_output(batch_id: str, output: str | Path, settings: Settings) ->
         AuthError, ProviderError: the endpoint refused or failed.
     """
     output = Path(output)
-    return fetch_output(batch_id, download_path_for(output, batch_id), settings)
+    destination = download_path_for(output, batch_id)
+    _refuse_foreign(destination, "output", False)
+    return fetch_output(batch_id, destination, settings)

@@ -222,7 +222,7 @@ def write_batch_file(
     from .batchfile import write_requests
 
     report = run_guarded(write_requests, directory, output, settings, glob=glob, force=force)
-    notice(f"batch-file: {report.line()}")
+    notice(f"batch-file: {report.written_line()}")
     show_failures(report.failures, report.errors_path)
     if submit:
         submit_batch(output, settings)
