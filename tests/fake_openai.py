@@ -3,10 +3,16 @@ from a script of canned responses, then from a default responder.
 
 The default `GoldResponder` plays a perfect model: it reads the chunk between <片段> and </片段>
 and answers with every gold item (eval/gold/*.json) whose evidence occurs in that chunk.
+
+It also keeps a minimal Files and Batches API (/v1/files, /v1/batches): an uploaded requests file
+becomes a batch that is answered at once, line by line, by the same script and default responder.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import itertools
 import json
 import re
 import threading
@@ -165,6 +171,10 @@ class FakeOpenAI:
         self.stop = threading.Event()
         self.serial_delay = 0.0  # > 0: a one-slot server, answering one request at a time after this long
         self.slot = threading.Lock()
+        self.files: dict[str, tuple[str, bytes]] = {}  # id -> (purpose, content)
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_status = "completed"  # what a new batch reports (e.g. "in_progress")
+        self._ids = itertools.count(1)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -173,18 +183,23 @@ class FakeOpenAI:
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 pass
 
+            def do_GET(self) -> None:
+                self._send(fake.batch_api("GET", self.path, b"", ""))
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 raw = self.rfile.read(length)
+                if self.path.endswith(("/files", "/batches")):
+                    self._send(fake.batch_api("POST", self.path, raw, self.headers.get("content-type", "")))
+                    return
                 try:
                     body = json.loads(raw)
                 except ValueError:
                     body = {}
-                seen = Seen(self.path, body, {k.lower(): v for k, v in self.headers.items()})
-                with fake.lock:
-                    fake.requests.append(seen)
-                    step = fake.script.pop(0) if fake.script else fake.default
-                response = step if isinstance(step, Response) else step(seen)
+                response = fake.answer(Seen(self.path, body, {k.lower(): v for k, v in self.headers.items()}))
+                self._send(response)
+
+            def _send(self, response: Response) -> None:
                 if fake.serial_delay:
                     with fake.slot:  # the others queue, as on a llama-server started with -np 1
                         fake.stop.wait(fake.serial_delay)
@@ -219,6 +234,72 @@ class FakeOpenAI:
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
+    def answer(self, seen: Seen) -> Response:
+        """The next scripted response, or the default responder's, for one chat request."""
+        with self.lock:
+            self.requests.append(seen)
+            step = self.script.pop(0) if self.script else self.default
+        return step if isinstance(step, Response) else step(seen)
+
+    # --- a minimal Files and Batches API ---
+
+    def batch_api(self, method: str, path: str, raw: bytes, content_type: str) -> Response:
+        parts = path.split("?")[0].rstrip("/").split("/")
+        if method == "POST" and parts[-1] == "files":
+            fields = _multipart(raw, content_type)
+            file_id = f"file-{next(self._ids)}"
+            with self.lock:
+                self.files[file_id] = (fields["purpose"].decode(), fields["file"])
+            return Response(body=_file_object(file_id, "batch", len(fields["file"])))
+        if method == "POST" and parts[-1] == "batches":
+            request = json.loads(raw)
+            batch_id = f"batch_{next(self._ids)}"
+            with self.lock:
+                batch = {
+                    "id": batch_id,
+                    "object": "batch",
+                    "endpoint": request["endpoint"],
+                    "completion_window": request["completion_window"],
+                    "input_file_id": request["input_file_id"],
+                    "created_at": int(time.time()),
+                    "status": self.batch_status,
+                    "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                }
+                self.batches[batch_id] = batch
+            if self.batch_status == "completed":
+                self._run_batch(batch)
+            return Response(body=batch)
+        if method == "GET" and len(parts) >= 2 and parts[-2] == "batches" and parts[-1] in self.batches:
+            return Response(body=self.batches[parts[-1]])
+        if method == "GET" and parts[-1] == "content" and parts[-2] in self.files:
+            return Response(body=self.files[parts[-2]][1], content_type="application/octet-stream")
+        return error(404, f"no such route: {method} {path}")
+
+    def _run_batch(self, batch: dict[str, Any]) -> None:
+        """Answer every request of the input file now, as the provider would within its window."""
+        lines = self.files[batch["input_file_id"]][1].decode().splitlines()
+        out = []
+        for number, raw in enumerate(filter(None, lines)):
+            request = json.loads(raw)
+            response = self.answer(Seen(request["url"], request["body"], {}))
+            out.append(
+                {
+                    "id": f"batch_req_{number}",
+                    "custom_id": request["custom_id"],
+                    "response": {"status_code": response.status, "request_id": f"req_{number}", "body": response.body},
+                    "error": None,
+                }
+            )
+        output_id = f"file-{next(self._ids)}"
+        content = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in out).encode()
+        with self.lock:
+            self.files[output_id] = ("batch_output", content)
+            batch.update(
+                status="completed",
+                output_file_id=output_id,
+                request_counts={"total": len(out), "completed": len(out), "failed": 0},
+            )
+
     @property
     def base_url(self) -> str:
         host, port = self.httpd.server_address[:2]
@@ -237,3 +318,29 @@ class FakeOpenAI:
         self.stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _multipart(raw: bytes, content_type: str) -> dict[str, bytes]:
+    """The fields of a multipart/form-data body (an upload), by name."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"content-type: " + content_type.encode() + b"\r\n\r\n" + raw
+    )
+    fields: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload
+    return fields
+
+
+def _file_object(file_id: str, purpose: str, size: int) -> dict[str, Any]:
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": size,
+        "created_at": int(time.time()),
+        "filename": "requests.jsonl",
+        "purpose": purpose,
+        "status": "processed",
+    }

@@ -200,18 +200,31 @@ def batch(
     max_file_bytes: int | None = typer.Option(None, "--max-file-bytes", help="Refuse larger input files."),
     timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
     json_mode: str | None = typer.Option(None, "--json-mode", help="auto | schema | object | plain."),
+    via: str = typer.Option(
+        "online", "--via", help="online: ask the model now | batch-file: write Batch API requests (docs/scale.md)."
+    ),
+    submit: bool = flag("--submit", help="With --via batch-file: upload them as an OpenAI batch."),
 ) -> None:
     """Summarise every article in a folder into a JSONL file; failures go to <name>.errors.jsonl.
 
     Re-running the same command skips articles already done with the same input and settings.
 
     Example: summarizer batch eval/articles -o results.jsonl --backend rules
+
+    With --via batch-file, no model is asked: every chunk's request goes to <name>.requests.jsonl for
+    the OpenAI Batch API or `vllm run-batch`; `summarizer collect` reads the answers back.
+
+    Example: summarizer batch articles/ --via batch-file -o results.jsonl --model gpt-4o-mini --submit
     """
     from rich.console import Console
     from rich.table import Table
 
     from .batch import run_batch
 
+    if via not in ("online", "batch-file"):
+        fail(f"--via {via!r}: choose online or batch-file", 2)
+    if submit and via != "batch-file":
+        fail("--submit goes with --via batch-file", 2)
     settings = build_settings(
         backend=backend,
         model=model,
@@ -225,6 +238,10 @@ def batch(
         timeout=timeout,
         json_mode=json_mode,
     )
+    if via == "batch-file":
+        if settings.backend not in ("auto", "openai"):
+            fail("--via batch-file asks a model: use --backend openai (or auto) with --model", 2)
+        write_batch_file(directory, output, settings, glob=glob, force=force, submit=submit)
     report = run_guarded(run_batch, directory, output, settings, glob=glob, force=force, quiet=quiet)
     if report.notice:
         notice(report.notice)
@@ -236,12 +253,87 @@ def batch(
     for label, value in report.rows():
         table.add_row(label, value)
     Console(stderr=True).print(table)  # a report on the run; the data is in the results file
-    for failure in report.failures[:5]:
-        notice(f"failed: {failure['message']}")
-    if len(report.failures) > 5:
-        notice(f"... and {len(report.failures) - 5} more in {report.errors_path}")
+    show_failures(report.failures, report.errors_path)
     if report.stopped:
         fail(f"batch stopped: {report.stopped}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def write_batch_file(
+    directory: Path, output: Path, settings: Settings, *, glob: str, force: bool, submit: bool
+) -> NoReturn:
+    """`batch --via batch-file`: write the requests (and submit them), print one line, exit."""
+    from .batchfile import write_requests
+
+    report = run_guarded(write_requests, directory, output, settings, glob=glob, force=force)
+    notice(f"batch-file: {report.written_line()}")
+    show_failures(report.failures, report.errors_path)
+    if submit:
+        submit_batch(output, settings)
+    raise typer.Exit(0 if report.failed == 0 else 1)
+
+
+def submit_batch(output: Path, settings: Settings) -> None:
+    from .batchfile import submit_requests_file
+
+    submitted = run_guarded(submit_requests_file, output, settings)
+    typer.echo(submitted.batch_id)
+    notice(
+        f"submitted as batch {submitted.batch_id} ({submitted.status}); when it has finished: "
+        f"summarizer collect --batch-id {submitted.batch_id} -o {output}"
+    )
+
+
+def show_failures(failures: list[dict[str, Any]], errors_path: Path) -> None:
+    for failure in failures[:5]:
+        notice(f"failed: {failure['message']}")
+    if len(failures) > 5:
+        notice(f"... and {len(failures) - 5} more in {errors_path}")
+
+
+@app.command(epilog=EXIT_CODES)
+def collect(
+    verbose: bool = VERBOSE,
+    replies: Path | None = typer.Argument(
+        None, metavar="OUTPUT.jsonl", help="The batch's output file (OpenAI Batch API or vllm run-batch)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="The results file given to `batch --via batch-file`."),
+    batch_id: str | None = typer.Option(None, "--batch-id", help="Download this batch's output instead of a file."),
+    submit: bool = flag("--submit", help="Upload the next round's requests as a new batch."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
+    no_cache: bool = flag("--no-cache", help="Neither read nor write the cache."),
+) -> None:
+    """Read a batch's answers into the results file, as `batch` would have written them.
+
+    Replies that fail the checks (re-asks) and errored requests go to the next round's requests
+    file (<name>.requests-2.jsonl, ...); collect the output of that round the same way.
+    Exit code 1 here also means some articles are still pending (in the next round's requests).
+
+    Example: summarizer collect batch_output.jsonl -o results.jsonl
+    Example: summarizer collect --batch-id batch_abc123 -o results.jsonl --submit
+    """
+    from .batchfile import collect_replies, fetch_batch_output
+
+    if (replies is None) == (batch_id is None):
+        fail("give the batch's output file or --batch-id ID (one of the two)", 2)
+    settings = build_settings(cache_dir=cache_dir, use_cache=False if no_cache else None)
+    if batch_id is not None:
+        fetched = run_guarded(fetch_batch_output, batch_id, output, settings)
+        if fetched.path is None:
+            if fetched.status == "failed":
+                fail(f"batch {batch_id} failed: {fetched.message}")
+            notice(
+                f"batch {batch_id} is {fetched.status} ({fetched.completed}/{fetched.total} requests done); "
+                "collect again later"
+            )
+            raise typer.Exit(1)
+        replies = fetched.path
+    assert replies is not None
+    report = run_guarded(collect_replies, replies, output, settings)
+    notice(f"collect: {report.line()}")
+    show_failures(report.failures, report.errors_path)
+    if submit and report.requests_path is not None:
+        submit_batch(output, settings)
     raise typer.Exit(0 if report.ok else 1)
 
 

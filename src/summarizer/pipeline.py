@@ -51,6 +51,50 @@ def _cache_key(
     return chunk_key(result_key(backend, settings, json_mode), context)
 
 
+def lookup_chunk(
+    backend: Backend, settings: Settings, article: Article, section: Section, chunk: Chunk, cache: Cache | None
+) -> ChunkResult | None:
+    """The cached result for one chunk, its spans set for this article; None when not cached."""
+    if cache is None or not backend.cacheable:
+        return None
+    keys = [_cache_key(backend, settings, article, section, chunk, mode) for mode in backend.cache_modes()]
+    hit = next((found for k in keys if (found := cache.get(k)) is not None), None)
+    if hit is None:
+        return None
+    stored = [BodySummary.model_validate(b) for b in hit["bodies"]]
+    if hit.get("input_sha256") != article.sha256 or hit.get("chunk_start") != chunk.start:
+        # The same chunk text in another article: spans are re-derived against this one's text.
+        stored = ground_bodies(stored, article, (chunk.start, chunk.end), section.body_hint).bodies
+    return ChunkResult(bodies=stored, warnings=list(hit.get("warnings", [])), cached=True)
+
+
+def store_chunk(
+    backend: Backend,
+    settings: Settings,
+    article: Article,
+    section: Section,
+    chunk: Chunk,
+    cache: Cache | None,
+    result: ChunkResult,
+) -> None:
+    """File a new chunk result in the cache under the JSON mode it was asked in."""
+    if cache is None or not backend.cacheable:
+        return
+    if not any(b.key_initiatives or b.metrics for b in result.bodies):
+        return  # an empty answer is not kept: a later run (a better model, a fixed server) asks again
+    # Filed under the mode the reply was asked in (the run may have fallen back meanwhile).
+    mode = result.json_mode if result.json_mode is not None else backend.cache_modes()[0]
+    cache.put(
+        _cache_key(backend, settings, article, section, chunk, mode),
+        {
+            "bodies": [b.model_dump(mode="json") for b in result.bodies],
+            "warnings": result.warnings,
+            "input_sha256": article.sha256,
+            "chunk_start": chunk.start,
+        },
+    )
+
+
 async def _extract_chunk(
     backend: Backend,
     article: Article,
@@ -62,30 +106,15 @@ async def _extract_chunk(
     ledger: list[Usage],
     started: float,
 ) -> list[ChunkResult]:
-    key = None
-    if cache is not None and backend.cacheable:
-        # A run in `auto` starts in the strictest mode; replies an earlier run got after falling back
-        # (from a server that refuses json_schema) are filed under a later mode, so look there too.
-        modes = backend.cache_modes()
-        keys = [_cache_key(backend, settings, article, section, chunk, mode) for mode in modes]
-        key = keys[0]
-        hit = next((found for k in keys if (found := cache.get(k)) is not None), None)
-        if hit is not None:
-            stored = [BodySummary.model_validate(b) for b in hit["bodies"]]
-            if hit.get("input_sha256") != article.sha256 or hit.get("chunk_start") != chunk.start:
-                # The same chunk text in another article: spans are re-derived against this one's text.
-                stored = ground_bodies(stored, article, (chunk.start, chunk.end), section.body_hint).bodies
-            return [ChunkResult(bodies=stored, warnings=list(hit.get("warnings", [])), cached=True)]
+    hit = lookup_chunk(backend, settings, article, section, chunk, cache)
+    if hit is not None:
+        return [hit]
     try:
         result = await backend.extract(ChunkRequest(article, section, chunk, count, ledger, started))
     except TruncatedOutputError as exc:
         halves = split_chunk(article, chunk, section, backend.model)
         if not halves:
-            raise TruncatedOutputError(
-                f"{article.article_id} chunk {chunk.index + 1}/{count}: reply truncated at the output limit and "
-                f"the chunk cannot be split further",
-                last_reply=exc.last_reply,
-            ) from exc
+            raise unsplittable_error(article, chunk, count, exc) from exc
         # The truncated attempts were paid for: keep their usage in the article's totals.
         results = [ChunkResult(bodies=[], usage=exc.usage)] if isinstance(exc.usage, Usage) else []
         for half in halves:
@@ -94,28 +123,40 @@ async def _extract_chunk(
             )
         return results
     except SummarizerError as exc:
-        message = _where(article, chunk, count, exc)
-        if isinstance(exc, OutputValidationError):
-            raised: SummarizerError = type(exc)(message, last_reply=exc.last_reply)
-        else:
-            raised = type(exc)(message)
-        raised.attempts, raised.usage, raised.detail = exc.attempts, exc.usage, exc.detail
-        raise raised from exc
-    if key is not None and cache is not None and result.json_mode is not None:
-        # Filed under the mode the reply was asked in (the run may have fallen back meanwhile).
-        key = _cache_key(backend, settings, article, section, chunk, result.json_mode)
-    if key is not None and cache is not None and any(b.key_initiatives or b.metrics for b in result.bodies):
-        # An empty answer is not kept: a later run (a better model, a fixed server) asks again.
-        cache.put(
-            key,
-            {
-                "bodies": [b.model_dump(mode="json") for b in result.bodies],
-                "warnings": result.warnings,
-                "input_sha256": article.sha256,
-                "chunk_start": chunk.start,
-            },
-        )
+        raise placed_error(article, chunk, count, exc) from exc
+    store_chunk(backend, settings, article, section, chunk, cache, result)
     return [result]
+
+
+def unsplittable_error(article: Article, chunk: Chunk, count: int, exc: TruncatedOutputError) -> TruncatedOutputError:
+    return TruncatedOutputError(
+        f"{article.article_id} chunk {chunk.index + 1}/{count}: reply truncated at the output limit and "
+        f"the chunk cannot be split further",
+        last_reply=exc.last_reply,
+    )
+
+
+def placed_error(article: Article, chunk: Chunk, count: int, exc: SummarizerError) -> SummarizerError:
+    """The same error, its message prefixed with the article and the chunk (backends leave that to us)."""
+    message = _where(article, chunk, count, exc)
+    if isinstance(exc, OutputValidationError):
+        raised: SummarizerError = type(exc)(message, last_reply=exc.last_reply)
+    else:
+        raised = type(exc)(message)
+    raised.attempts, raised.usage, raised.detail = exc.attempts, exc.usage, exc.detail
+    return raised
+
+
+def plan_chunks(article: Article, backend: Backend, settings: Settings) -> tuple[dict[int, Section], list[Chunk]]:
+    """An article's sections (by index) and the chunks a backend is asked about, in order."""
+    sections = split_sections(article)
+    if len(sections) > 1:  # a roundup's intro (no committee) is not a body of its own
+        sections = [s for s in sections if s.body_hint] or sections
+    if backend.wants_chunks:
+        chunks = chunk_article(article, sections, settings.chunk_tokens, settings.chunk_overlap, backend.model)
+    else:  # the backend reads whole sections (the rules extractor ranks across a committee's part)
+        chunks = [Chunk(i, s.index, s.start, s.end, article.text[s.start : s.end], 0) for i, s in enumerate(sections)]
+    return {s.index: s for s in sections}, chunks
 
 
 async def summarise_article_async(
@@ -127,14 +168,7 @@ async def summarise_article_async(
         SummarizerError: the backend failed for a chunk after its retries; the message names the
             article and the chunk.
     """
-    sections = split_sections(article)
-    if len(sections) > 1:  # a roundup's intro (no committee) is not a body of its own
-        sections = [s for s in sections if s.body_hint] or sections
-    if backend.wants_chunks:
-        chunks = chunk_article(article, sections, settings.chunk_tokens, settings.chunk_overlap, backend.model)
-    else:  # the backend reads whole sections (the rules extractor ranks across a committee's part)
-        chunks = [Chunk(i, s.index, s.start, s.end, article.text[s.start : s.end], 0) for i, s in enumerate(sections)]
-    by_index = {s.index: s for s in sections}
+    by_index, chunks = plan_chunks(article, backend, settings)
     ledger: list[Usage] = []  # what every request of this article cost, whatever becomes of it
     started = time.monotonic()
     tasks = [
@@ -169,7 +203,13 @@ async def summarise_article_async(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    results = [r for group in nested for r in group]
+    return assemble_summary(article, backend, settings, len(chunks), [r for group in nested for r in group])
+
+
+def assemble_summary(
+    article: Article, backend: Backend, settings: Settings, chunk_count: int, results: list[ChunkResult]
+) -> ArticleSummary:
+    """Merge an article's chunk results, in chunk order, into its summary and meta."""
     usage, warnings = Usage(), list[str]()
     for result in results:
         usage = usage.add(result.usage)
@@ -181,7 +221,7 @@ async def summarise_article_async(
         backend=backend.name,
         model=backend.model,
         prompt_version=backend.prompt.version if backend.prompt else None,
-        chunks=len(chunks),
+        chunks=chunk_count,
         usage=usage,
         cache_hits=sum(1 for r in results if r.cached),
         json_mode=_weakest_mode([r.json_mode for r in results]),

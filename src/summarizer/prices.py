@@ -1,5 +1,8 @@
 """Estimated cost of a run from token counts: USD per million prompt and completion tokens, by model.
 
+Requests sent through a provider's Batch API (`summarizer batch --via batch-file`) are priced with
+`batch_prices`: half of each online price, as the OpenAI Batch API charges.
+
 The built-in table is a rough guide; SUMMARIZER_PRICES (JSON) or `prices` in the config file
 override or extend it, e.g. {"my-model": {"input": 0.2, "output": 0.8}} or {"my-model": [0.2, 0.8]}.
 """
@@ -23,6 +26,9 @@ BUILTIN_PRICES: dict[str, tuple[float, float]] = {
     "deepseek-chat": (0.27, 1.10),
     "qwen-plus": (0.40, 1.20),
 }
+
+# The OpenAI Batch API bills input and output tokens at half the synchronous price.
+BATCH_DISCOUNT = 0.5
 
 
 def load_prices(override: Mapping[str, Any] | str | None = None) -> dict[str, tuple[float, float]]:
@@ -73,3 +79,8 @@ def estimate_cost(model: str | None, usage: Usage, prices: Mapping[str, tuple[fl
     if price is None:
         return None
     return (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1_000_000
+
+
+def batch_prices(prices: Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """The same table at Batch API prices (each online price times BATCH_DISCOUNT)."""
+    return {model: (pair[0] * BATCH_DISCOUNT, pair[1] * BATCH_DISCOUNT) for model, pair in prices.items()}

@@ -243,13 +243,27 @@ def _check_shape(reply: Any) -> None:
     Raises:
         _Malformed: a proxy's HTML page, `choices: []`, `choices: [{}]` and the like.
     """
-    choices = getattr(reply, "choices", None)
+    choices = _field(reply, "choices")
     if isinstance(reply, str | bytes) or choices is None:
         raise _Malformed(f"body starts {str(reply)[:60]!r}")
     if not isinstance(choices, list) or not choices:
         raise _Malformed("no choices")
-    if getattr(choices[0], "message", None) is None:
+    if _field(choices[0], "message") is None:
         raise _Malformed("a choice without a message")
+
+
+def malformed_reason(reply: Any) -> str | None:
+    """Why a 200 body is not a chat completion with a message, or None when it is one."""
+    try:
+        _check_shape(reply)
+    except _Malformed as exc:
+        return str(exc)
+    return None
+
+
+def _field(obj: Any, name: str) -> Any:
+    """An attribute of an SDK object, or the same key of the JSON it came from (a batch output line)."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def message_text(content: Any) -> str | None:
@@ -276,6 +290,157 @@ class _RetryAfterTooLong(Exception):
         self.seconds = seconds
 
 
+def configured_base_url(settings: Settings) -> str | None:
+    """The endpoint the settings point at: `base_url`, else OPENAI_BASE_URL, else None (OpenAI's own)."""
+    return settings.base_url or os.environ.get("OPENAI_BASE_URL", "").strip() or None
+
+
+def client_credentials(settings: Settings) -> tuple[str, str | None]:
+    """The API key and base URL for a client, read now (never stored in settings or logged).
+
+    Raises:
+        ConfigError: neither a key nor a base URL is set.
+    """
+    key = os.environ.get("OPENAI_API_KEY", "").strip()
+    base_url = configured_base_url(settings)
+    if not key and not base_url:
+        raise ConfigError("no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server that needs none")
+    # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
+    return key or "no-key", base_url
+
+
+def official_api(base_url: str | None) -> bool:
+    """Is this OpenAI's own API (no base URL, or api.openai.com)? It wants max_completion_tokens."""
+    return base_url is None or "api.openai.com" in base_url
+
+
+def request_body(settings: Settings, messages: list[dict[str, str]], mode: str, official: bool) -> dict[str, Any]:
+    """The chat-completions body for one chunk's messages in one JSON mode.
+
+    The online path sends it through the SDK; the batch-file path writes it into a requests file, so
+    both ask exactly the same question.
+    """
+    schema = _reply_schema()
+    if mode != "schema":  # the schema travels in the prompt when the server cannot enforce it
+        messages = [*messages]
+        messages[0] = {**messages[0], "content": messages[0]["content"] + _schema_note()}
+    # api.openai.com wants max_completion_tokens; compatible servers widely know only max_tokens.
+    limit = "max_completion_tokens" if official else "max_tokens"
+    body: dict[str, Any] = {
+        "model": settings.model,
+        "messages": messages,
+        "temperature": settings.temperature,
+        limit: settings.max_output_tokens,
+    }
+    if mode == "schema":
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema},
+        }
+    elif mode == "object":
+        body["response_format"] = {"type": "json_object", "schema": schema}
+    return body
+
+
+def chunk_messages(template: PromptTemplate, request: ChunkRequest) -> list[dict[str, str]]:
+    """The prompt for one chunk: the template filled with the article's header and the chunk."""
+    chunk, section = request.chunk, request.section
+    return template.render(
+        title=request.article.title or "(无)",
+        published=request.article.published or "(未知)",
+        body_hint=section.body_hint or "(未知)",
+        chunk_number=chunk.index + 1,
+        chunk_count=request.chunk_count,
+        chunk_text=_DELIMITER.sub(r"<\1 片段>", chunk.text),
+    )
+
+
+def reask_messages(messages: list[dict[str, str]], content: str | None, problem: str) -> list[dict[str, str]]:
+    """The conversation for a re-ask: the bad reply (shortened) and what was wrong with it."""
+    return [
+        *messages,
+        {"role": "assistant", "content": (content or "")[:ECHO_CHARS]},
+        {"role": "user", "content": _reask_text(problem)},
+    ]
+
+
+def scrub_secrets(text: str | None) -> str | None:
+    """A reply with the configured key and anything shaped like a bearer token or API key removed."""
+    if not text:
+        return text
+    key = os.environ.get("OPENAI_API_KEY", "").strip()
+    if key and len(key) >= 4:
+        text = text.replace(key, "***")
+    return _API_KEY.sub("***", _BEARER.sub("Bearer ***", text))
+
+
+def redact(text: str, limit: int = 300) -> str:
+    """A server's message for an error line or record: scrubbed like a reply, then capped."""
+    return (scrub_secrets(text) or "")[:limit]
+
+
+@dataclass
+class ReplyCheck:
+    """What one chat completion said about one chunk."""
+
+    content: str | None  # the reply's text, secrets removed
+    truncated: bool  # cut off at the output limit: split the chunk rather than re-ask
+    grounded: Grounded | None  # None: no valid JSON for the schema
+    problem: str  # what a re-ask tells the model ("" when nothing is wrong)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def check_reply(completion: Any, request: ChunkRequest) -> ReplyCheck:
+    """Read, validate and ground one chat completion (an SDK object or its JSON) for one chunk.
+
+    A reply naming a committee the article never mentions, or quoting text the article lacks,
+    comes back grounded with `failures`; the caller decides whether to re-ask.
+    """
+    usage = _field(completion, "usage")
+    tokens = (_field(usage, "prompt_tokens") or 0, _field(usage, "completion_tokens") or 0) if usage else (0, 0)
+    choices = _field(completion, "choices") or []
+    choice = choices[0] if choices else None
+    message = _field(choice, "message") if choice is not None else None
+    # Whatever the server sends back, the key never travels further (results, cache, errors).
+    content = scrub_secrets(message_text(_field(message, "content"))) if message is not None else None
+    if choice is not None and _field(choice, "finish_reason") == "length":
+        return ReplyCheck(content, True, None, "", *tokens)
+    try:
+        refusal = _field(message, "refusal") if message is not None else None
+        if refusal:
+            raise ReplyError(f"the model refused: {str(refusal)[:200]}")
+        reply = parse_reply(content)
+    except ReplyError as exc:
+        return ReplyCheck(content, False, None, str(exc), *tokens)
+    chunk, section = request.chunk, request.section
+    named, foreign = _split_foreign(reply.bodies, request.article.folded)
+    grounded = ground_bodies(named, request.article, near=(chunk.start, chunk.end), hint=section.body_hint)
+    for body in foreign:
+        grounded.warnings.append(f"dropped body {body.body!r}: not named in the article")
+        grounded.failures.append(f"body {body.body!r} is not a committee named in the article")
+    return ReplyCheck(content, False, grounded, "; ".join(grounded.failures), *tokens)
+
+
+def chunk_label(request: ChunkRequest) -> str:
+    return f"chunk {request.chunk.index + 1}/{request.chunk_count}"
+
+
+def fallback_warnings(where: str, problem: str, fallback: Grounded) -> list[str]:
+    """An earlier reply parsed but the last re-ask did not: its grounded items are kept, and we say so."""
+    return [f"{where}: the last re-ask was not valid JSON ({problem[:200]})", *fallback.warnings]
+
+
+def invalid_error(asks: int, problem: str, content: str | None) -> OutputValidationError:
+    return OutputValidationError(f"no valid JSON reply after {asks} attempts: {problem[:300]}", last_reply=content)
+
+
+def truncated_error(settings: Settings, content: str | None, usage: Usage) -> TruncatedOutputError:
+    return TruncatedOutputError(
+        f"the reply was cut off at max_output_tokens ({settings.max_output_tokens})", last_reply=content, usage=usage
+    )
+
+
 class OpenAIBackend:
     """Summarise chunks with any OpenAI-compatible chat completions endpoint."""
 
@@ -290,12 +455,13 @@ class OpenAIBackend:
     # replies were paid for, so edits that do not change outputs keep the version.
     version = "2"
 
-    def __init__(self, settings: Settings, limiter: Limiter | None = None) -> None:
+    def __init__(self, settings: Settings, limiter: Limiter | None = None, *, offline: bool = False) -> None:
         """
         Args:
             settings: model, timeouts, retry budgets, JSON mode, concurrency and rpm/tpm.
             limiter: a Limiter to share with other backends; by default one from the settings.
                 It is entered around every HTTP attempt, retries and re-asks included.
+            offline: only build requests and read replies (a batch file); no key is needed.
 
         Raises:
             ConfigError: no model name, an unknown JSON mode, or neither a key nor a base URL.
@@ -313,7 +479,8 @@ class OpenAIBackend:
         self.json_mode = "schema" if settings.json_mode == "auto" else settings.json_mode
         # The window adapts so that no request waits in a server's queue past half its deadline.
         self.limiter = limiter or Limiter.from_settings(settings, queue_deadline=settings.timeout)
-        self._credentials()  # fail on a missing key now, not at the first chunk
+        if not offline:
+            self._credentials()  # fail on a missing key now, not at the first chunk
         self._client: openai.AsyncOpenAI | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._not_before = 0.0  # monotonic time before which no request may start (set by 429s)
@@ -321,17 +488,12 @@ class OpenAIBackend:
     # --- client and shared state ---
 
     def _credentials(self) -> tuple[str, str | None]:
-        key = os.environ.get("OPENAI_API_KEY", "").strip()
-        base_url = self.settings.base_url or os.environ.get("OPENAI_BASE_URL", "").strip() or None
-        if not key and not base_url:
-            raise ConfigError("no API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server that needs none")
-        # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
-        return key or "no-key", base_url
+        return client_credentials(self.settings)
 
     @property
     def base_url(self) -> str | None:
         """The endpoint replies come from (part of a result's identity: two servers, two answers)."""
-        return self._credentials()[1]
+        return configured_base_url(self.settings)
 
     def _state(self) -> openai.AsyncOpenAI:
         """The client for the running event loop (rebuilt when the loop changes)."""
@@ -365,27 +527,8 @@ class OpenAIBackend:
     # --- one request, with transport retries ---
 
     def _request_args(self, messages: list[dict[str, str]], mode: str) -> dict[str, Any]:
-        schema = _reply_schema()
-        if mode != "schema":  # the schema travels in the prompt when the server cannot enforce it
-            messages = [*messages]
-            messages[0] = {**messages[0], "content": messages[0]["content"] + _schema_note()}
-        # api.openai.com wants max_completion_tokens; compatible servers widely know only max_tokens.
-        official = self._client is None or "api.openai.com" in str(self._client.base_url)
-        limit = "max_completion_tokens" if official else "max_tokens"
-        args: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.settings.temperature,
-            limit: self.settings.max_output_tokens,
-        }
-        if mode == "schema":
-            args["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema},
-            }
-        elif mode == "object":
-            args["response_format"] = {"type": "json_object", "schema": schema}
-        return args
+        official = self._client is None or official_api(str(self._client.base_url))
+        return request_body(self.settings, messages, mode, official)
 
     def cache_modes(self) -> list[str | None]:
         """The JSON modes whose cached replies this run may reuse: its own, and in `auto` the ones it
@@ -538,18 +681,8 @@ class OpenAIBackend:
         except openai.OpenAIError as exc:
             raise ProviderError(f"model request failed: {self._redact(str(exc))}") from None
 
-    def _scrub(self, text: str | None) -> str | None:
-        """A reply with the configured key and anything shaped like a bearer token or API key removed."""
-        if not text:
-            return text
-        key = os.environ.get("OPENAI_API_KEY", "").strip()
-        if key and len(key) >= 4:
-            text = text.replace(key, "***")
-        return _API_KEY.sub("***", _BEARER.sub("Bearer ***", text))
-
     def _redact(self, text: str, limit: int = 300) -> str:
-        """A server's message for an error line or record: scrubbed like a reply, then capped."""
-        return (self._scrub(text) or "")[:limit]
+        return redact(text, limit)
 
     # --- one chunk, with re-asks ---
 
@@ -575,18 +708,9 @@ class OpenAIBackend:
             OutputValidationError: no reply became valid JSON for the schema within the re-asks.
             AuthError, ProviderError: the endpoint failed and transport retries did not help.
         """
-        chunk, section = request.chunk, request.section
-        where = f"chunk {chunk.index + 1}/{request.chunk_count}"
+        where = chunk_label(request)
         assert self._template is not None
-        messages = self._template.render(
-            title=request.article.title or "(无)",
-            published=request.article.published or "(未知)",
-            body_hint=section.body_hint or "(未知)",
-            chunk_number=chunk.index + 1,
-            chunk_count=request.chunk_count,
-            chunk_text=_DELIMITER.sub(r"<\1 片段>", chunk.text),
-        )
-        warnings: list[str] = []
+        messages = chunk_messages(self._template, request)
         fallback: Grounded | None = None
         problem, content = "", None
         asks = max(0, self.settings.reask_attempts) + 1
@@ -594,50 +718,31 @@ class OpenAIBackend:
             if ask:
                 counters.reasks += 1
             completion = await self._complete(messages, counters)
-            if completion.usage is not None:
-                counters.prompt_tokens += completion.usage.prompt_tokens or 0
-                counters.completion_tokens += completion.usage.completion_tokens or 0
-            choice = completion.choices[0] if completion.choices else None
-            # Whatever the server sends back, the key never travels further (results, cache, errors).
-            content = self._scrub(message_text(choice.message.content)) if choice is not None else None
-            if choice is not None and choice.finish_reason == "length":
-                raise TruncatedOutputError(
-                    f"the reply was cut off at max_output_tokens ({self.settings.max_output_tokens})",
-                    last_reply=content,
-                    usage=counters.usage(),
-                )
-            try:
-                if choice is not None and getattr(choice.message, "refusal", None):
-                    raise ReplyError(f"the model refused: {str(choice.message.refusal)[:200]}")
-                reply = parse_reply(content)
-            except ReplyError as exc:
-                problem = str(exc)
+            checked = check_reply(completion, request)
+            counters.prompt_tokens += checked.prompt_tokens
+            counters.completion_tokens += checked.completion_tokens
+            content, problem = checked.content, checked.problem
+            if checked.truncated:
+                raise truncated_error(self.settings, content, counters.usage())
+            if checked.grounded is None:
                 log.info("%s: invalid reply (attempt %d/%d): %s", where, ask + 1, asks, problem)
             else:
-                named, foreign = _split_foreign(reply.bodies, request.article.folded)
-                grounded = ground_bodies(named, request.article, near=(chunk.start, chunk.end), hint=section.body_hint)
-                for body in foreign:
-                    grounded.warnings.append(f"dropped body {body.body!r}: not named in the article")
-                    grounded.failures.append(f"body {body.body!r} is not a committee named in the article")
-                if not grounded.failures or ask == asks - 1:
+                if not checked.grounded.failures or ask == asks - 1:
+                    grounded = checked.grounded
                     return ChunkResult(
-                        grounded.bodies, counters.usage(), warnings + grounded.warnings, json_mode=counters.json_mode
+                        grounded.bodies, counters.usage(), grounded.warnings, json_mode=counters.json_mode
                     )
-                fallback = grounded
-                problem = "; ".join(grounded.failures)
+                fallback = checked.grounded
                 log.info("%s: ungrounded items (attempt %d/%d): %s", where, ask + 1, asks, problem)
-            messages = [
-                *messages,
-                {"role": "assistant", "content": (content or "")[:ECHO_CHARS]},
-                {"role": "user", "content": _reask_text(problem)},
-            ]
+            messages = reask_messages(messages, content, problem)
         if fallback is not None:
-            # An earlier reply parsed: keep its grounded items, drop the rest, and say so.
-            warnings.append(f"{where}: the last re-ask was not valid JSON ({problem[:200]})")
             return ChunkResult(
-                fallback.bodies, counters.usage(), warnings + fallback.warnings, json_mode=counters.json_mode
+                fallback.bodies,
+                counters.usage(),
+                fallback_warnings(where, problem, fallback),
+                json_mode=counters.json_mode,
             )
-        raise OutputValidationError(f"no valid JSON reply after {asks} attempts: {problem[:300]}", last_reply=content)
+        raise invalid_error(asks, problem, content)
 
 
 # An article must not close the data block it sits in; the added space folds away in grounding.
@@ -680,6 +785,16 @@ def _server_message(exc: Any) -> str:
 
 
 def _mentions_response_format(exc: Any) -> bool:
-    text = (_server_message(exc) + " " + json.dumps(getattr(exc, "body", None), default=str)).lower()
+    return mentions_response_format(_server_message(exc), getattr(exc, "body", None))
+
+
+def mentions_response_format(message: str, body: Any) -> bool:
+    """Does a server's error say it cannot do the response_format asked for?"""
+    text = (message + " " + json.dumps(body, default=str)).lower()
     words = ("response_format", "json_schema", "response format", "structured output")
     return any(word in text for word in words)
+
+
+def refused_format(status: int, message: str, body: Any) -> bool:
+    """An error a JSON-mode fallback answers: a refusal status that names the response format."""
+    return status in _REFUSAL_STATUSES and mentions_response_format(message, body)
