@@ -386,6 +386,22 @@ def _lock_output(output: Path) -> int:
     return fd
 
 
+def check_paths(input_dir: str | Path, output: str | Path) -> tuple[Path, Path]:
+    """The input folder and the results file of a run, checked; the results file's folder is made.
+
+    Raises:
+        ConfigError: the input is not a folder, or the output is one.
+    """
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder (batch reads a folder of article files)")
+    output = Path(output)
+    if output.is_dir():
+        raise ConfigError(f"{output}: is a folder; -o needs a file name such as results.jsonl")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return root, output
+
+
 def _refuse_foreign_output(root: Path, pattern: str, output: Path, force: bool) -> None:
     """Never write onto an input article, and never onto a file this tool did not write unless --force.
 
@@ -789,13 +805,7 @@ def run_batch(
         ConfigError: the folder, glob, output path, backend or price table is unusable.
     """
     started = time.monotonic()
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise ConfigError(f"{root}: not a folder (batch reads a folder of article files)")
-    output = Path(output)
-    if output.is_dir():
-        raise ConfigError(f"{output}: is a folder; -o needs a file name such as results.jsonl")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    root, output = check_paths(input_dir, output)
     errors_path = errors_path_for(output)
     prices = load_prices(settings.prices)
     backend_name, notice = resolve_backend_name(settings)

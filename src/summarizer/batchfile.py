@@ -55,6 +55,7 @@ from .batch import (
     _open_results,
     _refuse_foreign_output,
     _Writer,
+    check_paths,
     discover,
     errors_path_for,
 )
@@ -513,13 +514,7 @@ def write_requests(
         ConfigError: the folder, glob, output path or model is unusable, or a file in the way was
             not written by this tool.
     """
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise ConfigError(f"{root}: not a folder (batch reads a folder of article files)")
-    output = Path(output)
-    if output.is_dir():
-        raise ConfigError(f"{output}: is a folder; -o needs a file name such as results.jsonl")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    root, output = check_paths(input_dir, output)
     settings = _request_settings(settings)
     prices = load_prices(settings.prices)
     report = BatchFileReport(output, errors_path_for(output), state_path_for(output), model=settings.model)
