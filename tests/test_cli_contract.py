@@ -132,6 +132,7 @@ def test_exit_codes_are_the_same_for_every_command(tmp_path: Path) -> None:
         "export missing file": invoke("export", tmp_path / "none.jsonl", "--csv", tmp_path / "m2.csv"),
         "view done": invoke("view", results, "-o", tmp_path / "view.html"),
         "view missing file": invoke("view", tmp_path / "none.jsonl", "-o", tmp_path / "v2.html"),
+        "collect missing file": invoke("collect", tmp_path / "none.jsonl", "-o", tmp_path / "c.jsonl"),
         "eval done": invoke("eval", "--predictions", results, *eval_args),
         "eval missing gold": invoke("eval", "--predictions", results, "--gold", tmp_path / "nogold"),
         "cache stats done": invoke("cache", "stats", *cache),
