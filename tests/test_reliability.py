@@ -477,3 +477,21 @@ def test_key_never_reaches_eval_reports_or_batch_files(
         assert DUMMY_KEY.encode() not in path.read_bytes(), path
     assert DUMMY_KEY not in evaluated.output + batched.output
     assert all(DUMMY_KEY not in record.getMessage() for record in caplog.records)
+
+
+def test_errors_file_keeps_only_the_start_of_a_huge_reply(fake: FakeOpenAI, small: Path, tmp_path: Path) -> None:
+    """A model that answers megabytes of prose must not make the errors file megabytes per article."""
+    from summarizer.batch import errors_path_for, run_batch
+
+    reply = "好的,我来总结这篇文章。" * 20_000  # 240,000 characters of prose, not JSON
+    fake.default = lambda seen: chat(reply)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    small.rename(folder / "small.txt")
+    out = tmp_path / "results.jsonl"
+    report = run_batch(folder, out, fast_settings(reask_attempts=0), quiet=True)
+    assert report.failed == 1
+    (record,) = [json.loads(line) for line in errors_path_for(out).read_text("utf-8").splitlines()]
+    assert record["error"] == "OutputValidationError"
+    assert reply.startswith(record["last_reply"]) and 4000 <= len(record["last_reply"].encode()) <= 4096
+    assert record["last_reply_chars"] == len(reply)

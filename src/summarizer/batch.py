@@ -176,17 +176,30 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(regex) + r"\Z")
 
 
+LAST_REPLY_BYTES = 4096  # of a failed model reply kept in the errors file (a reply may be megabytes)
+
+
+def _capped(reply: object) -> tuple[str | None, int | None]:
+    """A failed reply's first LAST_REPLY_BYTES (UTF-8, cut on a character boundary) and its full length."""
+    if not isinstance(reply, str):
+        return None, None
+    head = reply.encode("utf-8", "surrogatepass")[:LAST_REPLY_BYTES].decode("utf-8", "ignore")
+    return head, len(reply)
+
+
 def _error(
     article_id: str, source: str | None, exc: BaseException | str, attempts: int | None = None, kind: str | None = None
 ) -> dict[str, Any]:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reply, length = _capped(getattr(exc, "last_reply", None))
     return {
         "article_id": article_id,
         "source_path": source,
         "error": kind or type(exc).__name__,
         "message": message,
         "attempts": attempts if attempts is not None else getattr(exc, "attempts", None),
-        "last_reply": getattr(exc, "last_reply", None),
+        "last_reply": reply,
+        "last_reply_chars": length,  # the whole reply's length, when only its start is kept
         "detail": getattr(exc, "detail", None),
         "usage": usage.model_dump() if isinstance(usage := getattr(exc, "usage", None), Usage) else None,
     }
