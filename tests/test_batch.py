@@ -13,14 +13,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from fake_backend import FakeBackend
-from helpers import VirtualClock
+from helpers import VirtualClock, read_only
 from summarizer.batch import BatchReport, errors_path_for, glob_regex, run_batch
 from summarizer.cli import app
 from summarizer.errors import ConfigError, WriteError
@@ -717,24 +716,6 @@ def test_an_unusable_output_path_is_one_line_naming_it(tmp_path: Path) -> None:
         line = _one_error_line(stderr.decode())
         assert names in line and reason in line, line
     assert in_the_way.read_text("utf-8") == "x"
-
-
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """No new files in `folder`: by its mode, or for root (whom modes do not stop) by the immutable flag."""
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        try:
-            yield
-        finally:
-            folder.chmod(0o755)
-        return
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
-        pytest.skip("running as root on a file system without the immutable flag")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
 def test_a_read_only_folder_is_refused_before_any_work(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ docs/reliability.md lists every guarantee and the test that proves it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -22,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_openai import FakeOpenAI, GoldResponder, Response, Seen, chat, error
-from helpers import ARTICLES, DUMMY_KEY, GOLD_DIR, assert_grounded, fast_settings
+from helpers import ARTICLES, DUMMY_KEY, GOLD_DIR, assert_grounded, fast_settings, read_only
 from summarizer import pipeline
 from summarizer.article import load_article
 from summarizer.backends import ChunkRequest
@@ -382,6 +384,83 @@ def test_corrupt_cache_is_moved_aside_and_rebuilt(
     assert list(cache.glob(DB_NAME + ".corrupt-*"))
     assert any("moved aside" in r.getMessage() for r in caplog.records)
     assert run(small).bodies == first.bodies and fake.count == 1  # the rebuilt cache serves the re-run
+
+
+def _damage_pages_holding(db: Path, text: str) -> int:
+    """Overwrite every page of the database file that holds `text` (the table's data, not its key
+    index, so the database still opens and still counts its rows)."""
+    gc.collect()  # the run's own connection
+    with contextlib.closing(sqlite3.connect(db)) as connection:  # every page into the file itself
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db.read_bytes())
+    size = int.from_bytes(data[16:18], "big")
+    needle, damaged = text.encode(), 0
+    for start in range(size, len(data), size):  # page 1 (header and schema) stays whole
+        if needle in data[start : start + size]:
+            data[start : start + size] = b"\xff" * size
+            damaged += 1
+    db.write_bytes(bytes(data))
+    return damaged
+
+
+def test_a_damaged_page_costs_the_cache_not_the_articles(
+    fake: FakeOpenAI, small: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.default = good
+    first = run(small)
+    db = tmp_path / "cache" / DB_NAME
+    assert _damage_pages_holding(db, "委员议事厅") >= 1
+    with sqlite3.connect(db) as check:  # what the open used to check still passes
+        assert check.execute("SELECT count(*) FROM entries").fetchone() == (1,)
+    caplog.clear()
+    again = run(small)
+    assert again.bodies == first.bodies and fake.count == 2  # asked again, answered, not failed
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "malformed" in warning and "moved aside" in warning and "without the cache" in warning
+    assert len(list(db.parent.glob(DB_NAME + ".corrupt-*[0-9]"))) == 1  # with its -wal and -shm, if any
+    caplog.clear()
+    run(small)  # the next run starts a new cache and fills it ...
+    assert run(small).bodies == first.bodies and fake.count == 3  # ... and is served from it
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("how", ["folder blocked by a file", "read-only folder", "read-only file", "disk full"])
+def test_an_unusable_cache_never_costs_an_article(
+    fake: FakeOpenAI, small: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    from summarizer.cache import Cache, open_run_cache
+
+    fake.default = good
+    folder = tmp_path / "cache"
+    cache: Cache | None = None  # summarise_article opens its own unless given one
+    with contextlib.ExitStack() as stack:
+        if how == "folder blocked by a file":
+            folder.write_text("not a folder", "utf-8")
+        else:
+            run(small)  # a cache with one answer in it
+            gc.collect()  # closed: no WAL files left beside it
+            small.write_text(SMALL + "会议要求抓好落实。\n", "utf-8")  # another chunk: a new answer to store
+        if how == "read-only folder":  # the WAL files cannot be created: the cache does not open
+            stack.enter_context(read_only(folder))
+        if how == "read-only file":  # it opens and reads, but cannot store
+            stack.enter_context(read_only(folder / DB_NAME))
+        if how == "disk full":  # SQLite's own limit: the database may not grow by a page, and is full
+            cache = open_run_cache(folder)
+            assert cache is not None
+            (pages,) = cache._db.execute("PRAGMA page_count").fetchone()
+            cache._db.execute(f"PRAGMA max_page_count = {pages}")
+            with contextlib.suppress(sqlite3.OperationalError):
+                for i in range(1000):
+                    cache._db.execute("INSERT INTO entries VALUES (?, ?, 0)", (f"filler {i}", "x" * 300))
+        caplog.clear()
+        for _ in range(2):  # a second article meets a cache already switched off: no second warning
+            summary = summarise_article(small, fast_settings(), cache=cache)
+            assert [m.value for m in summary.bodies[0].metrics] == [4, 120]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(folder) in warnings[0] and "without the cache" in warnings[0]
+    assert "moved aside" not in warnings[0]
+    assert not list(tmp_path.glob("**/*.corrupt-*"))
 
 
 # --- secrets ---
