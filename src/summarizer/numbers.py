@@ -1,16 +1,76 @@
-"""Numbers as Chinese reports write them: Arabic and Chinese numerals, 万/亿, decimals, %, and the
-approximation words (余/多/近/约/以上 ...) that make a figure approximate."""
+"""Numbers as Chinese reports write them: Arabic and Chinese numerals, 万/亿, decimals, %, the
+approximation words (余/多/近/约/以上 ...) that make a figure approximate, the measure words counts
+are written with, and years named by a milestone (二十大开局之年)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
 _BIG_UNITS = {"万": 10_000, "亿": 100_000_000}
 _MULTIPLIERS = {"千": 1000, **_BIG_UNITS}  # after Arabic digits: 5千多个, 1.2万人次
 CN_NUMERAL = "零〇一二两三四五六七八九十百千万亿"
+# The measure words a count of this genre's work is written with.
+# Longest first so 人次 wins over 人 and 件次 over 件.
+UNITS = (
+    "万人次",
+    "人次",
+    "件次",
+    "场次",
+    "个百分点",
+    "个小时",
+    "平方公里",
+    "平方米",
+    "万元",
+    "亿元",
+    "万人",
+    "公里",
+    "千米",
+    "小时",
+    "个",
+    "件",
+    "篇",
+    "份",
+    "次",
+    "场",
+    "名",
+    "人",
+    "位",
+    "家",
+    "项",
+    "条",
+    "期",
+    "批",
+    "户",
+    "所",
+    "处",
+    "座",
+    "间",
+    "支",
+    "组",
+    "类",
+    "天",
+    "本",
+    "册",
+    "部",
+    "套",
+    "台",
+    "辆",
+    "张",
+    "幅",
+    "首",
+    "轮",
+    "门",
+    "元",
+    "亩",
+    "米",
+    "吨",
+    "%",
+    "％",
+)
 
 NUMBER = re.compile(
     r"(?P<arabic>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<mult>[千万亿])?"
@@ -103,3 +163,35 @@ def value_readable(value: float, unit: str, evidence: str) -> tuple[bool, bool]:
     """Can `value` (in `unit`) be read from the evidence? Returns (readable, approx within the quote)."""
     number = find_value(value, evidence)
     return (True, is_approx_at(evidence, number.start, number.end)) if number else (False, False)
+
+
+# 党的二十大 (2022) -> congress N is held in 2022 - 5 * (20 - N) from the 12th (1982) on.
+_CONGRESS_START = re.compile(r"([一二三四五六七八九十]{2,3})大[^。!?\n]{0,20}?开局之年")
+_PLAN = re.compile(r"“?([一二三四五六七八九十]{2,3})五”?[^。!?\n]{0,12}?(开局之年|收官之年)")
+
+
+def _congress_year(numeral: str) -> int | None:
+    number = parse_chinese(numeral)
+    if number is None or not 12 <= number <= 30:
+        return None
+    return int(2022 - 5 * (20 - number))
+
+
+def _plan_year(numeral: str, which: str) -> int | None:
+    number = parse_chinese(numeral)  # 十四五: the 14th plan, 2021-2025
+    if number is None or not 6 <= number <= 20:
+        return None
+    first = int(2021 + 5 * (number - 14))
+    return first if which == "开局之年" else first + 4
+
+
+@lru_cache(maxsize=16)
+def anchor_year(text: str) -> int | None:
+    """A year named by a dated milestone rather than digits (二十大开局之年 -> 2023)."""
+    if match := _CONGRESS_START.search(text):
+        year = _congress_year(match.group(1))
+        if year:
+            return year + 1
+    if match := _PLAN.search(text):
+        return _plan_year(match.group(1), match.group(2))
+    return None
