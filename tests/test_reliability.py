@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from fake_openai import FakeOpenAI, GoldResponder, Response, Seen, chat, error
 from helpers import ARTICLES, DUMMY_KEY, GOLD_DIR, assert_grounded, fast_settings, read_only
 from summarizer import pipeline
-from summarizer.article import load_article
+from summarizer.article import load_article, parse_article
 from summarizer.backends import ChunkRequest
 from summarizer.backends.openai_backend import OpenAIBackend
 from summarizer.cache import DB_NAME
@@ -323,6 +323,46 @@ def test_prompt_injection_stays_data(fake: FakeOpenAI, tmp_path: Path) -> None:
     assert "火星政协" not in [b.body for b in obeyed.bodies]
     assert obeyed.meta is not None and any("火星政协" in w for w in obeyed.meta.warnings)
     assert any("接管次数" in w for w in obeyed.meta.warnings)
+
+
+def test_text_a_model_writes_is_checked_against_the_article(fake: FakeOpenAI, small: Path) -> None:
+    """A summary, unit or year an injected instruction made up never reaches the output as written."""
+    reply = json.loads(json.dumps(GOOD))
+    body = reply["bodies"][0]
+    body["year"] = 1999  # neither written in the page nor implied by its date (2023-05-10)
+    body["summary"] = "临洮县政协收到提案999件,北京市政协发来贺信。"  # a number and a committee the page never names
+    body["metrics"][0]["unit"] = "亿元"  # the page says 开展专题协商4次
+    body["metrics"].append(  # no measure word after the number at all
+        {"name": "发布", "value": 2023, "unit": "项", "approx": False, "evidence": "发布时间:2023-05-10"}
+    )
+    fake.default = lambda seen: chat(json.dumps(reply, ensure_ascii=False))
+    summary = run(small, reask_attempts=0)
+    (got,) = summary.bodies
+    assert got.year is None
+    assert "999" not in got.summary and "北京" not in got.summary
+    assert got.summary.startswith("临洮县政协:") and "“委员议事厅”协商平台" in got.summary  # the page's own words
+    assert [(m.value, m.unit) for m in got.metrics] == [(4, "次"), (120, "件")]
+    assert summary.meta is not None
+    warnings = "\n".join(summary.meta.warnings)
+    assert "year 1999 dropped" in warnings and "summary rebuilt" in warnings and "the number 999" in warnings
+    assert "'亿元' corrected to '次'" in warnings and "dropped metric '发布'" in warnings
+    assert_grounded(summary, small)
+
+
+def test_a_year_must_be_written_or_follow_from_the_page() -> None:
+    from summarizer.ground import year_supported
+
+    def page(date: str, body: str) -> Any:
+        return parse_article(f"某县政协召开全会\n发布时间:{date}\n{body}\n", "page")
+
+    review = page("2024-02-20", "某县政协过去一年开展协商12次。")
+    assert year_supported(2024, review) and year_supported(2023, review)  # a January-April review
+    assert not year_supported(2022, review) and not year_supported(2025, review)
+    summer = page("2024-07-01", "某县政协开展协商12次。")
+    assert not year_supported(2023, summer)
+    assert year_supported(2021, page("2024-07-01", "2021年以来,某县政协开展协商12次。"))
+    assert year_supported(2023, page("2024-07-01", "二〇二三年,某县政协开展协商12次。"))
+    assert year_supported(2023, page("2024-07-01", "在党的二十大开局之年,某县政协开展协商12次。"))
 
 
 # --- cache ---

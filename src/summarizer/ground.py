@@ -3,18 +3,27 @@
 Evidence is located exactly first, then with full-/half-width punctuation and whitespace folded.
 The evidence written out is always the article's own text at the span, so `text[s:e] == evidence`.
 Items that cannot be grounded are dropped, each with a warning.
+
+What a backend writes in its own words is checked against the article too, so text a page smuggled
+into a model's answer cannot reach the output: a metric's unit must be the measure word next to its
+number in the quote (else the quote's own measure word is used, or the metric dropped); a year must
+be written in the article or follow from its date (else it is dropped); a summary may name only
+numbers and committees the article names (else it is rebuilt from the article's own sentences).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .article import Article
-from .numbers import as_number, find_value, is_approx_at
-from .places import bare_suffix, canonical_body, level_of, resolve_bare
+from .article import Article, fold_text
+from .numbers import CN_NUMERAL, anchor_year, as_number, find_value, find_values, is_approx_at, unit_at
+from .places import bare_suffix, canonical_body, find_mentions, level_of, resolve_bare, short_autonomous
 from .schema import BodySummary, Initiative, Metric, ReplyBody, ReplyInitiative, ReplyMetric
+from .sections import Section, split_sections
+from .summary import compose_summary, summarise_section
 
 _FOLD = {ord(c): c2 for c, c2 in zip("，；：（）！？“”‘’「」『』【】　", ',;:()!?""\'\'""""[] ', strict=True)}
 _SKIP = set(" \t\n\r\xa0\u3000\u2002\u2003\u2009\u200b")
@@ -103,6 +112,123 @@ def name_body(raw: str, article: Article, hint: str | None) -> str | None:
     return hint
 
 
+def _unit(metric: ReplyMetric | Metric, article: Article, span: tuple[int, int]) -> str | None:
+    """The metric's unit as the quote writes it next to the number: its own, or the quote's (a
+    correction), or None when no measure word stands there."""
+    unit = metric.unit.strip()
+    folded, quote = article.folded[span[0] : span[1]], article.text[span[0] : span[1]]  # same offsets
+    corrections = []
+    for _, unit_start in find_values(metric.value, folded):
+        # As the article writes it (個, ％) or as the rules read it (个, %).
+        if unit_at(quote, unit_start, unit) == unit or unit_at(folded, unit_start, fold_text(unit)) == fold_text(unit):
+            return unit
+        corrections.append(unit_at(folded, unit_start, ""))
+    return next((word for word in corrections if word), None)
+
+
+# --- years ---
+
+_FULL_DATE = re.compile(r"((?:19|20)\d{2})\s*年\s*(\d{1,2})\s*月\s*\d{1,2}\s*日")
+_CN_DIGITS = str.maketrans("0123456789", "〇一二三四五六七八九")
+
+
+def _publication(article: Article) -> tuple[int, int] | None:
+    """(year, month) the page was published: its date line, else a full date in its headline (a report
+    "——2024年1月15日在…会议上")."""
+    if article.published:
+        return int(article.published[:4]), int(article.published[5:7])
+    if dated := _FULL_DATE.search(fold_text(article.headline)):
+        return int(dated.group(1)), int(dated.group(2))
+    return None
+
+
+def year_supported(year: int, article: Article) -> bool:
+    """Is `year` written in the article (2023, 二〇二三), or does it follow from the page? The year it
+    was published; the year before for an annual review published January to April; the year a
+    milestone names (二十大开局之年); the year a yearbook records (the one before its title's)."""
+    text = article.folded
+    digits = str(year)
+    if re.search(rf"(?<!\d){digits}(?!\d)", text) or digits.translate(_CN_DIGITS) in text.replace("零", "〇"):
+        return True
+    published = _publication(article)
+    if published is not None and (year == published[0] or (year == published[0] - 1 and published[1] <= 4)):
+        return True
+    headline = fold_text(article.headline)
+    return anchor_year(text) == year or ("年鉴" in headline and str(year + 1) in headline)
+
+
+# --- summaries ---
+
+_DIGIT_RUN = re.compile(r"\d+(?:\.\d+)?")
+_NUMERAL_RUN = re.compile(f"[{CN_NUMERAL}]{{2,}}")
+
+
+def _body_key(name: str) -> str:
+    """One spelling per committee: 黔东南苗族侗族自治州政协 and 黔东南州政协 are the same."""
+    return short_autonomous(name.removesuffix("政协")) + "政协"
+
+
+@lru_cache(maxsize=8)
+def _sections(article: Article) -> tuple[Section, ...]:
+    return tuple(split_sections(article))
+
+
+@lru_cache(maxsize=8)
+def committees_named(article: Article) -> frozenset[str]:
+    """Every committee the article names: in full (天津市政协, 政协天津市委员会), bare and resolved as
+    the rules resolve them (市政协 in a page about 淮南), or as a roundup part's heading (【浙江】)."""
+    mentions = find_mentions(article.folded)
+    names = [m.name for m in mentions if m.name]
+    for bare in dict.fromkeys(m.bare for m in mentions if m.bare and not m.name):
+        if resolved := resolve_bare(bare, names, article.folded):
+            names.append(resolved)
+    names += [s.body_hint for s in _sections(article) if s.body_hint]
+    return frozenset(_body_key(name) for name in names)
+
+
+def _summary_problem(summary: str, body: str, year: int | None, article: Article) -> str | None:
+    """What a summary says that the article does not: a number, or a committee other than its own."""
+    folded, text = fold_text(summary), article.folded
+    for match in _DIGIT_RUN.finditer(folded):
+        number = match.group()
+        if number == str(year):
+            continue  # the body's year, checked on its own
+        cut = folded[match.end() :].strip("。…") == ""  # a long sentence shortened inside a number
+        after = "" if cut else r"(?!\d)"
+        if not re.search(r"(?<![\d.])" + re.escape(number) + after, text):
+            return f"the number {number}"
+    for match in _NUMERAL_RUN.finditer(folded):
+        if match.group() not in text:
+            return f"the number {match.group()}"
+    for mention in find_mentions(folded):
+        if mention.name and _body_key(mention.name) not in {_body_key(body), *committees_named(article)}:
+            return f"the committee {mention.name}"
+    return None
+
+
+def _section_at(article: Article, position: int | None, body: str) -> tuple[int, int]:
+    """The stretch of text a body's summary is drawn from: the section at `position`, else the
+    body's own section, else the whole article."""
+    sections = _sections(article)
+    if position is not None:
+        for section in sections:
+            if section.start <= position < section.end:
+                return section.start, section.end
+    for section in sections:
+        if section.body_hint == body:
+            return section.start, section.end
+    return (article.kept[0][0], article.kept[-1][1]) if article.kept else (0, len(article.text))
+
+
+def extractive_summary(
+    article: Article, body: str, year: int | None, initiatives: list[Initiative], near: tuple[int, int] | None
+) -> str:
+    """A summary in the article's own words, made as the rules make theirs."""
+    start, end = _section_at(article, near[0] if near else None, body)
+    lead = summarise_section(article, start, end, body, [])
+    return compose_summary(body, year, lead, [i.evidence for i in initiatives])
+
+
 def ground_bodies(
     bodies: Sequence[ReplyBody | BodySummary],
     article: Article,
@@ -151,6 +277,13 @@ def ground_bodies(
                 warnings.append(f"dropped metric {metric.name!r}: value {metric.value} not in its evidence")
                 failures.append(f"metric {metric.name!r}: value {metric.value} cannot be read from {quote!r}")
                 continue
+            unit = _unit(metric, article, span)
+            if unit is None:
+                warnings.append(f"dropped metric {metric.name!r}: unit {metric.unit!r} is not next to its number")
+                failures.append(f"metric {metric.name!r}: unit {metric.unit!r} is not written after the number")
+                continue
+            if unit != metric.unit.strip():
+                warnings.append(f"metric {metric.name!r}: unit {metric.unit!r} corrected to {unit!r} from its evidence")
             if (span, metric.value) in placed:
                 continue
             placed.add((span, metric.value))
@@ -158,18 +291,26 @@ def ground_bodies(
                 Metric(
                     name=metric.name.strip(),
                     value=as_number(metric.value),
-                    unit=metric.unit.strip(),
+                    unit=unit,
                     approx=approx,
                     evidence=quote,
                     span=span,
                 )
             )
+        year = body.year
+        if year is not None and not year_supported(year, article):
+            warnings.append(f"{name}: year {year} dropped: the article neither writes it nor implies it by its date")
+            year = None
+        summary = body.summary.strip()
+        if summary and (problem := _summary_problem(summary, name, year, article)):
+            warnings.append(f"{name}: summary rebuilt from the article's sentences: {problem} is not in the article")
+            summary = extractive_summary(article, name, year, initiatives, near)
         out.append(
             BodySummary(
                 body=name,
                 level=level_of(name),
-                year=body.year,
-                summary=body.summary.strip(),
+                year=year,
+                summary=summary,
                 key_initiatives=initiatives,
                 metrics=metrics,
             )

@@ -144,18 +144,60 @@ def as_number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def find_value(value: float, evidence: str) -> Number | None:
-    """Where `value` is written in the evidence, if it is. `1.2万人次` reads as 12000 or as 1.2 (万人次)."""
+def find_values(value: float, evidence: str) -> list[tuple[Number, int]]:
+    """Everywhere `value` is written in the evidence, each with where its measure word may start.
+
+    `1.2万人次` reads as 12000 (then 人次 follows) or as 1.2 (then 万人次 follows).
+    """
     plain = evidence.translate(_TRADITIONAL_NUMERALS)
+    found = []
     for number in find_numbers(evidence):
-        candidates = {number.value}
+        candidates = {number.value: number.end}
         match = NUMBER.match(plain, number.start)
         if match and match.group("mult"):
-            candidates.add(float(match.group("arabic").replace(",", "")))
+            candidates[float(match.group("arabic").replace(",", ""))] = match.end("arabic")
         if evidence[number.end : number.end + 1] == "成":  # 四成 = 40 (%)
-            candidates.add(number.value * 10)
-        if any(abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)) for candidate in candidates):
-            return number
+            candidates[number.value * 10] = number.end
+        for candidate, unit_start in candidates.items():
+            if abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)):
+                found.append((number, unit_start))
+                break
+    return found
+
+
+def find_value(value: float, evidence: str) -> Number | None:
+    """Where `value` is first written in the evidence, if it is."""
+    found = find_values(value, evidence)
+    return found[0][0] if found else None
+
+
+# Between a number and its measure word: a range's upper end (3至5次), a hedge (120余件), a classifier
+# before a unit of time (3个小时).
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_BEFORE_UNIT = re.compile(r"\s*(?:[—\-~～至到]\s*[\d.]+\s*)?(?:余|多|来|许)?\s*")
+
+
+def unit_at(evidence: str, unit_start: int, unit: str) -> str | None:
+    """The measure word written at `unit_start` (after a range or hedge): `unit` itself when the text
+    has it there, else the longest known measure word there (a correction), else None.
+
+    `evidence` and `unit` are compared as written; fold both first (`article.fold_text`).
+    """
+    at = _BEFORE_UNIT.match(evidence, unit_start)
+    start = at.end() if at else unit_start
+    starts = [start, start + 1] if evidence[start : start + 1] == "个" else [start]
+    unit = unit.strip()
+    for position in starts:
+        if unit and evidence.startswith(unit, position):
+            return unit
+        if unit == "%" and evidence[position : position + 1] == "成":  # 四成 read as 40 (%)
+            return unit
+    for position in starts:
+        for word in UNITS:  # longest first
+            if evidence.startswith(word, position):
+                return "%" if word == "％" else word
+    if unit == "个" and _CJK.match(evidence, start):
+        return unit  # 30市州区县: the general classifier, which the page leaves out before a noun
     return None
 
 
