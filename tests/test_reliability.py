@@ -322,7 +322,9 @@ def test_prompt_injection_stays_data(fake: FakeOpenAI, tmp_path: Path) -> None:
     assert all(not b.key_initiatives and not b.metrics for b in obeyed.bodies)
     assert "火星政协" not in [b.body for b in obeyed.bodies]
     assert obeyed.meta is not None and any("火星政协" in w for w in obeyed.meta.warnings)
-    assert any("接管次数" in w for w in obeyed.meta.warnings)
+    assert any(
+        "黑客政协" in w and "not named" in w for w in obeyed.meta.warnings
+    )  # the page's own 黑客政协 names no place
 
 
 def test_text_a_model_writes_is_checked_against_the_article(fake: FakeOpenAI, small: Path) -> None:
@@ -363,6 +365,75 @@ def test_a_year_must_be_written_or_follow_from_the_page() -> None:
     assert year_supported(2021, page("2024-07-01", "2021年以来,某县政协开展协商12次。"))
     assert year_supported(2023, page("2024-07-01", "二〇二三年,某县政协开展协商12次。"))
     assert year_supported(2023, page("2024-07-01", "在党的二十大开局之年,某县政协开展协商12次。"))
+
+
+def _reply(*bodies: tuple[str, list[tuple[str, float, str, str]]]) -> Response:
+    return chat(
+        json.dumps(
+            {
+                "bodies": [
+                    {
+                        "body": name,
+                        "level": "county",
+                        "year": 2023,
+                        "summary": f"{name}协商议政。",
+                        "key_initiatives": [],
+                        "metrics": [
+                            {"name": n, "value": v, "unit": u, "approx": False, "evidence": e} for n, v, u, e in metrics
+                        ],
+                    }
+                    for name, metrics in bodies
+                ]
+            },
+            ensure_ascii=False,
+        )
+    )
+
+
+def test_a_street_or_a_bank_named_after_a_place_is_not_its_committee(fake: FakeOpenAI, tmp_path: Path) -> None:
+    page = (
+        "和平区政协开展社区协商\n发布时间:2023-06-01\n"
+        "和平区政协在天津路社区开展协商活动5次,北京银行等企业捐款30万元。\n"
+    )
+    path = tmp_path / "street.txt"
+    path.write_text(page, "utf-8")
+    fake.default = lambda seen: _reply(
+        ("和平区政协", [("协商活动", 5, "次", "开展协商活动5次")]),
+        ("天津市政协", [("协商活动", 5, "次", "在天津路社区开展协商活动5次")]),
+        ("北京市政协", [("捐款", 30, "万元", "北京银行等企业捐款30万元")]),
+    )
+    summary = run(path, reask_attempts=0)
+    assert [b.body for b in summary.bodies] == ["和平区政协"]
+    assert summary.meta is not None
+    assert all(any(f"'{name}': not named" in w for w in summary.meta.warnings) for name in ("天津市政协", "北京市政协"))
+    # A page that does name the city's committee keeps it.
+    path.write_text(page + "天津市政协副主席出席活动,天津市政协今年开展视察12次。\n", "utf-8")
+    fake.default = lambda seen: _reply(("天津市政协", [("视察", 12, "次", "天津市政协今年开展视察12次")]))
+    assert [b.body for b in run(path, reask_attempts=0, use_cache=False).bodies] == ["天津市政协"]
+
+
+def test_an_item_quoted_from_another_committees_part_of_a_roundup_moves_to_it(fake: FakeOpenAI, tmp_path: Path) -> None:
+    path = tmp_path / "roundup.txt"
+    path.write_text(
+        "定西市各县区政协履职综述\n发布时间:2023-06-01\n"
+        "【临洮县政协】临洮县政协围绕乡村振兴开展专题协商4次,收到提案120余件。\n"
+        "【渭源县政协】渭源县政协组织委员开展视察12次,提出建议30条。\n",
+        "utf-8",
+    )
+    # Asked about either part, the model files everything under 临洮县政协.
+    fake.default = lambda seen: _reply(
+        ("临洮县政协", [("专题协商", 4, "次", "开展专题协商4次"), ("视察", 12, "次", "组织委员开展视察12次")])
+    )
+    summary = run(path, reask_attempts=0)
+    assert fake.count == 2  # one request per part
+    bodies = {b.body: b for b in summary.bodies}
+    assert sorted(bodies) == ["临洮县政协", "渭源县政协"]
+    assert [m.value for m in bodies["临洮县政协"].metrics] == [4]
+    assert [m.value for m in bodies["渭源县政协"].metrics] == [12]
+    assert "渭源县政协组织委员开展视察12次" in bodies["渭源县政协"].summary  # in the page's own words
+    assert summary.meta is not None
+    assert any("moved from 临洮县政协 to 渭源县政协" in w for w in summary.meta.warnings)
+    assert_grounded(summary, path)
 
 
 # --- cache ---

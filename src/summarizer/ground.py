@@ -9,6 +9,9 @@ into a model's answer cannot reach the output: a metric's unit must be the measu
 number in the quote (else the quote's own measure word is used, or the metric dropped); a year must
 be written in the article or follow from its date (else it is dropped); a summary may name only
 numbers and committees the article names (else it is rebuilt from the article's own sentences).
+
+A body must be a committee the article names (天津路 and 北京银行 name no committee), and in a
+roundup an item belongs to the committee whose part of the article its quote stands in.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from functools import lru_cache
 
 from .article import Article, fold_text
 from .numbers import CN_NUMERAL, anchor_year, as_number, find_value, find_values, is_approx_at, unit_at
-from .places import bare_suffix, canonical_body, find_mentions, level_of, resolve_bare, short_autonomous
+from .places import bare_suffix, canonical_body, find_mentions, level_of, place_body, resolve_bare, short_autonomous
 from .schema import BodySummary, Initiative, Metric, ReplyBody, ReplyInitiative, ReplyMetric
 from .sections import Section, split_sections
 from .summary import compose_summary, summarise_section
@@ -229,6 +232,97 @@ def extractive_summary(
     return compose_summary(body, year, lead, [i.evidence for i in initiatives])
 
 
+# --- bodies and attribution ---
+
+_WRAPPERS = re.compile(r"^(?:中国人民政治协商会议|政协)|(?:委员会|政协)$")
+_PLACE_UNIT = re.compile(
+    r"(?:第?[一二三四五六七八九十\d]+届)?(?:特别行政区|自治区|自治州|自治县|自治旗|新区|省|市|县|区|旗|盟|州)$"
+)
+
+
+def _resolve_body(raw: str, article: Article, hint: str | None) -> tuple[str | None, str]:
+    """The canonical committee a body name stands for, or None and why.
+
+    A name with a place must be a committee the article names (`committees_named`): a place that
+    only appears in a street or a bank (天津路, 北京银行) or nowhere (火星政协) names none. A bare
+    name (政协, 市政协) is resolved from the article and the section's committee.
+    """
+    folded = fold_text(raw.strip())
+    inner = _WRAPPERS.sub("", _WRAPPERS.sub("", folded))
+    if not _PLACE_UNIT.sub("", inner):
+        name = name_body(raw, article, hint)
+        return name, "" if name else "no committee name could be resolved"
+    name = canonical_body(folded if folded.endswith(("政协", "委员会")) else folded + "政协") or place_body(inner)
+    if name is None or _body_key(name) not in committees_named(article):
+        return None, "not named in the article"
+    return name, ""
+
+
+def _owner(article: Article, position: int, body: str) -> str | None:
+    """The committee an item quoted at `position` belongs to when that is not `body`: the one whose
+    part of a roundup holds the quote. None outside roundups, and None when the part itself names
+    `body` before the quote (a sub-heading the split missed, or the part reporting on it)."""
+    parts = [s for s in _sections(article) if s.body_hint]
+    if len({_body_key(s.body_hint or "") for s in parts}) < 2:
+        return None  # one committee's report: a visiting committee's figures are its own
+    part = next((s for s in parts if s.start <= position < s.end), None)
+    if part is None or part.body_hint is None or _body_key(part.body_hint) == _body_key(body):
+        return None
+    if body in article.folded[part.start : position] or any(
+        m.name and _body_key(m.name) == _body_key(body) for m in find_mentions(article.folded, part.start, position)
+    ):
+        return None
+    return part.body_hint
+
+
+def _attribute(bodies: list[BodySummary], article: Article, warnings: list[str]) -> list[BodySummary]:
+    """Move each item whose quote stands in another committee's part of a roundup to that committee.
+
+    The quote is the article's own text and the part's heading says whose work it reports (the rules
+    attribute every item so), so the item is kept under the right name rather than dropped.
+    """
+    moved: dict[str, list[Initiative | Metric]] = {}
+    out: list[BodySummary] = []
+    for body in bodies:
+        keep: list[Initiative | Metric] = []
+        items: list[Initiative | Metric] = [*body.key_initiatives, *body.metrics]
+        for item in items:
+            owner = _owner(article, item.span[0], body.body) if item.span else None
+            if owner is None:
+                keep.append(item)
+                continue
+            kind = "metric" if isinstance(item, Metric) else "initiative"
+            warnings.append(f"{kind} {item.name!r} moved from {body.body} to {owner}: its quote is in {owner}'s part")
+            moved.setdefault(owner, []).append(item)
+        if len(keep) < len(items):
+            body = _with_items(body, keep)
+        out.append(body)
+    for owner, items in moved.items():
+        index = next((i for i, b in enumerate(out) if _body_key(b.body) == _body_key(owner)), None)
+        if index is not None:
+            target = out[index]
+            out[index] = _with_items(target, [*target.key_initiatives, *target.metrics, *items])
+        else:
+            initiatives = [i for i in items if isinstance(i, Initiative)]
+            summary = extractive_summary(article, owner, None, initiatives, None)
+            out.append(_with_items(BodySummary(body=owner, level=level_of(owner), summary=summary), items))
+    return out
+
+
+def _with_items(body: BodySummary, items: Sequence[Initiative | Metric]) -> BodySummary:
+    """`body` holding `items` (one of each span and value), in article order."""
+    seen: set[tuple[object, ...]] = set()
+    initiatives: list[Initiative] = []
+    metrics: list[Metric] = []
+    for item in sorted(items, key=lambda i: i.span or (0, 0)):
+        key = (type(item), item.span, getattr(item, "value", None))
+        if key in seen:
+            continue
+        seen.add(key)
+        (metrics if isinstance(item, Metric) else initiatives).append(item)  # type: ignore[arg-type]
+    return body.model_copy(update={"key_initiatives": initiatives, "metrics": metrics})
+
+
 def ground_bodies(
     bodies: Sequence[ReplyBody | BodySummary],
     article: Article,
@@ -250,9 +344,9 @@ def ground_bodies(
         return span
 
     for body in bodies:
-        name = name_body(body.body, article, hint)
+        name, why = _resolve_body(body.body, article, hint)
         if name is None:
-            warnings.append(f"dropped body {body.body!r}: no committee name could be resolved")
+            warnings.append(f"dropped body {body.body!r}: {why}")
             failures.append(f"body {body.body!r} is not a committee named in the article")
             continue
         initiatives: list[Initiative] = []
@@ -315,4 +409,4 @@ def ground_bodies(
                 metrics=metrics,
             )
         )
-    return Grounded(out, warnings, failures)
+    return Grounded(_attribute(out, article, warnings), warnings, failures)
