@@ -820,3 +820,13 @@ def test_a_kill_during_the_final_rewrite_leaves_no_temp_file_behind(tmp_path: Pa
     assert sorted(ids(out)) == [f"a{i:03d}" for i in range(6)]
     (new,) = [line for line in lines(out) if line["article_id"] == "a000"]
     assert "99" in json.dumps(new, ensure_ascii=False)
+
+
+def test_a_bad_value_in_the_environment_is_exit_2_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_folder(tmp_path / "in", 1)
+    monkeypatch.setenv("SUMMARIZER_CONCURRENCY", "many")
+    result = CliRunner().invoke(app, ["batch", str(folder), "-o", "r.jsonl", "--backend", "fake"])
+    assert result.exit_code == 2
+    assert "concurrency" in _one_error_line(result.stderr) and "'many'" in result.stderr
