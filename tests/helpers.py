@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from summarizer.article import load_article
 from summarizer.ground import locate
@@ -120,3 +127,23 @@ def run_on_virtual_time(coroutine: Any) -> Any:
 def loop_clock() -> float:
     """The running loop's time: the clock to hand a Limiter under run_on_virtual_time."""
     return asyncio.get_running_loop().time()
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """No writing to `path` (a file) or new files in it (a folder): by its mode, or for root, whom
+    modes do not stop, by the immutable flag (skipped where the file system has none)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("running as root on a file system without the immutable flag")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)

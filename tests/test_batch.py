@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -19,10 +20,10 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_backend import FakeBackend
-from helpers import VirtualClock, loop_clock, run_on_virtual_time
+from helpers import VirtualClock, loop_clock, read_only, run_on_virtual_time
 from summarizer.batch import BatchReport, errors_path_for, glob_regex, run_batch
 from summarizer.cli import app
-from summarizer.errors import ConfigError
+from summarizer.errors import ConfigError, WriteError
 from summarizer.limits import Limiter
 from summarizer.progress import NullProgress
 from summarizer.schema import ArticleSummary
@@ -723,3 +724,147 @@ def test_a_page_the_rules_cannot_finish_in_time_fails_alone(tmp_path: Path, monk
     assert report.done == 1 and report.failed == 1
     (record,) = [json.loads(line) for line in errors_path_for(out).read_text("utf-8").splitlines()]
     assert record["article_id"] == "stuck" and "ran past" in record["message"]
+
+
+# --- outputs that cannot be written ------------------------------------------------------------
+
+
+def _one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    (line,) = [x for x in stderr.splitlines() if x.startswith("summarizer: error:")]
+    return line
+
+
+def test_an_unusable_output_path_is_one_line_naming_it(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "in", 2)
+    in_the_way = tmp_path / "notes.txt"
+    in_the_way.write_text("x", "utf-8")
+    cases = [
+        (["-o", "/dev/full", "--force"], "/dev/full", "not a regular file"),  # an endless read before the fix
+        (["-o", str(in_the_way / "results.jsonl")], str(in_the_way), "a file of that name is in the way"),
+        (["-o", str(in_the_way / "deeper" / "results.jsonl")], str(in_the_way), "Not a directory"),
+    ]
+    for args, names, reason in cases:
+        process = _cli("batch", str(folder), *args, "--backend", "fake", "--quiet")
+        try:
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 2, (args, stderr)
+        line = _one_error_line(stderr.decode())
+        assert names in line and reason in line, line
+    assert in_the_way.read_text("utf-8") == "x"
+
+
+def test_a_read_only_folder_is_refused_before_any_work(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "in", 3)
+    where = tmp_path / "out"
+    where.mkdir()
+    out = where / "results.jsonl"
+    batch(tmp_path, make_folder(tmp_path / "first", 1), out)  # a results file that is writable itself
+    before = out.read_bytes()
+    with read_only(where):
+        result = CliRunner().invoke(app, ["batch", str(folder), "-o", str(out), "--backend", "fake", "--quiet"])
+    assert result.exit_code == 2
+    line = _one_error_line(result.stderr)
+    assert str(where) in line and ("Permission denied" in line or "Operation not permitted" in line), line
+    assert out.read_bytes() == before and FakeBackend.calls == 1  # nothing was asked for
+
+
+def test_a_full_disk_stops_the_batch_at_once_and_keeps_whole_lines(tmp_path: Path) -> None:
+    """A real failing write: the kernel refuses to grow a file past RLIMIT_FSIZE (EFBIG), as a full
+    disk refuses with ENOSPC; the first write of the line that crosses the limit is short."""
+    import resource
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in sorted(EVAL.glob("2*.txt"))[:12]:
+        shutil.copy(path, folder / path.name)
+    out = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "summarizer.cli", "batch", str(folder), "-o", str(out), "-b", "rules", "-q"]
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+
+    limited = subprocess.run(command, preexec_fn=limit, capture_output=True, text=True, timeout=120)
+    assert limited.returncode == 1, limited.stderr
+    line = _one_error_line(limited.stderr)
+    assert str(out) in line and "File too large" in line and "the lines written are kept" in line
+    kept = ids(out)  # whole lines only, none cut off
+    assert 1 <= len(kept) < 12 and out.stat().st_size <= 30_000
+    report = run_batch(folder, out, Settings(backend="rules"), quiet=True)  # space again: it resumes
+    assert report.skipped == len(kept) and report.done == 12 - len(kept)
+    assert sorted(ids(out)) == sorted(p.stem for p in folder.glob("*.txt"))
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
+def test_a_failed_write_stops_asking_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    import summarizer.batch as batch_module
+
+    folder = make_folder(tmp_path / "in", 40)
+    real = batch_module._append
+    written: list[str] = []
+
+    def failing(fd: int, text: str, sync: bool = True) -> None:
+        if len(written) == 3:
+            raise OSError(code, os.strerror(code))
+        real(fd, text, sync)
+        written.append(text)
+
+    monkeypatch.setattr(batch_module, "_append", failing)
+    monkeypatch.setenv("FAKE_DELAY", "0.01")
+    out = tmp_path / "results.jsonl"
+    with pytest.raises(WriteError, match=os.strerror(code)) as caught:
+        batch(tmp_path, folder, out, config=settings(tmp_path, concurrency=2, use_cache=False))
+    assert str(out) in str(caught.value) and "stopped after 3 of 40" in str(caught.value)
+    assert len(ids(out)) == 3
+    assert FakeBackend.calls <= 3 + 2 * 2 * 2  # the ones in flight when the write failed, not the other 30
+
+
+def test_a_kill_during_the_final_rewrite_leaves_no_temp_file_behind(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "in", 6, nested=False)
+    out = tmp_path / "results.jsonl"
+    batch(tmp_path, folder, out)
+    (folder / "a000.txt").write_text(article_text(0) + "补充:委员参与99人。\n", "utf-8")
+    # The second run appends a000's new line, writes the file without the old one to a temp file and
+    # is killed just before moving it into place.
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "os.replace = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "from summarizer.cli import app\n"
+            "app(sys.argv[1:])",
+            "batch",
+            str(folder),
+            "-o",
+            str(out),
+            "--backend",
+            "fake",
+            "--quiet",
+        ],
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert [p.name for p in tmp_path.glob(".*.tmp")], "the kill left no temp file: nothing was tested"
+    assert len(ids(out)) == 7  # the old and the new line of a000
+
+    report = batch(tmp_path, folder, out)
+    assert report.skipped == 6 and report.ok
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert sorted(ids(out)) == [f"a{i:03d}" for i in range(6)]
+    (new,) = [line for line in lines(out) if line["article_id"] == "a000"]
+    assert "99" in json.dumps(new, ensure_ascii=False)
+
+
+def test_a_bad_value_in_the_environment_is_exit_2_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_folder(tmp_path / "in", 1)
+    monkeypatch.setenv("SUMMARIZER_CONCURRENCY", "many")
+    result = CliRunner().invoke(app, ["batch", str(folder), "-o", "r.jsonl", "--backend", "fake"])
+    assert result.exit_code == 2
+    assert "concurrency" in _one_error_line(result.stderr) and "'many'" in result.stderr

@@ -6,6 +6,8 @@ docs/reliability.md lists every guarantee and the test that proves it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -22,9 +24,9 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_openai import FakeOpenAI, GoldResponder, Response, Seen, chat, error
-from helpers import ARTICLES, DUMMY_KEY, GOLD_DIR, assert_grounded, fast_settings
+from helpers import ARTICLES, DUMMY_KEY, GOLD_DIR, assert_grounded, fast_settings, read_only
 from summarizer import identity
-from summarizer.article import load_article
+from summarizer.article import load_article, parse_article
 from summarizer.backends import ChunkRequest
 from summarizer.backends.openai_backend import OpenAIBackend
 from summarizer.cache import DB_NAME
@@ -320,7 +322,118 @@ def test_prompt_injection_stays_data(fake: FakeOpenAI, tmp_path: Path) -> None:
     assert all(not b.key_initiatives and not b.metrics for b in obeyed.bodies)
     assert "火星政协" not in [b.body for b in obeyed.bodies]
     assert obeyed.meta is not None and any("火星政协" in w for w in obeyed.meta.warnings)
-    assert any("接管次数" in w for w in obeyed.meta.warnings)
+    assert any(
+        "黑客政协" in w and "not named" in w for w in obeyed.meta.warnings
+    )  # the page's own 黑客政协 names no place
+
+
+def test_text_a_model_writes_is_checked_against_the_article(fake: FakeOpenAI, small: Path) -> None:
+    """A summary, unit or year an injected instruction made up never reaches the output as written."""
+    reply = json.loads(json.dumps(GOOD))
+    body = reply["bodies"][0]
+    body["year"] = 1999  # neither written in the page nor implied by its date (2023-05-10)
+    body["summary"] = "临洮县政协收到提案999件,北京市政协发来贺信。"  # a number and a committee the page never names
+    body["metrics"][0]["unit"] = "亿元"  # the page says 开展专题协商4次
+    body["metrics"].append(  # no measure word after the number at all
+        {"name": "发布", "value": 2023, "unit": "项", "approx": False, "evidence": "发布时间:2023-05-10"}
+    )
+    fake.default = lambda seen: chat(json.dumps(reply, ensure_ascii=False))
+    summary = run(small, reask_attempts=0)
+    (got,) = summary.bodies
+    assert got.year is None
+    assert "999" not in got.summary and "北京" not in got.summary
+    assert got.summary.startswith("临洮县政协:") and "“委员议事厅”协商平台" in got.summary  # the page's own words
+    assert [(m.value, m.unit) for m in got.metrics] == [(4, "次"), (120, "件")]
+    assert summary.meta is not None
+    warnings = "\n".join(summary.meta.warnings)
+    assert "year 1999 dropped" in warnings and "summary rebuilt" in warnings and "the number 999" in warnings
+    assert "'亿元' corrected to '次'" in warnings and "dropped metric '发布'" in warnings
+    assert_grounded(summary, small)
+
+
+def test_a_year_must_be_written_or_follow_from_the_page() -> None:
+    from summarizer.ground import year_supported
+
+    def page(date: str, body: str) -> Any:
+        return parse_article(f"某县政协召开全会\n发布时间:{date}\n{body}\n", "page")
+
+    review = page("2024-02-20", "某县政协过去一年开展协商12次。")
+    assert year_supported(2024, review) and year_supported(2023, review)  # a January-April review
+    assert not year_supported(2022, review) and not year_supported(2025, review)
+    summer = page("2024-07-01", "某县政协开展协商12次。")
+    assert not year_supported(2023, summer)
+    assert year_supported(2021, page("2024-07-01", "2021年以来,某县政协开展协商12次。"))
+    assert year_supported(2023, page("2024-07-01", "二〇二三年,某县政协开展协商12次。"))
+    assert year_supported(2023, page("2024-07-01", "在党的二十大开局之年,某县政协开展协商12次。"))
+
+
+def _reply(*bodies: tuple[str, list[tuple[str, float, str, str]]]) -> Response:
+    return chat(
+        json.dumps(
+            {
+                "bodies": [
+                    {
+                        "body": name,
+                        "level": "county",
+                        "year": 2023,
+                        "summary": f"{name}协商议政。",
+                        "key_initiatives": [],
+                        "metrics": [
+                            {"name": n, "value": v, "unit": u, "approx": False, "evidence": e} for n, v, u, e in metrics
+                        ],
+                    }
+                    for name, metrics in bodies
+                ]
+            },
+            ensure_ascii=False,
+        )
+    )
+
+
+def test_a_street_or_a_bank_named_after_a_place_is_not_its_committee(fake: FakeOpenAI, tmp_path: Path) -> None:
+    page = (
+        "和平区政协开展社区协商\n发布时间:2023-06-01\n"
+        "和平区政协在天津路社区开展协商活动5次,北京银行等企业捐款30万元。\n"
+    )
+    path = tmp_path / "street.txt"
+    path.write_text(page, "utf-8")
+    fake.default = lambda seen: _reply(
+        ("和平区政协", [("协商活动", 5, "次", "开展协商活动5次")]),
+        ("天津市政协", [("协商活动", 5, "次", "在天津路社区开展协商活动5次")]),
+        ("北京市政协", [("捐款", 30, "万元", "北京银行等企业捐款30万元")]),
+    )
+    summary = run(path, reask_attempts=0)
+    assert [b.body for b in summary.bodies] == ["和平区政协"]
+    assert summary.meta is not None
+    assert all(any(f"'{name}': not named" in w for w in summary.meta.warnings) for name in ("天津市政协", "北京市政协"))
+    # A page that does name the city's committee keeps it.
+    path.write_text(page + "天津市政协副主席出席活动,天津市政协今年开展视察12次。\n", "utf-8")
+    fake.default = lambda seen: _reply(("天津市政协", [("视察", 12, "次", "天津市政协今年开展视察12次")]))
+    assert [b.body for b in run(path, reask_attempts=0, use_cache=False).bodies] == ["天津市政协"]
+
+
+def test_an_item_quoted_from_another_committees_part_of_a_roundup_moves_to_it(fake: FakeOpenAI, tmp_path: Path) -> None:
+    path = tmp_path / "roundup.txt"
+    path.write_text(
+        "定西市各县区政协履职综述\n发布时间:2023-06-01\n"
+        "【临洮县政协】临洮县政协围绕乡村振兴开展专题协商4次,收到提案120余件。\n"
+        "【渭源县政协】渭源县政协组织委员开展视察12次,提出建议30条。\n",
+        "utf-8",
+    )
+    # Asked about either part, the model files everything under 临洮县政协.
+    fake.default = lambda seen: _reply(
+        ("临洮县政协", [("专题协商", 4, "次", "开展专题协商4次"), ("视察", 12, "次", "组织委员开展视察12次")])
+    )
+    summary = run(path, reask_attempts=0)
+    assert fake.count == 2  # one request per part
+    bodies = {b.body: b for b in summary.bodies}
+    assert sorted(bodies) == ["临洮县政协", "渭源县政协"]
+    assert [m.value for m in bodies["临洮县政协"].metrics] == [4]
+    assert [m.value for m in bodies["渭源县政协"].metrics] == [12]
+    assert "渭源县政协组织委员开展视察12次" in bodies["渭源县政协"].summary  # in the page's own words
+    assert summary.meta is not None
+    assert any("moved from 临洮县政协 to 渭源县政协" in w for w in summary.meta.warnings)
+    assert_grounded(summary, path)
 
 
 # --- cache ---
@@ -382,6 +495,83 @@ def test_corrupt_cache_is_moved_aside_and_rebuilt(
     assert list(cache.glob(DB_NAME + ".corrupt-*"))
     assert any("moved aside" in r.getMessage() for r in caplog.records)
     assert run(small).bodies == first.bodies and fake.count == 1  # the rebuilt cache serves the re-run
+
+
+def _damage_pages_holding(db: Path, text: str) -> int:
+    """Overwrite every page of the database file that holds `text` (the table's data, not its key
+    index, so the database still opens and still counts its rows)."""
+    gc.collect()  # the run's own connection
+    with contextlib.closing(sqlite3.connect(db)) as connection:  # every page into the file itself
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db.read_bytes())
+    size = int.from_bytes(data[16:18], "big")
+    needle, damaged = text.encode(), 0
+    for start in range(size, len(data), size):  # page 1 (header and schema) stays whole
+        if needle in data[start : start + size]:
+            data[start : start + size] = b"\xff" * size
+            damaged += 1
+    db.write_bytes(bytes(data))
+    return damaged
+
+
+def test_a_damaged_page_costs_the_cache_not_the_articles(
+    fake: FakeOpenAI, small: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.default = good
+    first = run(small)
+    db = tmp_path / "cache" / DB_NAME
+    assert _damage_pages_holding(db, "委员议事厅") >= 1
+    with sqlite3.connect(db) as check:  # what the open used to check still passes
+        assert check.execute("SELECT count(*) FROM entries").fetchone() == (1,)
+    caplog.clear()
+    again = run(small)
+    assert again.bodies == first.bodies and fake.count == 2  # asked again, answered, not failed
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "malformed" in warning and "moved aside" in warning and "without the cache" in warning
+    assert len(list(db.parent.glob(DB_NAME + ".corrupt-*[0-9]"))) == 1  # with its -wal and -shm, if any
+    caplog.clear()
+    run(small)  # the next run starts a new cache and fills it ...
+    assert run(small).bodies == first.bodies and fake.count == 3  # ... and is served from it
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("how", ["folder blocked by a file", "read-only folder", "read-only file", "disk full"])
+def test_an_unusable_cache_never_costs_an_article(
+    fake: FakeOpenAI, small: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    from summarizer.cache import Cache, open_run_cache
+
+    fake.default = good
+    folder = tmp_path / "cache"
+    cache: Cache | None = None  # summarise_article opens its own unless given one
+    with contextlib.ExitStack() as stack:
+        if how == "folder blocked by a file":
+            folder.write_text("not a folder", "utf-8")
+        else:
+            run(small)  # a cache with one answer in it
+            gc.collect()  # closed: no WAL files left beside it
+            small.write_text(SMALL + "会议要求抓好落实。\n", "utf-8")  # another chunk: a new answer to store
+        if how == "read-only folder":  # the WAL files cannot be created: the cache does not open
+            stack.enter_context(read_only(folder))
+        if how == "read-only file":  # it opens and reads, but cannot store
+            stack.enter_context(read_only(folder / DB_NAME))
+        if how == "disk full":  # SQLite's own limit: the database may not grow by a page, and is full
+            cache = open_run_cache(folder)
+            assert cache is not None
+            (pages,) = cache._db.execute("PRAGMA page_count").fetchone()
+            cache._db.execute(f"PRAGMA max_page_count = {pages}")
+            with contextlib.suppress(sqlite3.OperationalError):
+                for i in range(1000):
+                    cache._db.execute("INSERT INTO entries VALUES (?, ?, 0)", (f"filler {i}", "x" * 300))
+        caplog.clear()
+        for _ in range(2):  # a second article meets a cache already switched off: no second warning
+            summary = summarise_article(small, fast_settings(), cache=cache)
+            assert [m.value for m in summary.bodies[0].metrics] == [4, 120]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(folder) in warnings[0] and "without the cache" in warnings[0]
+    assert "moved aside" not in warnings[0]
+    assert not list(tmp_path.glob("**/*.corrupt-*"))
 
 
 # --- secrets ---
@@ -477,3 +667,21 @@ def test_key_never_reaches_eval_reports_or_batch_files(
         assert DUMMY_KEY.encode() not in path.read_bytes(), path
     assert DUMMY_KEY not in evaluated.output + batched.output
     assert all(DUMMY_KEY not in record.getMessage() for record in caplog.records)
+
+
+def test_errors_file_keeps_only_the_start_of_a_huge_reply(fake: FakeOpenAI, small: Path, tmp_path: Path) -> None:
+    """A model that answers megabytes of prose must not make the errors file megabytes per article."""
+    from summarizer.batch import errors_path_for, run_batch
+
+    reply = "好的,我来总结这篇文章。" * 20_000  # 240,000 characters of prose, not JSON
+    fake.default = lambda seen: chat(reply)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    small.rename(folder / "small.txt")
+    out = tmp_path / "results.jsonl"
+    report = run_batch(folder, out, fast_settings(reask_attempts=0), quiet=True)
+    assert report.failed == 1
+    (record,) = [json.loads(line) for line in errors_path_for(out).read_text("utf-8").splitlines()]
+    assert record["error"] == "OutputValidationError"
+    assert reply.startswith(record["last_reply"]) and 4000 <= len(record["last_reply"].encode()) <= 4096
+    assert record["last_reply_chars"] == len(reply)

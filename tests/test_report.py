@@ -143,3 +143,12 @@ def test_html_report_shows_each_split_and_each_articles_split() -> None:
     page = render_html(result, articles)
     assert "<h2>By split</h2>" in page and "<td>test</td><td>1</td>" in page
     assert '<a href="#art-0">a1</a></td><td>test</td>' in page
+
+
+def test_markdown_never_passes_article_html_through() -> None:
+    """A Markdown viewer renders inline HTML: text from articles and labels must arrive as text."""
+    result, _ = sample_run()
+    result["run"]["model"] = "<img src=x onerror=alert(1)>"
+    text = render_markdown(result)
+    assert "立案&lt;b&gt;" in text and "&lt;img src=x" in text
+    assert "<b>" not in text and "<img" not in text and "<script" not in text

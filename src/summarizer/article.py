@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -366,3 +367,23 @@ def load_article(path: str | Path, *, article_id: str | None = None, max_bytes: 
     return parse_article(
         text, article_id or path.stem, path, sha256=hashlib.sha256(data).hexdigest(), encoding=encoding
     )
+
+
+class Ranges:
+    """Sorted, merged [start, end) ranges with a fast membership test."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        merged: list[list[int]] = []
+        for start, end in sorted(ranges):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self.starts = [r[0] for r in merged]
+        self.ends = [r[1] for r in merged]
+
+    def __contains__(self, position: object) -> bool:
+        if not isinstance(position, int):
+            return False
+        index = bisect_right(self.starts, position) - 1
+        return index >= 0 and position < self.ends[index]

@@ -1,7 +1,8 @@
 """Summarise every article in a folder into one JSONL file: bounded concurrency, resumable, crash-safe.
 
 Each finished article is appended as one whole line (single write, flush, fsync), so a killed run
-leaves complete lines plus at most one partial tail, which the next run cuts off. Re-running the
+leaves complete lines plus at most one partial tail, which the next run cuts off. A write that fails
+(disk full, I/O error) stops the run at once with the complete lines kept. Re-running the
 same command skips articles whose line already matches the input's hash and the output-affecting
 settings. A line superseded in this run (changed input, changed settings, --force) stays in the
 file until the run ends, then the file is rewritten without it (temp file + os.replace), so the
@@ -33,7 +34,7 @@ from typing import Any, Literal
 from .article import load_article
 from .backends import Backend, ChunkRequest, ChunkResult, create_backend
 from .cache import Cache
-from .errors import AuthError, ConfigError, InputError, SummarizerError
+from .errors import AuthError, ConfigError, InputError, SummarizerError, WriteError
 from .identity import result_key
 from .limits import Limiter
 from .pipeline import open_cache, resolve_backend_name, summarise_article_async
@@ -179,17 +180,30 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(regex) + r"\Z")
 
 
+LAST_REPLY_BYTES = 4096  # of a failed model reply kept in the errors file (a reply may be megabytes)
+
+
+def _capped(reply: object) -> tuple[str | None, int | None]:
+    """A failed reply's first LAST_REPLY_BYTES (UTF-8, cut on a character boundary) and its full length."""
+    if not isinstance(reply, str):
+        return None, None
+    head = reply.encode("utf-8", "surrogatepass")[:LAST_REPLY_BYTES].decode("utf-8", "ignore")
+    return head, len(reply)
+
+
 def _error(
     article_id: str, source: str | None, exc: BaseException | str, attempts: int | None = None, kind: str | None = None
 ) -> dict[str, Any]:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reply, length = _capped(getattr(exc, "last_reply", None))
     return {
         "article_id": article_id,
         "source_path": source,
         "error": kind or type(exc).__name__,
         "message": message,
         "attempts": attempts if attempts is not None else getattr(exc, "attempts", None),
-        "last_reply": getattr(exc, "last_reply", None),
+        "last_reply": reply,
+        "last_reply_chars": length,  # the whole reply's length, when only its start is kept
         "detail": getattr(exc, "detail", None),
         "usage": usage.model_dump() if isinstance(usage := getattr(exc, "usage", None), Usage) else None,
     }
@@ -344,6 +358,29 @@ def repair_and_index(output: Path) -> ResultsIndex:
     return index
 
 
+def _temp_path(output: Path) -> Path:
+    """Where `output` is rewritten before os.replace: next to it, named for this tool and process."""
+    return output.with_name(f".{output.name}.summarizer-{os.getpid()}.tmp")
+
+
+def remove_stale_temps(output: Path) -> list[Path]:
+    """Delete rewrites of `output` that a killed run left behind (`.results.jsonl.summarizer-<pid>.tmp`).
+
+    Call only while holding the results file's lock: a run rewriting the file holds that lock until
+    its temp file has been moved into place, so any such file found then is stale. The data is not in
+    it alone: a temp file is a copy of the results file, which stays whole until the rename.
+    """
+    stale = re.compile(rf"\.{re.escape(output.name)}\.summarizer-\d+\.tmp\Z")
+    removed = []
+    with os.scandir(output.parent) as entries:
+        for entry in entries:
+            if stale.match(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
 def compact_results(output: Path, drop: set[str]) -> None:
     """Rewrite `output` keeping the last line of each article and none of `drop`; atomic via os.replace."""
     last: dict[str, int] = {}
@@ -353,7 +390,7 @@ def compact_results(output: Path, drop: set[str]) -> None:
             if fields is not None:
                 last[fields[0]] = number
     keep = {number for article_id, number in last.items() if article_id not in drop}
-    temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    temp = _temp_path(output)
     try:
         with output.open("rb") as source, temp.open("wb") as target:
             for number, raw in enumerate(source):
@@ -398,7 +435,13 @@ def check_paths(input_dir: str | Path, output: str | Path) -> tuple[Path, Path]:
     output = Path(output)
     if output.is_dir():
         raise ConfigError(f"{output}: is a folder; -o needs a file name such as results.jsonl")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not output.is_file():  # /dev/full, a FIFO: nothing to lock, resume or rewrite
+        raise ConfigError(f"{output}: not a regular file; -o needs a file name such as results.jsonl")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file of that name is in the way" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise ConfigError(f"{output.parent}: cannot create the folder for -o ({reason})") from exc
     return root, output
 
 
@@ -421,10 +464,30 @@ def _refuse_foreign_output(root: Path, pattern: str, output: Path, force: bool) 
         )
 
 
+def _check_folder(output: Path) -> None:
+    """Can this run create files next to `output` (its errors file, the rewrite's temp file)?
+
+    Raises:
+        ConfigError: naming the folder and the reason, before any work is done.
+    """
+    probe = _temp_path(output)
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"{output.parent}: cannot create files in this folder ({exc.strerror or exc}); "
+            f"batch writes {errors_path_for(output).name} and a temporary file next to {output.name}"
+        ) from exc
+
+
 def _open_results(output: Path) -> tuple[int, ResultsIndex]:
     """Lock the results file, repair what a killed run left, and return the descriptor to append to."""
     fd = _lock_output(output)
     try:
+        for stale in remove_stale_temps(output):
+            log.warning("%s: removed %s, left by a run killed while rewriting it", output, stale.name)
+        _check_folder(output)
         index = repair_and_index(output)
         if index.needs_compaction:
             compact_results(output, set())  # duplicates or garbage from a killed run: clean up first
@@ -440,11 +503,21 @@ def _open_results(output: Path) -> tuple[int, ResultsIndex]:
 
 
 def _append(fd: int, text: str, sync: bool = True) -> None:
-    """One whole line with a single write (looping only if the kernel writes short), then fsync."""
+    """One whole line with a single write (looping only if the kernel writes short), then fsync.
+
+    Raises:
+        OSError: the write failed (a full disk writes short, then fails); the part of the line that
+            did reach the file is cut off again, so the file keeps whole lines only.
+    """
     data = (text.rstrip("\n") + "\n").encode()
     written = os.write(fd, data)
-    while written < len(data):
-        written += os.write(fd, data[written:])
+    try:
+        while written < len(data):
+            written += os.write(fd, data[written:])
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, os.fstat(fd).st_size - written)  # the file is opened for appending, and locked
+        raise
     if sync:
         os.fsync(fd)
 
@@ -475,8 +548,13 @@ class _Writer:
         self.superseded: set[str] = set()  # ids with a new line this run (their older lines go)
         self.dropped: set[str] = set()  # ids whose stale line goes although the redo failed
         self._errors_fd: int | None = None
-        with contextlib.suppress(FileNotFoundError):
+        self.broken: tuple[Path, OSError] | None = None  # the file a write failed on, and why
+        try:
             errors_path.unlink()  # the errors file describes the latest run only
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ConfigError(f"{errors_path}: cannot remove the last run's errors file ({exc.strerror})") from exc
 
     @property
     def results_fd(self) -> int:
@@ -491,14 +569,28 @@ class _Writer:
         self.sink.start(total)
         self.sink.update(self.tally)
 
+    def _write(self, path: Path, fd: int, text: str, sync: bool = True) -> bool:
+        """Append one line; on failure remember why and write nothing more (the run stops)."""
+        if self.broken is not None:
+            return False
+        try:
+            _append(fd, text, sync)
+        except OSError as exc:
+            self.broken = (path, exc)
+            return False
+        return True
+
     def handle(self, outcome: Outcome) -> None:
         tally, report = self.tally, self.report
+        if self.broken is not None:
+            return  # the run is stopping; a re-run redoes this article
         if outcome.kind == "done" and outcome.line is not None:
             # A paid answer reaches the disk before the next one is asked for; an offline one, whose
             # loss a re-run would redo in milliseconds, at most a second later (and at the end).
             now = time.monotonic()
             sync = self.sync_every <= 0 or now - self._synced >= self.sync_every
-            _append(self._fd, outcome.line, sync)
+            if not self._write(self.output, self._fd, outcome.line, sync):
+                return
             if sync:
                 self._synced = now
             if outcome.article_id in self.index.entries:
@@ -522,20 +614,44 @@ class _Writer:
         self.sink.update(tally)
 
     def fail(self, record: dict[str, Any]) -> None:
+        if self.broken is not None:
+            return
         if self._errors_fd is None:
-            self._errors_fd = os.open(self.errors_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        _append(self._errors_fd, json.dumps(record, ensure_ascii=False))
-        self.tally.failed += 1
-        self.report.failures.append(record)
+            try:
+                self._errors_fd = os.open(self.errors_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            except OSError as exc:
+                self.broken = (self.errors_path, exc)
+                return
+        if self._write(self.errors_path, self._errors_fd, json.dumps(record, ensure_ascii=False)):
+            self.tally.failed += 1
+            self.report.failures.append(record)
 
     def close(self) -> None:
-        os.fsync(self._fd)
-        if self.index.needs_compaction or self.superseded or self.dropped:
-            compact_results(self.output, self.dropped)
-        os.close(self._fd)
-        if self._errors_fd is not None:
-            os.close(self._errors_fd)
-        self.sink.finish(self.tally)
+        """Sync, drop superseded lines (unless a write failed: then the file stays as it is), close."""
+        try:
+            if self.broken is None:
+                os.fsync(self._fd)
+                if self.index.needs_compaction or self.superseded or self.dropped:
+                    compact_results(self.output, self.dropped)  # left whole if the rewrite fails
+        except OSError as exc:
+            self.broken = (self.output, exc)
+        finally:
+            os.close(self._fd)
+            if self._errors_fd is not None:
+                os.close(self._errors_fd)
+            self.sink.finish(self.tally)
+
+    def error(self) -> WriteError | None:
+        """Why the run stopped writing, as the one-line error a user sees; None if every write went through."""
+        if self.broken is None:
+            return None
+        path, exc = self.broken
+        tally = self.tally
+        return WriteError(
+            f"{path}: cannot write ({exc.strerror or exc}); the batch stopped after {tally.done + tally.failed} "
+            f"of {tally.total} articles; the lines written are kept, and once the cause is fixed the same command "
+            f"resumes"
+        )
 
 
 # --- Summarising one article -----------------------------------------------------------------
@@ -677,6 +793,8 @@ async def _run_async(
             writer.handle(outcome)
             if outcome.fatal and not stopped:
                 stopped.append(outcome.error["message"] if outcome.error else "stopped")
+            if writer.broken is not None and not stopped:
+                stopped.append("a write failed")  # run_batch raises the writer's error
 
     try:
         await asyncio.gather(produce(), *(work() for _ in range(workers)))
@@ -761,10 +879,14 @@ def _run_pool(
         def collect(done: set[Future[list[Outcome]]]) -> None:
             nonlocal stopped
             for future in done:
+                if future.cancelled():
+                    continue
                 for outcome in future.result():
                     writer.handle(outcome)
                     if outcome.fatal and stopped is None:
                         stopped = outcome.error["message"] if outcome.error else "stopped"
+                    if writer.broken is not None and stopped is None:
+                        stopped = "a write failed"  # run_batch raises the writer's error
 
         try:
             for group in _batches(candidates, _POOL_BATCH):
@@ -775,6 +897,9 @@ def _run_pool(
                     collect(done)
                 items = [(c, writer.index.entries.get(c.article_id)) for c in group]
                 pending.add(pool.submit(_work, items, writer.settings_key, force))
+            if writer.broken is not None:
+                for future in pending:
+                    future.cancel()  # what has not started yet could not be written anyway
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 collect(done)
@@ -803,6 +928,8 @@ def run_batch(
 
     Raises:
         ConfigError: the folder, glob, output path, backend or price table is unusable.
+        WriteError: writing the results or errors file failed mid-run (disk full, I/O error); the run
+            stopped at once and the complete lines written so far are kept.
     """
     started = time.monotonic()
     root, output = check_paths(input_dir, output)
@@ -826,13 +953,19 @@ def run_batch(
         total=len(candidates) + len(refused),
     )
     fd, index = _open_results(output)
-    writer = _Writer(fd, output, errors_path, index, settings_key, progress or choose_progress(quiet), report)
+    try:
+        writer = _Writer(fd, output, errors_path, index, settings_key, progress or choose_progress(quiet), report)
+    except BaseException:
+        os.close(fd)
+        raise
     writer.sync_every = 1.0 if not backend.needs_network else 0.0
     for record in refused:
         writer.fail(record)
     workers = settings.workers or os.cpu_count() or 1
     try:
-        if not backend.needs_network and workers > 1 and len(candidates) > pool_threshold:
+        if writer.broken is not None:
+            pass  # recording the refused files failed already: start nothing
+        elif not backend.needs_network and workers > 1 and len(candidates) > pool_threshold:
             report.stopped = _run_pool(
                 candidates, backend, backend_name, settings, writer, force, workers, report.total
             )
@@ -842,6 +975,8 @@ def run_batch(
             report.stopped = asyncio.run(_run_async(candidates, backend, settings, writer, force))
     finally:
         writer.close()
+    if (failure := writer.error()) is not None:
+        raise failure
     tally = writer.tally
     report.done, report.cached, report.failed = tally.done, tally.cached, tally.failed
     report.skipped = tally.skipped

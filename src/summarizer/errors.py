@@ -52,6 +52,10 @@ class TruncatedOutputError(OutputValidationError):
     """The model stopped at its token limit and the chunk could not be split any further."""
 
 
+class WriteError(SummarizerError):
+    """A results or errors file could not be written (disk full, I/O error); what was written is kept."""
+
+
 class CacheError(SummarizerError):
     """The cache database cannot be opened or written."""
 

@@ -3,18 +3,30 @@
 Evidence is located exactly first, then with full-/half-width punctuation and whitespace folded.
 The evidence written out is always the article's own text at the span, so `text[s:e] == evidence`.
 Items that cannot be grounded are dropped, each with a warning.
+
+What a backend writes in its own words is checked against the article too, so text a page smuggled
+into a model's answer cannot reach the output: a metric's unit must be the measure word next to its
+number in the quote (else the quote's own measure word is used, or the metric dropped); a year must
+be written in the article or follow from its date (else it is dropped); a summary may name only
+numbers and committees the article names (else it is rebuilt from the article's own sentences).
+
+A body must be a committee the article names (天津路 and 北京银行 name no committee), and in a
+roundup an item belongs to the committee whose part of the article its quote stands in.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .article import Article
-from .numbers import as_number, find_value, is_approx_at
-from .places import bare_suffix, canonical_body, level_of, resolve_bare
+from .article import Article, fold_text
+from .numbers import CN_NUMERAL, anchor_year, as_number, find_value, find_values, is_approx_at, unit_at
+from .places import bare_suffix, canonical_body, find_mentions, level_of, place_body, resolve_bare, short_autonomous
 from .schema import BodySummary, Initiative, Metric, ReplyBody, ReplyInitiative, ReplyMetric
+from .sections import Section, split_sections
+from .summary import compose_summary, summarise_section
 
 _FOLD = {ord(c): c2 for c, c2 in zip("，；：（）！？“”‘’「」『』【】　", ',;:()!?""\'\'""""[] ', strict=True)}
 _SKIP = set(" \t\n\r\xa0\u3000\u2002\u2003\u2009\u200b")
@@ -103,6 +115,214 @@ def name_body(raw: str, article: Article, hint: str | None) -> str | None:
     return hint
 
 
+def _unit(metric: ReplyMetric | Metric, article: Article, span: tuple[int, int]) -> str | None:
+    """The metric's unit as the quote writes it next to the number: its own, or the quote's (a
+    correction), or None when no measure word stands there."""
+    unit = metric.unit.strip()
+    folded, quote = article.folded[span[0] : span[1]], article.text[span[0] : span[1]]  # same offsets
+    corrections = []
+    for _, unit_start in find_values(metric.value, folded):
+        # As the article writes it (個, ％) or as the rules read it (个, %).
+        if unit_at(quote, unit_start, unit) == unit or unit_at(folded, unit_start, fold_text(unit)) == fold_text(unit):
+            return unit
+        corrections.append(unit_at(folded, unit_start, ""))
+    return next((word for word in corrections if word), None)
+
+
+# --- years ---
+
+_FULL_DATE = re.compile(r"((?:19|20)\d{2})\s*年\s*(\d{1,2})\s*月\s*\d{1,2}\s*日")
+_CN_DIGITS = str.maketrans("0123456789", "〇一二三四五六七八九")
+
+
+def _publication(article: Article) -> tuple[int, int] | None:
+    """(year, month) the page was published: its date line, else a full date in its headline (a report
+    "——2024年1月15日在…会议上")."""
+    if article.published:
+        return int(article.published[:4]), int(article.published[5:7])
+    if dated := _FULL_DATE.search(fold_text(article.headline)):
+        return int(dated.group(1)), int(dated.group(2))
+    return None
+
+
+def year_supported(year: int, article: Article) -> bool:
+    """Is `year` written in the article (2023, 二〇二三), or does it follow from the page? The year it
+    was published; the year before for an annual review published January to April; the year a
+    milestone names (二十大开局之年); the year a yearbook records (the one before its title's)."""
+    text = article.folded
+    digits = str(year)
+    if re.search(rf"(?<!\d){digits}(?!\d)", text) or digits.translate(_CN_DIGITS) in text.replace("零", "〇"):
+        return True
+    published = _publication(article)
+    if published is not None and (year == published[0] or (year == published[0] - 1 and published[1] <= 4)):
+        return True
+    headline = fold_text(article.headline)
+    return anchor_year(text) == year or ("年鉴" in headline and str(year + 1) in headline)
+
+
+# --- summaries ---
+
+_DIGIT_RUN = re.compile(r"\d+(?:\.\d+)?")
+_NUMERAL_RUN = re.compile(f"[{CN_NUMERAL}]{{2,}}")
+
+
+def _body_key(name: str) -> str:
+    """One spelling per committee: 黔东南苗族侗族自治州政协 and 黔东南州政协 are the same."""
+    return short_autonomous(name.removesuffix("政协")) + "政协"
+
+
+@lru_cache(maxsize=8)
+def _sections(article: Article) -> tuple[Section, ...]:
+    return tuple(split_sections(article))
+
+
+@lru_cache(maxsize=8)
+def committees_named(article: Article) -> frozenset[str]:
+    """Every committee the article names: in full (天津市政协, 政协天津市委员会), bare and resolved as
+    the rules resolve them (市政协 in a page about 淮南), or as a roundup part's heading (【浙江】)."""
+    mentions = find_mentions(article.folded)
+    names = [m.name for m in mentions if m.name]
+    for bare in dict.fromkeys(m.bare for m in mentions if m.bare and not m.name):
+        if resolved := resolve_bare(bare, names, article.folded):
+            names.append(resolved)
+    names += [s.body_hint for s in _sections(article) if s.body_hint]
+    return frozenset(_body_key(name) for name in names)
+
+
+def _summary_problem(summary: str, body: str, year: int | None, article: Article) -> str | None:
+    """What a summary says that the article does not: a number, or a committee other than its own."""
+    folded, text = fold_text(summary), article.folded
+    for match in _DIGIT_RUN.finditer(folded):
+        number = match.group()
+        if number == str(year):
+            continue  # the body's year, checked on its own
+        cut = folded[match.end() :].strip("。…") == ""  # a long sentence shortened inside a number
+        after = "" if cut else r"(?!\d)"
+        if not re.search(r"(?<![\d.])" + re.escape(number) + after, text):
+            return f"the number {number}"
+    for match in _NUMERAL_RUN.finditer(folded):
+        if match.group() not in text:
+            return f"the number {match.group()}"
+    for mention in find_mentions(folded):
+        if mention.name and _body_key(mention.name) not in {_body_key(body), *committees_named(article)}:
+            return f"the committee {mention.name}"
+    return None
+
+
+def _section_at(article: Article, position: int | None, body: str) -> tuple[int, int]:
+    """The stretch of text a body's summary is drawn from: the section at `position`, else the
+    body's own section, else the whole article."""
+    sections = _sections(article)
+    if position is not None:
+        for section in sections:
+            if section.start <= position < section.end:
+                return section.start, section.end
+    for section in sections:
+        if section.body_hint == body:
+            return section.start, section.end
+    return (article.kept[0][0], article.kept[-1][1]) if article.kept else (0, len(article.text))
+
+
+def extractive_summary(
+    article: Article, body: str, year: int | None, initiatives: list[Initiative], near: tuple[int, int] | None
+) -> str:
+    """A summary in the article's own words, made as the rules make theirs."""
+    start, end = _section_at(article, near[0] if near else None, body)
+    lead = summarise_section(article, start, end, body, [])
+    return compose_summary(body, year, lead, [i.evidence for i in initiatives])
+
+
+# --- bodies and attribution ---
+
+_WRAPPERS = re.compile(r"^(?:中国人民政治协商会议|政协)|(?:委员会|政协)$")
+_PLACE_UNIT = re.compile(
+    r"(?:第?[一二三四五六七八九十\d]+届)?(?:特别行政区|自治区|自治州|自治县|自治旗|新区|省|市|县|区|旗|盟|州)$"
+)
+
+
+def _resolve_body(raw: str, article: Article, hint: str | None) -> tuple[str | None, str]:
+    """The canonical committee a body name stands for, or None and why.
+
+    A name with a place must be a committee the article names (`committees_named`): a place that
+    only appears in a street or a bank (天津路, 北京银行) or nowhere (火星政协) names none. A bare
+    name (政协, 市政协) is resolved from the article and the section's committee.
+    """
+    folded = fold_text(raw.strip())
+    inner = _WRAPPERS.sub("", _WRAPPERS.sub("", folded))
+    if not _PLACE_UNIT.sub("", inner):
+        name = name_body(raw, article, hint)
+        return name, "" if name else "no committee name could be resolved"
+    name = canonical_body(folded if folded.endswith(("政协", "委员会")) else folded + "政协") or place_body(inner)
+    if name is None or _body_key(name) not in committees_named(article):
+        return None, "not named in the article"
+    return name, ""
+
+
+def _owner(article: Article, position: int, body: str) -> str | None:
+    """The committee an item quoted at `position` belongs to when that is not `body`: the one whose
+    part of a roundup holds the quote. None outside roundups, and None when the part itself names
+    `body` before the quote (a sub-heading the split missed, or the part reporting on it)."""
+    parts = [s for s in _sections(article) if s.body_hint]
+    if len({_body_key(s.body_hint or "") for s in parts}) < 2:
+        return None  # one committee's report: a visiting committee's figures are its own
+    part = next((s for s in parts if s.start <= position < s.end), None)
+    if part is None or part.body_hint is None or _body_key(part.body_hint) == _body_key(body):
+        return None
+    if body in article.folded[part.start : position] or any(
+        m.name and _body_key(m.name) == _body_key(body) for m in find_mentions(article.folded, part.start, position)
+    ):
+        return None
+    return part.body_hint
+
+
+def _attribute(bodies: list[BodySummary], article: Article, warnings: list[str]) -> list[BodySummary]:
+    """Move each item whose quote stands in another committee's part of a roundup to that committee.
+
+    The quote is the article's own text and the part's heading says whose work it reports (the rules
+    attribute every item so), so the item is kept under the right name rather than dropped.
+    """
+    moved: dict[str, list[Initiative | Metric]] = {}
+    out: list[BodySummary] = []
+    for body in bodies:
+        keep: list[Initiative | Metric] = []
+        items: list[Initiative | Metric] = [*body.key_initiatives, *body.metrics]
+        for item in items:
+            owner = _owner(article, item.span[0], body.body) if item.span else None
+            if owner is None:
+                keep.append(item)
+                continue
+            kind = "metric" if isinstance(item, Metric) else "initiative"
+            warnings.append(f"{kind} {item.name!r} moved from {body.body} to {owner}: its quote is in {owner}'s part")
+            moved.setdefault(owner, []).append(item)
+        if len(keep) < len(items):
+            body = _with_items(body, keep)
+        out.append(body)
+    for owner, items in moved.items():
+        index = next((i for i, b in enumerate(out) if _body_key(b.body) == _body_key(owner)), None)
+        if index is not None:
+            target = out[index]
+            out[index] = _with_items(target, [*target.key_initiatives, *target.metrics, *items])
+        else:
+            initiatives = [i for i in items if isinstance(i, Initiative)]
+            summary = extractive_summary(article, owner, None, initiatives, None)
+            out.append(_with_items(BodySummary(body=owner, level=level_of(owner), summary=summary), items))
+    return out
+
+
+def _with_items(body: BodySummary, items: Sequence[Initiative | Metric]) -> BodySummary:
+    """`body` holding `items` (one of each span and value), in article order."""
+    seen: set[tuple[object, ...]] = set()
+    initiatives: list[Initiative] = []
+    metrics: list[Metric] = []
+    for item in sorted(items, key=lambda i: i.span or (0, 0)):
+        key = (type(item), item.span, getattr(item, "value", None))
+        if key in seen:
+            continue
+        seen.add(key)
+        (metrics if isinstance(item, Metric) else initiatives).append(item)  # type: ignore[arg-type]
+    return body.model_copy(update={"key_initiatives": initiatives, "metrics": metrics})
+
+
 def ground_bodies(
     bodies: Sequence[ReplyBody | BodySummary],
     article: Article,
@@ -124,9 +344,9 @@ def ground_bodies(
         return span
 
     for body in bodies:
-        name = name_body(body.body, article, hint)
+        name, why = _resolve_body(body.body, article, hint)
         if name is None:
-            warnings.append(f"dropped body {body.body!r}: no committee name could be resolved")
+            warnings.append(f"dropped body {body.body!r}: {why}")
             failures.append(f"body {body.body!r} is not a committee named in the article")
             continue
         initiatives: list[Initiative] = []
@@ -151,6 +371,13 @@ def ground_bodies(
                 warnings.append(f"dropped metric {metric.name!r}: value {metric.value} not in its evidence")
                 failures.append(f"metric {metric.name!r}: value {metric.value} cannot be read from {quote!r}")
                 continue
+            unit = _unit(metric, article, span)
+            if unit is None:
+                warnings.append(f"dropped metric {metric.name!r}: unit {metric.unit!r} is not next to its number")
+                failures.append(f"metric {metric.name!r}: unit {metric.unit!r} is not written after the number")
+                continue
+            if unit != metric.unit.strip():
+                warnings.append(f"metric {metric.name!r}: unit {metric.unit!r} corrected to {unit!r} from its evidence")
             if (span, metric.value) in placed:
                 continue
             placed.add((span, metric.value))
@@ -158,20 +385,28 @@ def ground_bodies(
                 Metric(
                     name=metric.name.strip(),
                     value=as_number(metric.value),
-                    unit=metric.unit.strip(),
+                    unit=unit,
                     approx=approx,
                     evidence=quote,
                     span=span,
                 )
             )
+        year = body.year
+        if year is not None and not year_supported(year, article):
+            warnings.append(f"{name}: year {year} dropped: the article neither writes it nor implies it by its date")
+            year = None
+        summary = body.summary.strip()
+        if summary and (problem := _summary_problem(summary, name, year, article)):
+            warnings.append(f"{name}: summary rebuilt from the article's sentences: {problem} is not in the article")
+            summary = extractive_summary(article, name, year, initiatives, near)
         out.append(
             BodySummary(
                 body=name,
                 level=level_of(name),
-                year=body.year,
-                summary=body.summary.strip(),
+                year=year,
+                summary=summary,
                 key_initiatives=initiatives,
                 metrics=metrics,
             )
         )
-    return Grounded(out, warnings, failures)
+    return Grounded(_attribute(out, article, warnings), warnings, failures)

@@ -1,16 +1,76 @@
-"""Numbers as Chinese reports write them: Arabic and Chinese numerals, 万/亿, decimals, %, and the
-approximation words (余/多/近/约/以上 ...) that make a figure approximate."""
+"""Numbers as Chinese reports write them: Arabic and Chinese numerals, 万/亿, decimals, %, the
+approximation words (余/多/近/约/以上 ...) that make a figure approximate, the measure words counts
+are written with, and years named by a milestone (二十大开局之年)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
 _BIG_UNITS = {"万": 10_000, "亿": 100_000_000}
 _MULTIPLIERS = {"千": 1000, **_BIG_UNITS}  # after Arabic digits: 5千多个, 1.2万人次
 CN_NUMERAL = "零〇一二两三四五六七八九十百千万亿"
+# The measure words a count of this genre's work is written with.
+# Longest first so 人次 wins over 人 and 件次 over 件.
+UNITS = (
+    "万人次",
+    "人次",
+    "件次",
+    "场次",
+    "个百分点",
+    "个小时",
+    "平方公里",
+    "平方米",
+    "万元",
+    "亿元",
+    "万人",
+    "公里",
+    "千米",
+    "小时",
+    "个",
+    "件",
+    "篇",
+    "份",
+    "次",
+    "场",
+    "名",
+    "人",
+    "位",
+    "家",
+    "项",
+    "条",
+    "期",
+    "批",
+    "户",
+    "所",
+    "处",
+    "座",
+    "间",
+    "支",
+    "组",
+    "类",
+    "天",
+    "本",
+    "册",
+    "部",
+    "套",
+    "台",
+    "辆",
+    "张",
+    "幅",
+    "首",
+    "轮",
+    "门",
+    "元",
+    "亩",
+    "米",
+    "吨",
+    "%",
+    "％",
+)
 
 NUMBER = re.compile(
     r"(?P<arabic>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<mult>[千万亿])?"
@@ -84,18 +144,60 @@ def as_number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def find_value(value: float, evidence: str) -> Number | None:
-    """Where `value` is written in the evidence, if it is. `1.2万人次` reads as 12000 or as 1.2 (万人次)."""
+def find_values(value: float, evidence: str) -> list[tuple[Number, int]]:
+    """Everywhere `value` is written in the evidence, each with where its measure word may start.
+
+    `1.2万人次` reads as 12000 (then 人次 follows) or as 1.2 (then 万人次 follows).
+    """
     plain = evidence.translate(_TRADITIONAL_NUMERALS)
+    found = []
     for number in find_numbers(evidence):
-        candidates = {number.value}
+        candidates = {number.value: number.end}
         match = NUMBER.match(plain, number.start)
         if match and match.group("mult"):
-            candidates.add(float(match.group("arabic").replace(",", "")))
+            candidates[float(match.group("arabic").replace(",", ""))] = match.end("arabic")
         if evidence[number.end : number.end + 1] == "成":  # 四成 = 40 (%)
-            candidates.add(number.value * 10)
-        if any(abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)) for candidate in candidates):
-            return number
+            candidates[number.value * 10] = number.end
+        for candidate, unit_start in candidates.items():
+            if abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)):
+                found.append((number, unit_start))
+                break
+    return found
+
+
+def find_value(value: float, evidence: str) -> Number | None:
+    """Where `value` is first written in the evidence, if it is."""
+    found = find_values(value, evidence)
+    return found[0][0] if found else None
+
+
+# Between a number and its measure word: a range's upper end (3至5次), a hedge (120余件), a classifier
+# before a unit of time (3个小时).
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_BEFORE_UNIT = re.compile(r"\s*(?:[—\-~～至到]\s*[\d.]+\s*)?(?:余|多|来|许)?\s*")
+
+
+def unit_at(evidence: str, unit_start: int, unit: str) -> str | None:
+    """The measure word written at `unit_start` (after a range or hedge): `unit` itself when the text
+    has it there, else the longest known measure word there (a correction), else None.
+
+    `evidence` and `unit` are compared as written; fold both first (`article.fold_text`).
+    """
+    at = _BEFORE_UNIT.match(evidence, unit_start)
+    start = at.end() if at else unit_start
+    starts = [start, start + 1] if evidence[start : start + 1] == "个" else [start]
+    unit = unit.strip()
+    for position in starts:
+        if unit and evidence.startswith(unit, position):
+            return unit
+        if unit == "%" and evidence[position : position + 1] == "成":  # 四成 read as 40 (%)
+            return unit
+    for position in starts:
+        for word in UNITS:  # longest first
+            if evidence.startswith(word, position):
+                return "%" if word == "％" else word
+    if unit == "个" and _CJK.match(evidence, start):
+        return unit  # 30市州区县: the general classifier, which the page leaves out before a noun
     return None
 
 
@@ -103,3 +205,35 @@ def value_readable(value: float, unit: str, evidence: str) -> tuple[bool, bool]:
     """Can `value` (in `unit`) be read from the evidence? Returns (readable, approx within the quote)."""
     number = find_value(value, evidence)
     return (True, is_approx_at(evidence, number.start, number.end)) if number else (False, False)
+
+
+# 党的二十大 (2022) -> congress N is held in 2022 - 5 * (20 - N) from the 12th (1982) on.
+_CONGRESS_START = re.compile(r"([一二三四五六七八九十]{2,3})大[^。!?\n]{0,20}?开局之年")
+_PLAN = re.compile(r"“?([一二三四五六七八九十]{2,3})五”?[^。!?\n]{0,12}?(开局之年|收官之年)")
+
+
+def _congress_year(numeral: str) -> int | None:
+    number = parse_chinese(numeral)
+    if number is None or not 12 <= number <= 30:
+        return None
+    return int(2022 - 5 * (20 - number))
+
+
+def _plan_year(numeral: str, which: str) -> int | None:
+    number = parse_chinese(numeral)  # 十四五: the 14th plan, 2021-2025
+    if number is None or not 6 <= number <= 20:
+        return None
+    first = int(2021 + 5 * (number - 14))
+    return first if which == "开局之年" else first + 4
+
+
+@lru_cache(maxsize=16)
+def anchor_year(text: str) -> int | None:
+    """A year named by a dated milestone rather than digits (二十大开局之年 -> 2023)."""
+    if match := _CONGRESS_START.search(text):
+        year = _congress_year(match.group(1))
+        if year:
+            return year + 1
+    if match := _PLAN.search(text):
+        return _plan_year(match.group(1), match.group(2))
+    return None

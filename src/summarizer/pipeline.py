@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .article import Article, load_article
 from .backends import JSON_MODE_ORDER, Backend, ChunkRequest, ChunkResult, create_backend
-from .cache import Cache
+from .cache import Cache, open_run_cache
 from .chunk import Chunk, chunk_article, split_chunk
 from .errors import OutputValidationError, SummarizerError, TruncatedOutputError
 from .ground import ground_bodies
@@ -248,9 +248,10 @@ def _weakest_mode(modes: list[str | None]) -> str | None:
 
 
 def open_cache(settings: Settings, backend: Backend) -> Cache | None:
+    """The run's cache; None when off, or (with one warning) when it cannot be used."""
     if not settings.use_cache or not backend.cacheable:
         return None
-    return Cache(settings.cache_dir)
+    return open_run_cache(settings.cache_dir)
 
 
 def summarise_article(

@@ -89,7 +89,8 @@ def load_report(path: str | Path) -> dict[str, Any]:
 
 
 def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A table cell or list item: article text may hold HTML, which a Markdown viewer would render."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _item_label(item: Mapping[str, Any]) -> str:
@@ -107,7 +108,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     lines = [
         "# Eval report",
         "",
-        f"Backend: {run.get('backend') or '–'} · model: {run.get('model') or '–'} · "
+        f"Backend: {_md(run.get('backend') or '–')} · model: {_md(run.get('model') or '–')} · "
         f"articles: {run.get('articles', len(result['per_article']))}",
         "",
         "| Field | Precision | Recall | F1 | TP | FP | FN |",

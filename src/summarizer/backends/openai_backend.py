@@ -33,7 +33,6 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ..article import fold_text
 from ..errors import (
     AuthError,
     ConfigError,
@@ -44,9 +43,8 @@ from ..errors import (
 )
 from ..ground import Grounded, ground_bodies
 from ..limits import Limiter, Permit
-from ..places import strip_ethnic
 from ..prompt import PromptTemplate, load_prompt
-from ..schema import Reply, ReplyBody, Usage, strict_json_schema
+from ..schema import Reply, Usage, strict_json_schema
 from . import JSON_MODE_ORDER, ChunkRequest, ChunkResult
 
 if TYPE_CHECKING:
@@ -414,11 +412,8 @@ def check_reply(completion: Any, request: ChunkRequest) -> ReplyCheck:
     except ReplyError as exc:
         return ReplyCheck(content, False, None, str(exc), *tokens)
     chunk, section = request.chunk, request.section
-    named, foreign = _split_foreign(reply.bodies, request.article.folded)
-    grounded = ground_bodies(named, request.article, near=(chunk.start, chunk.end), hint=section.body_hint)
-    for body in foreign:
-        grounded.warnings.append(f"dropped body {body.body!r}: not named in the article")
-        grounded.failures.append(f"body {body.body!r} is not a committee named in the article")
+    # Grounding drops a committee the article does not name (and says so in `failures`).
+    grounded = ground_bodies(reply.bodies, request.article, near=(chunk.start, chunk.end), hint=section.body_hint)
     return ReplyCheck(content, False, grounded, "; ".join(grounded.failures), *tokens)
 
 
@@ -747,25 +742,6 @@ class OpenAIBackend:
 
 # An article must not close the data block it sits in; the added space folds away in grounding.
 _DELIMITER = re.compile(r"<(/?)\s*片段\s*>")
-_WRAPPERS = re.compile(r"^(?:中国人民政治协商会议|政协)|(?:委员会|政协)$")
-_UNIT = re.compile(
-    r"(?:第?[一二三四五六七八九十\d]+届)?"
-    r"(?:特别行政区|自治区|自治州|自治县|自治旗|新区|省|市|县|区|旗|盟|州)$"
-)
-
-
-def _split_foreign(bodies: list[ReplyBody], folded: str) -> tuple[list[ReplyBody], list[ReplyBody]]:
-    """Bodies whose place name the article never mentions (`火星政协`, a name an injected instruction
-    made up) are foreign; grounding would otherwise file their year and summary under the section's
-    committee. Bare names (`市政协`, `政协`) are left for grounding to resolve. `folded` is the
-    article as rules read it (traditional characters as simplified), so 縣政協 names 县政协."""
-    named: list[ReplyBody] = []
-    foreign: list[ReplyBody] = []
-    for body in bodies:
-        core = _UNIT.sub("", _WRAPPERS.sub("", _WRAPPERS.sub("", fold_text(body.body.strip()))))
-        bare = strip_ethnic(core)  # 宁夏回族 is written 宁夏 too
-        (named if not core or core in folded or (bare and bare in folded) else foreign).append(body)
-    return named, foreign
 
 
 def _reask_text(problem: str) -> str:

@@ -24,10 +24,10 @@ from ...places import level_of
 from ...prompt import PromptTemplate
 from ...schema import BodySummary, Initiative, Metric
 from ...settings import Settings
+from ...summary import compose_summary, summarise_section
 from .. import ChunkRequest, ChunkResult
 from .initiatives import find_initiatives
 from .metrics import find_metrics, quoted_ranges
-from .summary import compose_summary, summarise_section
 from .year import infer_year
 
 # A reporting line closes with one of these; a photo caption usually closes with none.

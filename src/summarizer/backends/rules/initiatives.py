@@ -12,7 +12,7 @@ import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-from .metrics import Ranges
+from ...article import Ranges
 
 _STRONG = (
     "建立",

@@ -9,69 +9,12 @@ and small Chinese numerals, which in this genre are almost always part of a slog
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ...numbers import as_number, is_approx_at, parse_chinese
+from ...article import Ranges
+from ...numbers import UNITS, as_number, is_approx_at, parse_chinese
 
-# Longest first so 人次 wins over 人 and 件次 over 件.
-UNITS = (
-    "万人次",
-    "人次",
-    "件次",
-    "场次",
-    "个百分点",
-    "个小时",
-    "平方公里",
-    "平方米",
-    "万元",
-    "亿元",
-    "万人",
-    "公里",
-    "千米",
-    "小时",
-    "个",
-    "件",
-    "篇",
-    "份",
-    "次",
-    "场",
-    "名",
-    "人",
-    "位",
-    "家",
-    "项",
-    "条",
-    "期",
-    "批",
-    "户",
-    "所",
-    "处",
-    "座",
-    "间",
-    "支",
-    "组",
-    "类",
-    "天",
-    "本",
-    "册",
-    "部",
-    "套",
-    "台",
-    "辆",
-    "张",
-    "幅",
-    "首",
-    "轮",
-    "门",
-    "元",
-    "亩",
-    "米",
-    "吨",
-    "%",
-    "％",
-)
 _UNIT_RE = "|".join(re.escape(u) for u in UNITS)
 _CN_NUM = (
     r"(?:[一二两三四五六七八九]?十[一二三四五六七八九]?"  # 十, 二十, 十二
@@ -133,26 +76,6 @@ _QUOTED = re.compile(r"“[^”\n]*”|《[^》\n]*》|「[^」\n]*」|『[^』\
 def quoted_ranges(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """[start, end) of every “…”, 《…》 and similar span in text[start:end] (never past a line end)."""
     return [m.span() for m in _QUOTED.finditer(text, start, len(text) if end is None else end)]
-
-
-class Ranges:
-    """Sorted, merged [start, end) ranges with a fast membership test."""
-
-    def __init__(self, ranges: list[tuple[int, int]]) -> None:
-        merged: list[list[int]] = []
-        for start, end in sorted(ranges):
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        self.starts = [r[0] for r in merged]
-        self.ends = [r[1] for r in merged]
-
-    def __contains__(self, position: object) -> bool:
-        if not isinstance(position, int):
-            return False
-        index = bisect_right(self.starts, position) - 1
-        return index >= 0 and position < self.ends[index]
 
 
 def _noun_after(text: str, start: int, end: int) -> str:

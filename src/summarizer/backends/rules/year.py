@@ -11,40 +11,10 @@ import re
 from collections import Counter
 from functools import lru_cache
 
-from ...numbers import parse_chinese
+from ...numbers import anchor_year
 
 _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*年")
 _LEAD_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*年(?:度)?[^,。;:!?,;:\n\d]{0,6}?(?:工作|回顾|总结|计划|要点|履职)")
-# 党的二十大 (2022) -> congress N is held in 2022 - 5 * (20 - N) from the 12th (1982) on.
-_CONGRESS_START = re.compile(r"([一二三四五六七八九十]{2,3})大[^。!?\n]{0,20}?开局之年")
-_PLAN = re.compile(r"“?([一二三四五六七八九十]{2,3})五”?[^。!?\n]{0,12}?(开局之年|收官之年)")
-
-
-def _congress_year(numeral: str) -> int | None:
-    number = parse_chinese(numeral)
-    if number is None or not 12 <= number <= 30:
-        return None
-    return int(2022 - 5 * (20 - number))
-
-
-def _plan_year(numeral: str, which: str) -> int | None:
-    number = parse_chinese(numeral)  # 十四五: the 14th plan, 2021-2025
-    if number is None or not 6 <= number <= 20:
-        return None
-    first = int(2021 + 5 * (number - 14))
-    return first if which == "开局之年" else first + 4
-
-
-@lru_cache(maxsize=16)
-def anchor_year(text: str) -> int | None:
-    """A year named by a dated milestone rather than digits (二十大开局之年 -> 2023)."""
-    if match := _CONGRESS_START.search(text):
-        year = _congress_year(match.group(1))
-        if year:
-            return year + 1
-    if match := _PLAN.search(text):
-        return _plan_year(match.group(1), match.group(2))
-    return None
 
 
 def cited_year(text: str, latest: int | None = None) -> int | None:

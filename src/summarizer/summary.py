@@ -1,11 +1,14 @@
-"""An extractive summary: the section's opening statement about its committee, cut to 120 characters."""
+"""An extractive summary: the section's opening statement about its committee, cut to 120 characters.
+
+The rules backend writes its summaries so; grounding writes one so for any backend whose summary
+says what the article does not.
+"""
 
 from __future__ import annotations
 
 import re
 
-from ...article import Article
-from .metrics import Ranges
+from .article import Article, Ranges
 
 _SENTENCE = re.compile(r"[^。!?!?\n]+[。!?!?]?")
 MAX_CHARS = 120
