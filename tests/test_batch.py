@@ -799,10 +799,10 @@ def test_a_full_disk_stops_the_batch_at_once_and_keeps_whole_lines(tmp_path: Pat
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
 def test_a_failed_write_stops_asking_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
-    import summarizer.batch as batch_module
+    import summarizer.batch.writer as batch_module
 
     folder = make_folder(tmp_path / "in", 40)
-    real = batch_module._append
+    real = batch_module.append_line
     written: list[str] = []
 
     def failing(fd: int, text: str, sync: bool = True) -> None:
@@ -811,7 +811,7 @@ def test_a_failed_write_stops_asking_the_model(tmp_path: Path, monkeypatch: pyte
         real(fd, text, sync)
         written.append(text)
 
-    monkeypatch.setattr(batch_module, "_append", failing)
+    monkeypatch.setattr(batch_module, "append_line", failing)
     monkeypatch.setenv("FAKE_DELAY", "0.01")
     out = tmp_path / "results.jsonl"
     with pytest.raises(WriteError, match=os.strerror(code)) as caught:

@@ -46,19 +46,10 @@ from .backends.openai_backend import (
     truncated_error,
 )
 from .backends.openai_batch import BatchOutput, SubmittedBatch, fetch_output, submit_requests
-from .batch import (
-    BatchReport,
-    Candidate,
-    Outcome,
-    _error,
-    _file_sha256,
-    _open_results,
-    _refuse_foreign_output,
-    _Writer,
-    check_paths,
-    discover,
-    errors_path_for,
-)
+from .batch.inputs import Candidate, discover
+from .batch.pool import file_sha256
+from .batch.report import BatchReport, Outcome, error_record
+from .batch.writer import ResultsWriter, check_paths, errors_path_for, open_results, refuse_foreign_output
 from .cache import Cache
 from .chunk import Chunk, split_chunk
 from .errors import ConfigError, ProviderError, SummarizerError
@@ -477,13 +468,13 @@ def _outcome_failed(entry: ArticleState, source: str, exc: SummarizerError, piec
     return Outcome(
         entry.article_id,
         "failed",
-        error=_error(entry.article_id, source, exc),
+        error=error_record(entry.article_id, source, exc),
         usage=exc.usage,
         input_sha256=entry.input_sha256,
     )
 
 
-def _already_written(writer: _Writer, article_id: str, sha: str) -> bool:
+def _already_written(writer: ResultsWriter, article_id: str, sha: str) -> bool:
     known = writer.index.entries.get(article_id)
     return known is not None and known == (sha, writer.settings_key)
 
@@ -519,7 +510,7 @@ def write_requests(
     prices = load_prices(settings.prices)
     report = BatchFileReport(output, errors_path_for(output), state_path_for(output), model=settings.model)
     requests_path = requests_path_for(output, 1)
-    _refuse_foreign_output(root, glob, output, force)
+    refuse_foreign_output(root, glob, output, force)
     _refuse_foreign(requests_path, "requests", force)
     _refuse_foreign(report.state_path, "state", force)
     candidates, refused = discover(root, glob, exclude=(output, report.errors_path, report.state_path, requests_path))
@@ -538,8 +529,8 @@ def write_requests(
     )
     settings_key = result_key(asker.backend, settings)
     batch_report = _new_batch_report(report, settings.model)
-    fd, index = _open_results(output)
-    writer = _Writer(fd, output, report.errors_path, index, settings_key, NullProgress(), batch_report)
+    fd, index = open_results(output)
+    writer = ResultsWriter(fd, output, report.errors_path, index, settings_key, NullProgress(), batch_report)
     writer.start(len(candidates) + len(refused))
     for record in refused:
         writer.fail(record)
@@ -564,13 +555,13 @@ def write_requests(
 
 
 def _plan_candidate(
-    candidate: Candidate, asker: _Asker, writer: _Writer, state: BatchState, force: bool
+    candidate: Candidate, asker: _Asker, writer: ResultsWriter, state: BatchState, force: bool
 ) -> list[dict[str, Any]]:
     """The request lines for one input file (none when it is skipped, failed or answered from cache)."""
     article_id, source = candidate.article_id, str(candidate.path)
     known = writer.index.entries.get(article_id)
     if known is not None and not force and known[1] == writer.settings_key:
-        sha = _file_sha256(candidate.path, asker.settings.max_file_bytes)
+        sha = file_sha256(candidate.path, asker.settings.max_file_bytes)
         if sha is not None and sha == known[0]:
             writer.handle(Outcome(article_id, "skipped", input_sha256=sha))
             return []
@@ -578,7 +569,7 @@ def _plan_candidate(
         loaded = asker.load(candidate.root, article_id, candidate.rel)
         pieces = asker.plan(loaded)
     except SummarizerError as exc:
-        writer.handle(Outcome(article_id, "failed", error=_error(article_id, source, exc, 0)))
+        writer.handle(Outcome(article_id, "failed", error=error_record(article_id, source, exc, 0)))
         return []
     if all(p.settled is not None for p in pieces):
         writer.handle(_outcome_done(loaded, asker, pieces))
@@ -595,7 +586,7 @@ def _plan_candidate(
     return [asker.line(loaded, p) for p in pieces if p.settled is None]
 
 
-def _finish_report(report: BatchFileReport, writer: _Writer, prices: dict[str, tuple[float, float]]) -> None:
+def _finish_report(report: BatchFileReport, writer: ResultsWriter, prices: dict[str, tuple[float, float]]) -> None:
     tally = writer.tally
     report.done, report.cached, report.failed, report.skipped = tally.done, tally.cached, tally.failed, tally.skipped
     report.usage = writer.report.usage
@@ -666,14 +657,14 @@ def collect_replies(replies: str | Path, output: str | Path, settings: Settings)
     }
     found, report.unmatched, report.unreadable = _read_output(replies, awaited)
     settings_key = result_key(asker.backend, settings)
-    fd, index = _open_results(output)
+    fd, index = open_results(output)
     try:
         if load_state(output) != state:  # another collect finished while this one read the output
             raise ConfigError(f"{report.state_path}: changed while reading {replies}; run collect again")
     except BaseException:
         os.close(fd)
         raise
-    writer = _Writer(
+    writer = ResultsWriter(
         fd, output, report.errors_path, index, settings_key, NullProgress(), _new_batch_report(report, settings.model)
     )
     writer.start(len(state.articles))
@@ -786,7 +777,7 @@ def _pending_lines(
     root: Path,
     asker: _Asker,
     loaded_now: dict[str, _Loaded],
-    writer: _Writer,
+    writer: ResultsWriter,
     report: BatchFileReport,
 ) -> Iterator[str]:
     """The next round's requests: every piece still awaiting an answer, its body built afresh."""
