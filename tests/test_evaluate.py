@@ -16,7 +16,6 @@ from summarizer.evaluate import (
     load_gold,
     load_predictions,
     load_splits,
-    locate_evidence,
     match_bodies,
     rouge_l,
     run_eval,
@@ -248,9 +247,11 @@ def test_bigram_dice_ignores_punctuation() -> None:
     assert bigram_dice("河湖", "山林") == 0.0
 
 
-def test_locate_evidence_finds_every_occurrence() -> None:
-    assert locate_evidence("AA", "AAA") == [(0, 2), (1, 3)]
-    assert locate_evidence("", "AAA") == []
+def test_occurrences_finds_every_one() -> None:
+    from summarizer.ground import occurrences  # the one place evidence is located, scoring included
+
+    assert occurrences("AA", "AAA") == [(0, 2), (1, 3)]
+    assert occurrences("", "AAA") == []
 
 
 # --- files ---------------------------------------------------------------------------------------

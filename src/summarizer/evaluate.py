@@ -19,6 +19,7 @@ from typing import Any
 
 from .article import load_article
 from .errors import AuthError, ConfigError, EvalDataError, InputError, SummarizerError
+from .ground import given_span, occurrences
 from .places import short_autonomous
 from .results import parse_summary, read_results
 from .schema import ArticleSummary, BodySummary, Initiative, Metric
@@ -143,18 +144,6 @@ def contains_either(a: str, b: str) -> bool:
     return bool(a) and bool(b) and (a in b or b in a)
 
 
-def locate_evidence(evidence: str, text: str) -> list[Span]:
-    """Every [start, end) occurrence of `evidence` in `text`, overlapping ones included."""
-    if not evidence:
-        return []
-    spans: list[Span] = []
-    start = text.find(evidence)
-    while start != -1:
-        spans.append((start, start + len(evidence)))
-        start = text.find(evidence, start + 1)
-    return spans
-
-
 def spans_overlap(a: Iterable[Span], b: Iterable[Span]) -> bool:
     """True when any span of `a` shares at least one character with any span of `b`."""
     b = list(b)
@@ -172,7 +161,7 @@ def text_similarity(
     """
     if contains_either(evidence_a, evidence_b) or (name_containment and contains_either(name_a, name_b)):
         return 1.0
-    if text and spans_overlap(locate_evidence(evidence_a, text), locate_evidence(evidence_b, text)):
+    if text and spans_overlap(occurrences(evidence_a, text), occurrences(evidence_b, text)):
         return 1.0
     return max(bigram_dice(name_a, name_b), bigram_dice(evidence_a, evidence_b))
 
@@ -263,31 +252,22 @@ def rouge_l(candidate: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def is_grounded(evidence: str, text: str) -> bool:
-    """The evidence is copied verbatim from the article."""
-    return bool(evidence) and evidence in text
-
-
 # --- Scoring one article ------------------------------------------------------------------------
 
 
 def _primary_span(item: Metric | Initiative, spans: list[Span], text: str) -> Span | None:
     # Prefer the span the tool reported, when it really points at the evidence.
-    if item.span is not None:
-        start, end = item.span
-        if 0 <= start <= end <= len(text) and text[start:end] == item.evidence:
-            return (start, end)
-    return spans[0] if spans else None
+    return given_span(item, text) or (spans[0] if spans else None)
 
 
 def _describe(item: Metric | Initiative, body: str, text: str) -> dict[str, Any]:
-    spans = locate_evidence(item.evidence, text)
+    spans = occurrences(item.evidence, text)
     described: dict[str, Any] = {"body": body, "name": item.name}
     if isinstance(item, Metric):
         described.update(value=item.value, unit=item.unit, approx=item.approx, optional=item.optional)
     described.update(
         evidence=item.evidence,
-        grounded=is_grounded(item.evidence, text),
+        grounded=bool(spans),
         span=_primary_span(item, spans, text),
         spans=spans,
     )
@@ -414,7 +394,7 @@ def score_article(prediction: ArticleSummary | None, gold: ArticleSummary, text:
 
     items: list[Metric | Initiative] = [metric for body in pred_bodies for metric in body.metrics]
     items += [initiative for body in pred_bodies for initiative in body.key_initiatives]
-    grounded = sum(is_grounded(item.evidence, text) for item in items)
+    grounded = sum(bool(occurrences(item.evidence, text)) for item in items)
     return {
         "article_id": gold.article_id,
         "predicted": prediction is not None,

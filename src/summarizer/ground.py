@@ -61,15 +61,24 @@ def _closest(starts: list[int], near: tuple[int, int] | None) -> int:
     return min(starts, key=lambda s: min(abs(s - lo), abs(s - hi)))
 
 
+def occurrences(evidence: str, text: str) -> list[tuple[int, int]]:
+    """Every [start, end) where `evidence` stands verbatim in `text`, overlapping ones included."""
+    spans: list[tuple[int, int]] = []
+    if not evidence:
+        return spans
+    index = text.find(evidence)
+    while index >= 0:
+        spans.append((index, index + len(evidence)))
+        index = text.find(evidence, index + 1)
+    return spans
+
+
 def locate(evidence: str, text: str, near: tuple[int, int] | None = None) -> tuple[int, int] | None:
     """[start, end) of `evidence` in `text`, preferring an occurrence inside `near`; None if absent."""
     evidence = evidence.strip()
     if not evidence:
         return None
-    starts, index = [], text.find(evidence)
-    while index >= 0:
-        starts.append(index)
-        index = text.find(evidence, index + 1)
+    starts = [start for start, _ in occurrences(evidence, text)]
     if starts:
         start = _closest(starts, near)
         return start, start + len(evidence)
@@ -86,6 +95,39 @@ def locate(evidence: str, text: str, near: tuple[int, int] | None = None) -> tup
     chosen = _closest([positions[h] for h in hits], near)
     hit = next(h for h in hits if positions[h] == chosen)
     return positions[hit], positions[hit + len(needle) - 1] + 1
+
+
+@dataclass(slots=True)
+class RawInitiative:
+    """An initiative a backend found, before grounding (an extractor that knows its span gives it)."""
+
+    name: str
+    evidence: str
+    span: tuple[int, int] | None = None
+
+
+@dataclass(slots=True)
+class RawMetric:
+    """A metric a backend found, before grounding."""
+
+    name: str
+    value: int | float
+    unit: str
+    approx: bool
+    evidence: str
+    span: tuple[int, int] | None = None
+
+
+@dataclass(slots=True)
+class RawBody:
+    """A committee and what a backend found for it, before grounding names it, levels it and checks
+    every item (a model's reply is the same shape: `schema.ReplyBody`)."""
+
+    body: str
+    year: int | None
+    summary: str
+    key_initiatives: list[RawInitiative]
+    metrics: list[RawMetric]
 
 
 @dataclass
@@ -115,7 +157,7 @@ def name_body(raw: str, article: Article, hint: str | None) -> str | None:
     return hint
 
 
-def _unit(metric: ReplyMetric | Metric, article: Article, span: tuple[int, int]) -> str | None:
+def _unit(metric: ReplyMetric | RawMetric | Metric, article: Article, span: tuple[int, int]) -> str | None:
     """The metric's unit as the quote writes it next to the number: its own, or the quote's (a
     correction), or None when no measure word stands there."""
     unit = metric.unit.strip()
@@ -324,7 +366,7 @@ def _with_items(body: BodySummary, items: Sequence[Initiative | Metric]) -> Body
 
 
 def ground_bodies(
-    bodies: Sequence[ReplyBody | BodySummary],
+    bodies: Sequence[ReplyBody | BodySummary | RawBody],
     article: Article,
     near: tuple[int, int] | None = None,
     hint: str | None = None,
@@ -335,7 +377,9 @@ def ground_bodies(
     warnings: list[str] = []
     failures: list[str] = []
 
-    def place(kind: str, item: ReplyInitiative | ReplyMetric | Initiative | Metric) -> tuple[int, int] | None:
+    def place(
+        kind: str, item: ReplyInitiative | ReplyMetric | RawInitiative | RawMetric | Initiative | Metric
+    ) -> tuple[int, int] | None:
         """The item's span, or None with a warning (for the user) and a failure (for a re-ask)."""
         span = given_span(item, text) or locate(item.evidence, text, near)
         if span is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from .places import level_of
 from .schema import BodySummary, Initiative, Metric
 
 
@@ -51,7 +50,7 @@ def merge_bodies(parts: Sequence[BodySummary]) -> list[BodySummary]:
         merged.append(
             BodySummary(
                 body=name,
-                level=level_of(name),
+                level=group[0].level,  # grounding levelled the name
                 year=year,
                 summary=summary,
                 key_initiatives=initiatives,

@@ -19,10 +19,8 @@ from pathlib import Path
 
 from ...article import Article, fold_text
 from ...errors import ArticleTimeoutError
-from ...ground import ground_bodies
-from ...places import level_of
+from ...ground import RawBody, RawInitiative, RawMetric, ground_bodies
 from ...prompt import PromptTemplate
-from ...schema import BodySummary, Initiative, Metric
 from ...settings import Settings
 from ...summary import compose_summary, summarise_section
 from .. import ChunkRequest, ChunkResult
@@ -191,7 +189,7 @@ class RulesBackend:
         skip = caption_ranges(article, start, end, section.start if section.heading else None)
         quoted = quoted_ranges(folded, start, end)
         metrics = [
-            Metric(
+            RawMetric(
                 name=_original(text, folded, m.name, m.start, m.end),
                 value=m.value,
                 unit=m.unit,
@@ -202,7 +200,7 @@ class RulesBackend:
             for m in find_metrics(folded, start, end, skip, quoted)
         ]
         initiatives = [
-            Initiative(
+            RawInitiative(
                 name=_original(text, folded, i.name, i.start, i.end),
                 evidence=text[i.start : i.end],
                 span=(i.start, i.end),
@@ -213,14 +211,9 @@ class RulesBackend:
         year = infer_year(fold_text(article.headline), section_text, folded, article.published)
         lead = summarise_section(article, section.start, section.end, section.body_hint, skip)
         summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives])
-        body = BodySummary(
-            body=section.body_hint,
-            level=level_of(section.body_hint),
-            year=year,
-            summary=summary,
-            key_initiatives=initiatives,
-            metrics=metrics,
-        )
+        # Plain records, not validated models: grounding (one step for every backend) checks each
+        # item, names and levels the committee, and builds the result's models once.
+        body = RawBody(section.body_hint, year, summary, initiatives, metrics)
         grounded = ground_bodies([body], article, (start, end), section.body_hint)
         return ChunkResult(bodies=grounded.bodies, warnings=grounded.warnings)
 
