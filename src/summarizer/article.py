@@ -11,11 +11,10 @@ import hashlib
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from .errors import InputError
+from .text import SENTENCE_END, fold_text
 
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8"),
@@ -60,75 +59,9 @@ _PAPER_LINE = re.compile(
 _SOURCE = re.compile(r"来源\s*[:：]\s*([^\s:：|｜,，。]{2,20})")
 _DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d{1,2}月\d{1,2}日(?:电|讯)")
 _BYLINE = re.compile(r"^\s*(?:[□■●◎]|(?:记者|通讯员|作者|文|本报记者)\s*[:：/ ])")
-_SENTENCE_END = "。!?;"  # a line ending so is a sentence, not a headline (text is folded to ASCII first)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 # Scrapers often save the page's address as the first line: metadata, never title or text.
 _URL_LINE = re.compile(r"^\s*(?:SOURCE|URL|url|source)\s*[:：]\s*(https?://\S+)\s*$")
-
-
-# Full-width punctuation, digits and spaces folded 1:1 to ASCII. The folded text has exactly the length
-# of the original, so rules match ASCII patterns on it and quote the original at the same offsets.
-_FOLD = {
-    0xFF0C: ",",
-    0xFF1B: ";",
-    0xFF1A: ":",
-    0xFF01: "!",
-    0xFF1F: "?",
-    0xFF08: "(",
-    0xFF09: ")",
-    0xFF05: "%",
-    0xFF5E: "~",
-    0xFF0E: ".",
-    0xFF0D: "-",
-    0x3000: " ",
-    0x00A0: " ",
-    0xFE50: ",",
-    0xFE54: ";",
-    0xFE55: ":",
-}
-_FOLD.update({0xFF10 + i: str(i) for i in range(10)})
-_FOLD_TABLE = str.maketrans(_FOLD)
-
-
-@lru_cache(maxsize=1)
-def _t2s() -> Any:
-    import opencc  # a maintained Traditional -> Simplified table; 10 ms to load, so only when needed
-
-    return opencc.OpenCC("t2s")
-
-
-def _to_simplified(text: str) -> str:
-    """Traditional characters as simplified, keeping the length (政協 -> 政协, 區 -> 区, 縣 -> 县).
-
-    OpenCC converts phrase by phrase; on the rare line where a phrase changes length, that line is
-    converted character by character so every offset still points at the same character.
-    """
-    converted: str = _t2s().convert(text)
-    if len(converted) == len(text):
-        return converted
-    lines = []
-    for line in text.split("\n"):
-        out = _t2s().convert(line)
-        if len(out) != len(line):
-            out = "".join(ch if len(c := _t2s().convert(ch)) != 1 else c for ch in line)
-        lines.append(out)
-    return "\n".join(lines)
-
-
-# Characters that occur only in traditional writing and are common in this genre: a text with none
-# of them is not sent through OpenCC (most articles are simplified; this keeps them fast).
-_TRADITIONAL = re.compile("[協會區縣國黨員參與議為關於發這經濟們時來對開個過實現將說並從應當體產業務]")
-
-
-def _has_traditional(text: str) -> bool:
-    return _TRADITIONAL.search(text) is not None
-
-
-def fold_text(text: str) -> str:
-    """What rules match on: full-width punctuation, digits and spaces as ASCII and traditional
-    characters as simplified, one character for one character (the same offsets as `text`)."""
-    folded = text.translate(_FOLD_TABLE)
-    return _to_simplified(folded) if _has_traditional(folded) else folded
 
 
 @dataclass(frozen=True)
@@ -215,7 +148,7 @@ def _is_title_like(line: str) -> bool:
     stripped = line.strip()
     return (
         0 < len(stripped) <= 60
-        and stripped[-1] not in _SENTENCE_END
+        and stripped[-1] not in SENTENCE_END
         and not _BYLINE.match(stripped)
         and not _DATE_ONLY_LINE.match(stripped)
         and not _PAPER_LINE.match(stripped)
@@ -236,7 +169,7 @@ def _find_title(text: str, folded: str, kept: tuple[tuple[int, int], ...]) -> tu
         if _BYLINE.match(line) or (_PUBLISHED.match(line) and ("来源" in line or "时间" in line)):
             anchored = True
             break
-        if _DATELINE.match(line) or len(line) > 60 or line[-1] in _SENTENCE_END:
+        if _DATELINE.match(line) or len(line) > 60 or line[-1] in SENTENCE_END:
             if runs:  # a paragraph after a headline ends the header
                 break
             continue  # captions above the headline

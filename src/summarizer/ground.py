@@ -21,22 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .article import Article, fold_text
-from .numbers import CN_NUMERAL, anchor_year, as_number, find_value, find_values, is_approx_at, unit_at
+from .article import Article
+from .numbers import anchor_year, as_number, find_value, find_values, is_approx_at, unit_at
 from .places import bare_suffix, canonical_body, find_mentions, level_of, place_body, resolve_bare, short_autonomous
 from .schema import BodySummary, Initiative, Metric, ReplyBody, ReplyInitiative, ReplyMetric
 from .sections import Section, split_sections
 from .summary import compose_summary, summarise_section
-
-_FOLD = {ord(c): c2 for c, c2 in zip("，；：（）！？“”‘’「」『』【】　", ',;:()!?""\'\'""""[] ', strict=True)}
-_SKIP = set(" \t\n\r\xa0\u3000\u2002\u2003\u2009\u200b")
-
-
-def _fold_char(ch: str) -> str:
-    code = ord(ch)
-    if 0xFF01 <= code <= 0xFF5E:  # full-width ASCII
-        return chr(code - 0xFEE0)
-    return ch.translate(_FOLD)
+from .text import CN_NUMERAL, COMMITTEE_WRAPPERS, PLACE_SUFFIX, QUOTE_SKIP, SESSION, fold_quote_char, fold_text
 
 
 @lru_cache(maxsize=64)
@@ -44,9 +35,9 @@ def _folded(text: str) -> tuple[str, tuple[int, ...]]:
     """Text with whitespace removed and punctuation folded, and the original index of each char."""
     chars, index = [], []
     for i, ch in enumerate(text):
-        if ch in _SKIP:
+        if ch in QUOTE_SKIP:
             continue
-        chars.append(_fold_char(ch))
+        chars.append(fold_quote_char(ch))
         index.append(i)
     return "".join(chars), tuple(index)
 
@@ -276,10 +267,7 @@ def extractive_summary(
 
 # --- bodies and attribution ---
 
-_WRAPPERS = re.compile(r"^(?:中国人民政治协商会议|政协)|(?:委员会|政协)$")
-_PLACE_UNIT = re.compile(
-    r"(?:第?[一二三四五六七八九十\d]+届)?(?:特别行政区|自治区|自治州|自治县|自治旗|新区|省|市|县|区|旗|盟|州)$"
-)
+_PLACE_UNIT = re.compile(rf"{SESSION}?(?:{PLACE_SUFFIX})$")
 
 
 def _resolve_body(raw: str, article: Article, hint: str | None) -> tuple[str | None, str]:
@@ -290,7 +278,7 @@ def _resolve_body(raw: str, article: Article, hint: str | None) -> tuple[str | N
     name (政协, 市政协) is resolved from the article and the section's committee.
     """
     folded = fold_text(raw.strip())
-    inner = _WRAPPERS.sub("", _WRAPPERS.sub("", folded))
+    inner = COMMITTEE_WRAPPERS.sub("", COMMITTEE_WRAPPERS.sub("", folded))
     if not _PLACE_UNIT.sub("", inner):
         name = name_body(raw, article, hint)
         return name, "" if name else "no committee name could be resolved"

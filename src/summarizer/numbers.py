@@ -8,69 +8,12 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .text import CJK, CN_NUMERAL, HEDGE_AFTER, HEDGE_BEFORE, HEDGE_SUFFIX, UNITS
+
 _DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
 _BIG_UNITS = {"万": 10_000, "亿": 100_000_000}
 _MULTIPLIERS = {"千": 1000, **_BIG_UNITS}  # after Arabic digits: 5千多个, 1.2万人次
-CN_NUMERAL = "零〇一二两三四五六七八九十百千万亿"
-# The measure words a count of this genre's work is written with.
-# Longest first so 人次 wins over 人 and 件次 over 件.
-UNITS = (
-    "万人次",
-    "人次",
-    "件次",
-    "场次",
-    "个百分点",
-    "个小时",
-    "平方公里",
-    "平方米",
-    "万元",
-    "亿元",
-    "万人",
-    "公里",
-    "千米",
-    "小时",
-    "个",
-    "件",
-    "篇",
-    "份",
-    "次",
-    "场",
-    "名",
-    "人",
-    "位",
-    "家",
-    "项",
-    "条",
-    "期",
-    "批",
-    "户",
-    "所",
-    "处",
-    "座",
-    "间",
-    "支",
-    "组",
-    "类",
-    "天",
-    "本",
-    "册",
-    "部",
-    "套",
-    "台",
-    "辆",
-    "张",
-    "幅",
-    "首",
-    "轮",
-    "门",
-    "元",
-    "亩",
-    "米",
-    "吨",
-    "%",
-    "％",
-)
 
 NUMBER = re.compile(
     r"(?P<arabic>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<mult>[千万亿])?"
@@ -127,8 +70,6 @@ def find_numbers(text: str) -> list[Number]:
 
 
 # After the number: 余/多 directly, 以上/左右 after the unit, or a range (3至5次 is reported as 3, approx).
-_HEDGE_AFTER = re.compile(r"(?:余|多|来|许)|\s*[—\-~～至到]\s*\d|[^\d\s,，。;；、]{0,3}?(?:以上|左右|上下|有余|多)")
-_HEDGE_BEFORE = re.compile(r"(?:(?<![附接最邻临就将])近|将近|接近|约|大约|大概|超过|超|逾)$")
 
 
 def is_approx_at(text: str, start: int, end: int) -> bool:
@@ -136,7 +77,7 @@ def is_approx_at(text: str, start: int, end: int) -> bool:
 
     Not 附近447户 (a place word, not a hedge) and not 300个 followed by unrelated text.
     """
-    return bool(_HEDGE_AFTER.match(text, end, end + 6) or _HEDGE_BEFORE.search(text, max(0, start - 2), start))
+    return bool(HEDGE_AFTER.match(text, end, end + 6) or HEDGE_BEFORE.search(text, max(0, start - 2), start))
 
 
 def as_number(value: float) -> int | float:
@@ -173,8 +114,8 @@ def find_value(value: float, evidence: str) -> Number | None:
 
 # Between a number and its measure word: a range's upper end (3至5次), a hedge (120余件), a classifier
 # before a unit of time (3个小时).
-_CJK = re.compile(r"[\u4e00-\u9fff]")
-_BEFORE_UNIT = re.compile(r"\s*(?:[—\-~～至到]\s*[\d.]+\s*)?(?:余|多|来|许)?\s*")
+_CJK = re.compile(f"[{CJK}]")
+_BEFORE_UNIT = re.compile(rf"\s*(?:[—\-~～至到]\s*[\d.]+\s*)?[{HEDGE_SUFFIX}]?\s*")
 
 
 def unit_at(evidence: str, unit_start: int, unit: str) -> str | None:

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .schema import Level
+from .text import PLACE_SUFFIX, PLACE_SUFFIXES, SESSION
 
 # Provincial-level divisions (short name -> full name). Stable since 1997.
 PROVINCES: dict[str, str] = {
@@ -60,29 +61,12 @@ _PROVINCE_ALIASES = {
 }
 _REGIONS = {short: full for short, full in PROVINCES.items() if full.endswith("自治区")}
 
-# Longest first, so 自治区 wins over 区 and 新区 over 区.
-UNIT_SUFFIXES = (
-    "自治区",
-    "自治州",
-    "自治县",
-    "自治旗",
-    "特别行政区",
-    "地区",
-    "新区",
-    "省",
-    "市",
-    "州",
-    "盟",
-    "区",
-    "县",
-    "旗",
-)
-_UNIT = "|".join(UNIT_SUFFIXES)
+_UNIT = PLACE_SUFFIX
 _CJK = re.compile(r"[\u4e00-\u9fff]+$")
 _NON_SPACE = re.compile(r"\S")
 _OTHER_NAME = re.compile(r"政协|委员会|委员")
-_SESSION = re.compile(r"(?:第?[一二三四五六七八九十]+届|[0-9]+届)$")
-_SESSION_LEAD = re.compile(r"^(?:第?[一二三四五六七八九十]+届|[0-9]+届)")
+_SESSION = re.compile(SESSION + "$")
+_SESSION_LEAD = re.compile("^" + SESSION)
 _SPLIT_UNITS = re.compile(rf"(.{{2,}}?(?:{_UNIT}))")
 # Words ending in a unit character that are not places ("全区", "各级", "开发区" ...).
 _GENERIC_EXACT = {"城区", "市区", "郊区", "主城区", "中心城区", "新区", "地区", "三级", "各级", "基层", "地方"}
@@ -137,7 +121,7 @@ def canonical_place(place: str) -> str | None:
     place = _SESSION.sub("", place)
     if place in PROVINCES:
         return PROVINCES[place]
-    if place in UNIT_SUFFIXES or not place.endswith(UNIT_SUFFIXES) or _is_generic(place):
+    if place in PLACE_SUFFIXES or not place.endswith(PLACE_SUFFIXES) or _is_generic(place):
         return None
     return _PROVINCE_ALIASES.get(place) or _last_unit(place)
 
@@ -159,7 +143,7 @@ def bare_suffix(raw: str) -> str | None:
     """`自治区十三届政协` -> `自治区`; `市政协` -> `市`; None when a place is named."""
     core = re.sub(r"^(?:中国人民政治协商会议|政协)|委员会$|政协$", "", raw.strip())
     core = _SESSION.sub("", core)
-    return core if core in UNIT_SUFFIXES else None
+    return core if core in PLACE_SUFFIXES else None
 
 
 def _cpca_file(name: str) -> str | None:
@@ -259,7 +243,7 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     if not run:
         return None, None, 0
     extra = len(raw_run) - len(run)  # a session number between place and 政协
-    if run in UNIT_SUFFIXES:
+    if run in PLACE_SUFFIXES:
         return None, run, len(raw_run)
     if run.endswith("全国"):
         return "全国", None, 2 + extra
@@ -287,7 +271,7 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
         and not place.endswith(("自治区", "新区"))  # every autonomous region is in the table
     ):
         return place, None, len(run) + extra
-    for suffix in sorted(UNIT_SUFFIXES, key=len, reverse=True):
+    for suffix in sorted(PLACE_SUFFIXES, key=len, reverse=True):
         if run.endswith(suffix):  # "翻开自治区十三届政协", "紧扣县政协": a verb before a bare suffix
             return None, suffix, len(suffix) + extra
     return None, None, 0

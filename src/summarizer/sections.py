@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .article import Article, fold_text
+from .article import Article
 from .places import Mention, find_mentions, is_place, level_of, place_body, resolve_bare
+from .text import SENTENCE_END, fold_text
 
 # What may stand before a committee that opens a roundup part: "一、", "(二)", "3.", "■", "【".
 _HEADING_LEAD = re.compile(
@@ -22,7 +23,6 @@ _HEADING_LEAD = re.compile(
 )
 # A bracketed place alone on its line heads a roundup part too: "【浙江】", "【静安】".
 _BRACKETED_PLACE = re.compile(r"\s*[【\[]\s*([\u4e00-\u9fff]{2,12})\s*[】\]]\s*$")
-_SENTENCE_END = "。!?;"
 _INNER_PUNCTUATION = re.compile(r"[,。;!?]")
 _DATED_TITLE = re.compile(r"\s(?:19|20)\d{2}[-./年]\d{1,2}[-./月]\d{1,2}日?$")
 # A place alone after a heading mark, closed by a colon, a space or the line end.
@@ -62,7 +62,7 @@ def _heading_body(article: Article, start: int, end: int, lead: re.Match[str]) -
     at = lead.end()
     line = folded[start:end].strip()
     marked = bool(lead.group("number") or lead.group("bullet") or lead.group("bracket"))
-    short = len(line) <= 60 and line[-1] not in _SENTENCE_END
+    short = len(line) <= 60 and line[-1] not in SENTENCE_END
     mention = next(iter(find_mentions(folded, at, min(end, at + 40))), None)
     if mention is not None and mention.start > at and not is_place(folded[at : mention.start]):
         mention = None  # only a parent division may stand before it: 一、苏州市吴中区政协
@@ -97,7 +97,7 @@ def _next_line_names(article: Article, after: int, body: str) -> bool:
 def _is_marked_title(line: str, lead: re.Match[str]) -> bool:
     """A bulleted or bracketed short title line ("■ 区县政协陆续进入“两会时间”"), whoever it names."""
     line = line.strip()
-    return bool(lead.group("bullet") or lead.group("bracket")) and 0 < len(line) <= 60 and line[-1] not in _SENTENCE_END
+    return bool(lead.group("bullet") or lead.group("bracket")) and 0 < len(line) <= 60 and line[-1] not in SENTENCE_END
 
 
 def _intro(article: Article, first: int, until: int) -> Section:

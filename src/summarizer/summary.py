@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from .article import Article, Ranges
+from .text import SENTENCE
 
-_SENTENCE = re.compile(r"[^。!?!?\n]+[。!?!?]?")
 MAX_CHARS = 120
 _DATELINE = re.compile(
     r"(?:本报讯|本网讯|讯|[\u4e00-\u9fff]{2,12}(?:网|报|社|台)\s*\d{1,2}月\d{1,2}日电)?\s*(?:\([^)]{0,30}\))?\s*"
@@ -31,7 +31,7 @@ def summarise_section(article: Article, start: int, end: int, body: str, skip: l
     place = body.removesuffix("政协")
     first = first_folded = ""
     skipped = Ranges(skip)
-    for match in _SENTENCE.finditer(article.folded, start, end):
+    for match in SENTENCE.finditer(article.folded, start, end):
         if match.start() in skipped:
             continue
         folded = match.group(0).strip()

@@ -17,19 +17,17 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from ...article import Article, fold_text
+from ...article import Article
 from ...errors import ArticleTimeoutError
 from ...ground import RawBody, RawInitiative, RawMetric, ground_bodies
 from ...prompt import PromptTemplate
 from ...settings import Settings
 from ...summary import compose_summary, summarise_section
+from ...text import LINE_CLOSERS, fold_text
 from .. import ChunkRequest, ChunkResult
 from .initiatives import find_initiatives
 from .metrics import find_metrics, quoted_ranges
 from .year import infer_year
-
-# A reporting line closes with one of these; a photo caption usually closes with none.
-_CLOSED = "。!?;…”"
 
 
 def caption_ranges(article: Article, start: int, end: int, heading_start: int | None) -> list[tuple[int, int]]:
@@ -52,7 +50,7 @@ def caption_ranges(article: Article, start: int, end: int, heading_start: int | 
         line = article.folded[line_start:line_end].strip()
         if line_end <= header_end or (
             line
-            and line[-1] not in _CLOSED + ",、"
+            and line[-1] not in LINE_CLOSERS + ",、"
             and len(line) <= 90
             and "政协" in line
             and not re.search(r"[,;,;]", line)

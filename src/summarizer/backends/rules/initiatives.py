@@ -13,6 +13,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from ...article import Ranges
+from ...text import CJK, HEDGE_SUFFIX, QUOTE_MARKS
 
 _STRONG = (
     "建立",
@@ -104,8 +105,7 @@ _GENERIC_OBJECT = re.compile(
 )
 # A span of time (…的关键之年) or a rank (十个重点之一) is no initiative.
 _NOT_A_THING = re.compile(r"之年|之一")
-_QUOTE_MARKS = re.compile(r"[“”「」『』\"《》]")
-_COUNT_END = re.compile(r"\d+(?:\.\d+)?[余多]?[\u4e00-\u9fff%]{1,2}$")
+_COUNT_END = re.compile(rf"\d+(?:\.\d+)?[{HEDGE_SUFFIX}]?[{CJK}%]{{1,2}}$")
 _VEHICLE = re.compile(r"以([^,。;以为]{3,24}?)为(?:抓手|载体|平台|依托|牵引|突破口)")
 _NAMED = re.compile(r"《[^》\n]{2,40}》|“[^”\n]{2,30}”")
 _ACTOR = re.compile(r"党委|市委|区委|县委|省委|旗委|州委|盟委|党中央|中共中央|国务院|中办|政府|人大")
@@ -283,8 +283,8 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     over paragraphs, so a long list of mechanisms in one paragraph should not crowd out the rest."""
 
     # “四强化” and 「四强化」 are one name; computed once per candidate, compared many times
-    key = {id(c): _QUOTE_MARKS.sub("", c.name) for c in candidates}
-    said = {id(c): _QUOTE_MARKS.sub("", text[c.start : c.end]) for c in candidates}
+    key = {id(c): QUOTE_MARKS.sub("", c.name) for c in candidates}
+    said = {id(c): QUOTE_MARKS.sub("", text[c.start : c.end]) for c in candidates}
     # Paragraph numbers, counted only across the candidates' own stretch of text (a section of a
     # long page): only whether two are equal matters.
     low = min((c.start for c in candidates), default=0)

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...article import Ranges
-from ...numbers import UNITS, as_number, is_approx_at, parse_chinese
+from ...numbers import as_number, is_approx_at, parse_chinese
+from ...text import UNITS
 
 _UNIT_RE = "|".join(re.escape(u) for u in UNITS)
 _CN_NUM = (
