@@ -66,6 +66,7 @@ from .pipeline import (
 )
 from .prices import batch_prices, estimate_cost, load_prices
 from .progress import NullProgress
+from .results import json_lines
 from .schema import BodySummary, Usage
 from .sections import Section
 from .settings import Settings
@@ -605,22 +606,18 @@ def _read_output(path: Path, awaited: dict[str, tuple[int, int]]) -> tuple[dict[
     found: dict[tuple[int, int], list[int]] = {}
     unmatched = unreadable = 0
     with path.open("rb") as handle:
-        offset = 0
-        for raw in handle:
-            at, offset = offset, offset + len(raw)
-            if not raw.strip():
+        for line in json_lines(handle):
+            if not line.raw.strip():
                 continue
-            try:
-                record = json.loads(raw)
-                custom_id = record["custom_id"]
-            except (ValueError, KeyError, TypeError):
+            if line.record is None or "custom_id" not in line.record:
                 unreadable += 1
                 continue
-            where = awaited.get(custom_id) if isinstance(custom_id, str) else None
+            custom_id = line.field("custom_id")
+            where = awaited.get(custom_id) if custom_id is not None else None
             if where is None:
                 unmatched += 1
             else:
-                found.setdefault(where, []).append(at)
+                found.setdefault(where, []).append(line.offset)
     return found, unmatched, unreadable
 
 

@@ -8,13 +8,14 @@ last one wins.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any, BinaryIO, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -80,13 +81,44 @@ def parse_summary(raw: str | bytes, source: str) -> ArticleSummary:
         raise EvalDataError(_validation_message(source, exc)) from exc
 
 
+@dataclass(slots=True)
+class JsonLine:
+    """One line of a JSON-lines file, as every reader of one sees it."""
+
+    number: int  # 1-based, for messages (`file:line`)
+    offset: int  # of the line's first byte
+    raw: bytes
+    record: dict[str, Any] | None  # None: blank, not JSON, or JSON but not an object
+
+    @property
+    def complete(self) -> bool:
+        """Ends with a newline (a killed writer may leave a last line without one)."""
+        return self.raw.endswith(b"\n")
+
+    def field(self, name: str) -> str | None:
+        """A string field of the record, or None."""
+        value = self.record.get(name) if self.record is not None else None
+        return value if isinstance(value, str) else None
+
+
+def json_lines(handle: BinaryIO) -> Iterator[JsonLine]:
+    """Every line of an open binary file, parsed where it is a JSON object: the one JSON-lines reader
+    (results, a provider's batch output, the resume index); callers decide what a bad line means."""
+    offset = 0
+    for number, raw in enumerate(handle, start=1):
+        record: dict[str, Any] | None = None
+        if raw.strip():
+            try:
+                parsed = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                parsed = None
+            record = parsed if isinstance(parsed, dict) else None
+        yield JsonLine(number, offset, raw, record)
+        offset += len(raw)
+
+
 def _article_id(raw: bytes) -> str | None:
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    article_id = data.get("article_id") if isinstance(data, dict) else None
-    return article_id if isinstance(article_id, str) else None
+    return next(json_lines(io.BytesIO(raw)), JsonLine(0, 0, b"", None)).field("article_id")
 
 
 def _one_object(head: bytes) -> bool:
@@ -124,25 +156,25 @@ def read_results(path: Path, *, strict: bool = False, counts: ReadCounts | None 
                 return
             handle.seek(0)
             last: dict[str, int] = {}
-            for number, raw in enumerate(handle):
-                if (article_id := _article_id(raw)) is not None:
-                    last[article_id] = number
+            for line in json_lines(handle):
+                if (article_id := line.field("article_id")) is not None:
+                    last[article_id] = line.number
             handle.seek(0)
             keep = set(last.values())
-            for number, raw in enumerate(handle):
-                if not raw.strip():
+            for line in json_lines(handle):
+                if not line.raw.strip():
                     continue
-                if number in keep or strict:
+                if line.number in keep or strict:
                     try:
-                        summary = parse_summary(raw, f"{path}:{number + 1}")
+                        summary = parse_summary(line.raw, f"{path}:{line.number}")
                     except EvalDataError:
                         if strict:
                             raise
                         counts.bad_lines += 1
                         continue
-                    if number in keep:
+                    if line.number in keep:
                         yield summary
-                elif _article_id(raw) is None:
+                elif line.field("article_id") is None:
                     counts.bad_lines += 1
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError, WriteError
 from ..progress import ProgressSink, Tally
-from ..results import looks_like_results
+from ..results import JsonLine, json_lines, looks_like_results
 from .inputs import glob_regex
 from .report import BatchReport, Outcome, error_record
 
@@ -37,17 +37,14 @@ class ResultsIndex:
     needs_compaction: bool = False
 
 
-def _line_fields(raw: bytes) -> tuple[str, str | None, str | None] | None:
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+def _line_fields(line: JsonLine) -> tuple[str, str | None, str | None] | None:
+    article_id = line.field("article_id")
+    if article_id is None:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("article_id"), str):
-        return None
-    meta = data.get("meta")
+    meta = line.record.get("meta") if line.record is not None else None
     if not isinstance(meta, dict):
-        return data["article_id"], None, None
-    return data["article_id"], meta.get("input_sha256"), meta.get("settings_key")
+        return article_id, None, None
+    return article_id, meta.get("input_sha256"), meta.get("settings_key")
 
 
 def repair_and_index(output: Path) -> ResultsIndex:
@@ -57,11 +54,11 @@ def repair_and_index(output: Path) -> ResultsIndex:
         return index
     good_end = 0
     with output.open("rb+") as handle:
-        for raw in handle:
-            if not raw.endswith(b"\n"):
+        for line in json_lines(handle):
+            if not line.complete:
                 break
-            good_end += len(raw)
-            fields = _line_fields(raw)
+            good_end += len(line.raw)
+            fields = _line_fields(line)
             if fields is None:
                 index.needs_compaction = True
                 continue
@@ -105,17 +102,16 @@ def compact_results(output: Path, drop: set[str]) -> None:
     """Rewrite `output` keeping the last line of each article and none of `drop`; atomic via os.replace."""
     last: dict[str, int] = {}
     with output.open("rb") as handle:
-        for number, raw in enumerate(handle):
-            fields = _line_fields(raw)
-            if fields is not None:
-                last[fields[0]] = number
+        for line in json_lines(handle):
+            if (article_id := line.field("article_id")) is not None:
+                last[article_id] = line.number
     keep = {number for article_id, number in last.items() if article_id not in drop}
     temp = _temp_path(output)
     try:
         with output.open("rb") as source, temp.open("wb") as target:
-            for number, raw in enumerate(source):
-                if number in keep:
-                    target.write(raw)
+            for line in json_lines(source):
+                if line.number in keep:
+                    target.write(line.raw)
             target.flush()
             os.fsync(target.fileno())
         os.replace(temp, output)
