@@ -420,15 +420,16 @@ def _accuracy(correct: int, total: int) -> dict[str, Any]:
 
 
 def _usage(prediction: ArticleSummary | None) -> dict[str, int] | None:
-    if prediction is None or prediction.meta is None or prediction.meta.backend == "rules":
-        return None  # the offline extractor sends nothing: no cost, rather than a cost of zero
-    usage = prediction.meta.usage
+    meta = prediction.meta if prediction is not None else None
+    if meta is None or (meta.model is None and not meta.usage.requests):
+        return None  # no model was asked (an offline extractor): no cost, rather than a cost of zero
+    usage = meta.usage
     return {
         "requests": usage.requests,
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "retries": usage.retries,
-        "cache_hits": prediction.meta.cache_hits,  # chunks answered from the cache cost nothing now
+        "cache_hits": meta.cache_hits,  # chunks answered from the cache cost nothing now
     }
 
 
