@@ -269,7 +269,9 @@ def summarise_article(
     settings = settings or load_settings()
     article = load_article(path, max_bytes=settings.max_file_bytes)
 
-    async def run() -> ArticleSummary:
+    done: list[ArticleSummary] = []
+
+    async def run() -> None:
         nonlocal backend, cache
         owned = backend is None
         if backend is None:
@@ -278,9 +280,13 @@ def summarise_article(
         if cache is None:
             cache = open_cache(settings, backend)
         try:
-            return await summarise_article_async(article, backend, settings, cache)
+            done.append(await summarise_article_async(article, backend, settings, cache))
         finally:
             if owned:
                 await backend.aclose()
 
-    return asyncio.run(run())
+    # The summary is handed out through `done`, not as the task's result: on its way out,
+    # asyncio.run (Python 3.11) formats its main task, result and all, which for a long article
+    # costs more than summarising it with the rules.
+    asyncio.run(run())
+    return done[0]
