@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from conftest import EVAL_ARTICLES
 from summarizer.cli import app
-from summarizer.settings import Settings, load_settings
+from summarizer.errors import ConfigError
+from summarizer.settings import _BOUNDS, Settings, load_settings
 
 # Per setting: the value the config file, the environment and the CLI give (as each would spell it),
 # and what each becomes. Three different values, none the default, so each layer shows through.
@@ -79,3 +80,20 @@ def test_the_backend_from_the_environment_reaches_every_command(monkeypatch: pyt
     assert '"backend":"rules"' in result.stdout
     flag_wins = CliRunner().invoke(app, ["summarise", str(EVAL_ARTICLES[0]), "--backend", "openai", "--no-cache"])
     assert flag_wins.exit_code == 2 and "model" in flag_wins.stderr.lower()  # openai asked for: it needs a model
+
+
+@pytest.mark.parametrize("name", sorted(_BOUNDS))
+def test_a_number_out_of_range_is_refused_naming_the_setting(name: str) -> None:
+    low, strict = _BOUNDS[name]
+    too_low = low if strict else low - 1
+    with pytest.raises(ConfigError, match=f"setting {name}: .* must be"):
+        load_settings({}, env={f"SUMMARIZER_{name.upper()}": str(too_low)})
+    fits = {"chunk_tokens": 1000}.get(name, low + 1)  # chunk_tokens must also exceed the overlap
+    assert getattr(load_settings({name: fits}, env={}), name) == fits  # in range: accepted
+
+
+def test_a_negative_timeout_from_the_environment_is_a_usage_error() -> None:
+    result = CliRunner().invoke(
+        app, ["summarise", str(EVAL_ARTICLES[0]), "-b", "rules"], env={"SUMMARIZER_TIMEOUT": "-1"}
+    )
+    assert result.exit_code == 2 and "setting timeout" in result.stderr

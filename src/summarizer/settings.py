@@ -70,6 +70,25 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# The least each number may be, and whether it must be above it (a timeout of 0 is no timeout at all).
+_BOUNDS: dict[str, tuple[float, bool]] = {
+    "temperature": (0, False),
+    "max_output_tokens": (1, False),
+    "chunk_tokens": (1, False),
+    "chunk_overlap": (0, False),
+    "timeout": (0, True),
+    "transport_attempts": (1, False),
+    "reask_attempts": (0, False),
+    "retry_after_max": (0, False),
+    "backoff_initial": (0, False),
+    "backoff_max": (0, False),
+    "concurrency": (1, False),
+    "rpm": (1, False),
+    "tpm": (1, False),
+    "max_file_bytes": (1, False),
+    "cpu_seconds_per_100kb": (0, False),  # 0: no deadline
+    "workers": (1, False),
+}
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -130,6 +149,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, 
                 raise ConfigError(f"unknown setting {name!r}")
             values[name] = _coerce(name, raw)
     settings = Settings(**values)
+    for name, (low, strict) in _BOUNDS.items():
+        value = getattr(settings, name)
+        if value is not None and (value <= low if strict else value < low):
+            raise ConfigError(f"setting {name}: {value!r} must be {'above' if strict else 'at least'} {low}")
     if settings.backend not in BACKENDS and settings.backend not in backend_plugins(env):
         raise ConfigError(f"unknown backend {settings.backend!r}: choose one of {', '.join(BACKENDS)}")
     if settings.chunk_overlap >= settings.chunk_tokens:
