@@ -211,3 +211,24 @@ def test_cli_writes_the_workbook_and_refuses_it_onto_the_input(tmp_path: Path) -
     onto = runner.invoke(app, ["export", str(results), "--xlsx", str(results)])
     assert onto.exit_code == 2 and "is the results file being exported" in onto.stderr
     assert results.read_bytes() == before
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_table(tmp_path: Path) -> None:
+    """A real failing write (the kernel refuses to grow a file past RLIMIT_FSIZE, as a full disk
+    would): one error line naming the table, exit 2, and neither a table nor a temp file left."""
+    import resource
+    import subprocess
+    import sys
+
+    results = write_results(tmp_path / "results.jsonl", *(summary(f"a{i}") for i in range(300)))
+    table = tmp_path / "metrics.csv"
+    command = [sys.executable, "-m", "summarizer.cli", "export", str(results), "--csv", str(table)]
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    done = subprocess.run(command, preexec_fn=limit, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("summarizer: error")]
+    assert str(table) in line and "File too large" in line and "unexpected" not in line
+    assert not table.exists() and not list(tmp_path.glob(".*.tmp"))

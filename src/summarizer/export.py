@@ -193,6 +193,9 @@ def export_csv(
             handle.close()
         for table, temp in temps.items():
             os.replace(temp, targets[table])
+    except OSError as exc:  # a full disk, a failing device: the tables are not written, and say so
+        names = ", ".join(str(path) for path in targets.values())
+        raise InputError(f"{names}: cannot write ({exc.strerror or exc})") from exc
     finally:
         for handle in handles.values():
             handle.close()
