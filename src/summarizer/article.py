@@ -64,9 +64,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 _URL_LINE = re.compile(r"^\s*(?:SOURCE|URL|url|source)\s*[:：]\s*(https?://\S+)\s*$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Article:
-    """A decoded article, with the ranges of its text that survived boilerplate stripping."""
+    """A decoded article, with the ranges of its text that survived boilerplate stripping.
+
+    Compared and hashed by identity: per-article caches look an article up once per section, and
+    hashing a long page's fields each time cost more than the work they saved.
+    """
 
     article_id: str
     path: Path | None

@@ -17,6 +17,7 @@ roundup an item belongs to the committee whose part of the article its quote sta
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -288,14 +289,30 @@ def _resolve_body(raw: str, article: Article, hint: str | None) -> tuple[str | N
     return name, ""
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """A roundup's committee parts in order (with their starts, for bisection); none when the page
+    reports on one committee only."""
+
+    starts: tuple[int, ...]
+    parts: tuple[Section, ...]
+
+
+@lru_cache(maxsize=8)
+def _roundup_parts(article: Article) -> _Parts:
+    parts = tuple(s for s in _sections(article) if s.body_hint)
+    if len({_body_key(s.body_hint or "") for s in parts}) < 2:
+        return _Parts((), ())  # one committee's report: a visiting committee's figures are its own
+    return _Parts(tuple(s.start for s in parts), parts)
+
+
 def _owner(article: Article, position: int, body: str) -> str | None:
     """The committee an item quoted at `position` belongs to when that is not `body`: the one whose
     part of a roundup holds the quote. None outside roundups, and None when the part itself names
     `body` before the quote (a sub-heading the split missed, or the part reporting on it)."""
-    parts = [s for s in _sections(article) if s.body_hint]
-    if len({_body_key(s.body_hint or "") for s in parts}) < 2:
-        return None  # one committee's report: a visiting committee's figures are its own
-    part = next((s for s in parts if s.start <= position < s.end), None)
+    index = _roundup_parts(article)
+    at = bisect_right(index.starts, position) - 1
+    part = index.parts[at] if at >= 0 and position < index.parts[at].end else None
     if part is None or part.body_hint is None or _body_key(part.body_hint) == _body_key(body):
         return None
     if body in article.folded[part.start : position] or any(
