@@ -238,7 +238,8 @@ def _summary_problem(summary: str, body: str, year: int | None, article: Article
         if match.group() not in text:
             return f"the number {match.group()}"
     for mention in find_mentions(folded):
-        if mention.name and _body_key(mention.name) not in {_body_key(body), *committees_named(article)}:
+        key = _body_key(mention.name) if mention.name else None
+        if key is not None and key != _body_key(body) and key not in committees_named(article):
             return f"the committee {mention.name}"
     return None
 
