@@ -45,9 +45,12 @@ def _shuffle_numbers(text: str, rng: random.Random) -> str:
     return _DIGITS.sub(swap, text)
 
 
-def generate_articles(folder: Path, count: int, seed: int = 0) -> list[Path]:
+def generate_articles(folder: Path, count: int, seed: int = 0, min_chars: int = 0) -> list[Path]:
     """`count` articles the size of the eval articles: each keeps one eval article's header (title,
-    date, source) and recombines body paragraphs from all of them, with the numbers shuffled."""
+    date, source) and recombines body paragraphs from all of them, with the numbers shuffled.
+
+    `min_chars` grows each body to at least that many characters (the model bench uses 4,500, the
+    size of the first five eval articles, about four chunks an article)."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     sources = [p.read_text(encoding="utf-8") for p in EVAL_ARTICLES]
@@ -56,7 +59,7 @@ def generate_articles(folder: Path, count: int, seed: int = 0) -> list[Path]:
     for index in range(count):
         base = sources[index % len(sources)].split("\n")
         header, body = base[:8], [p for p in base[8:] if p.strip()]
-        size = sum(len(p) for p in body)
+        size = max(sum(len(p) for p in body), min_chars)
         mixed: list[str] = []
         own = body[:]
         rng.shuffle(own)
