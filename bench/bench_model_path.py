@@ -9,7 +9,9 @@ cache, as a first run is) of:
 - first request: process start to the server's first request (imports, settings, first article);
 - CPU per call: the process's user + system CPU (rusage) divided by the requests it made, and the
   same without start-up (CPU of `summarizer batch --help`-level imports measured apart);
-- exit: the server's last reply to process exit (last grounding, write, fsync, rewrite, shutdown);
+- tail: the server's last reply to process exit (replies still being read and grounded, the last
+  writes, shutdown);
+- exit: the last write to the results file to process exit (sync, close, shutdown);
 - the most requests the server ever held open at once (never above the concurrency).
 
     .venv/bin/python bench/bench_model_path.py                        # 100 articles at -j 32
@@ -48,7 +50,7 @@ def run_once(server: FakeServer, folder: Path, work: Path, concurrency: int, tag
     began = time.monotonic()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
-    ended = time.monotonic()
+    ended, ended_wall = time.monotonic(), time.time()
     stderr = process.stderr.read().decode() if process.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"batch failed ({os.waitstatus_to_exitcode(status)}): {stderr[-2000:]}")
@@ -57,7 +59,8 @@ def run_once(server: FakeServer, folder: Path, work: Path, concurrency: int, tag
         "requests": stats["requests"],
         "wall": ended - began,
         "first": stats["first_request"] - began,  # both sides read CLOCK_MONOTONIC
-        "exit": ended - stats["last_reply"],
+        "tail": ended - stats["last_reply"],
+        "exit": ended_wall - out.stat().st_mtime,  # the last line written (or the file rewritten)
         "cpu": usage.ru_utime + usage.ru_stime,
         "peak": stats["max_in_flight"],
     }
@@ -97,7 +100,7 @@ def main() -> None:
         )
         print(
             f"{'-j':>4} {'requests':>8} {'wall s':>7} {'ideal s':>7} {'ideal/wall':>10} {'first req s':>11} "
-            f"{'CPU ms/call':>11} {'w/o start-up':>12} {'exit s':>6} {'peak':>5}  runs (wall s)"
+            f"{'CPU ms/call':>11} {'w/o start-up':>12} {'tail s':>6} {'exit s':>6} {'peak':>5}  runs (wall s)"
         )
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             runs = [run_once(server, folder, work, concurrency, f"{concurrency}-{n}") for n in range(args.runs)]
@@ -113,7 +116,8 @@ def main() -> None:
             peak = max(r["peak"] for r in runs)
             print(
                 f"{concurrency:>4} {requests:>8.0f} {wall:>7.2f} {ideal:>7.2f} {ideal / wall:>10.2f} "
-                f"{median('first'):>11.2f} {per_call * 1000:>11.1f} {net * 1000:>12.1f} {median('exit'):>6.2f} "
+                f"{median('first'):>11.2f} {per_call * 1000:>11.1f} {net * 1000:>12.1f} {median('tail'):>6.2f} "
+                f"{median('exit'):>6.2f} "
                 f"{peak:>5.0f}{'' if peak <= concurrency else ' EXCEEDED'}  "
                 + " ".join(f"{r['wall']:.2f}" for r in runs)
             )
