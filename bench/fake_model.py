@@ -302,10 +302,20 @@ class InstantBackend:
     name = "bench-instant"
     model: str | None = "bench-model"
     prompt = None
+    base_url = None
+    version = "1"
+    needs_network = True  # it stands in for a model endpoint: the async pool, not worker processes
+    has_cost = True
+    wants_chunks = True
+    deterministic = True
     cacheable = True
+    limits_itself = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def cache_modes(self) -> list[str | None]:
+        return [None]
 
     async def extract(self, request: ChunkRequest) -> ChunkResult:
         chunk, hint = request.chunk, request.section.body_hint
