@@ -71,6 +71,7 @@ MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 30
 ECHO_CHARS = 4000  # how much of a bad reply is sent back to the model when re-asking
 SCHEMA_NAME = "cppcc_summary"
+POOL_CONNECTIONS = 32  # the most connections one HTTP client holds (see OpenAIBackend._state)
 
 
 class ReplyError(ValueError):
@@ -537,7 +538,8 @@ class OpenAIBackend:
         self.limiter = limiter or Limiter.from_settings(settings, queue_deadline=settings.timeout)
         if not offline:
             self._credentials()  # fail on a missing key now, not at the first chunk
-        self._client: openai.AsyncOpenAI | None = None
+        self._clients: list[openai.AsyncOpenAI] = []
+        self._turn = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._official = official_api(configured_base_url(settings))
         self._requests: dict[str, RequestTemplate] = {}  # by JSON mode, built on first use
@@ -554,27 +556,37 @@ class OpenAIBackend:
         return configured_base_url(self.settings)
 
     def _state(self) -> openai.AsyncOpenAI:
-        """The client for the running event loop (rebuilt when the loop changes): one per run, with
-        a connection pool as large as the concurrency, its connections kept alive between requests."""
+        """A client for the running event loop (rebuilt when the loop changes), kept for the run with
+        its connections alive between requests. Up to POOL_CONNECTIONS in flight it is one client whose
+        pool is as large as the concurrency; beyond, requests take turns among clients of that size
+        (together as large as the concurrency): the HTTP pool looks at every connection it holds for
+        every request and every answer, which at -j 128 cost more CPU than the request itself."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
+        if not self._clients or self._loop is not loop:
             import openai
 
             key, base_url = self._credentials()
-            size = max(1, self.settings.concurrency)
-            # The SDK's own limits type (httpx's or its successor's), sized to what may be in flight.
-            limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=size, max_keepalive_connections=size)
-            self._client = openai.AsyncOpenAI(
-                api_key=key,
-                base_url=base_url,
-                timeout=self.settings.timeout,
-                max_retries=0,
-                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.settings.timeout),
-            )
-            self._official = official_api(str(self._client.base_url))
+            concurrency = max(1, self.settings.concurrency)
+            count = math.ceil(concurrency / POOL_CONNECTIONS)
+            self._clients = []
+            for index in range(count):
+                size = concurrency // count + (1 if index < concurrency % count else 0)
+                # The SDK's own limits type (httpx's or its successor's), sized to its share of the slots.
+                limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=size, max_keepalive_connections=size)
+                self._clients.append(
+                    openai.AsyncOpenAI(
+                        api_key=key,
+                        base_url=base_url,
+                        timeout=self.settings.timeout,
+                        max_retries=0,
+                        http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.settings.timeout),
+                    )
+                )
+            self._official = official_api(str(self._clients[0].base_url))
             self._loop = loop
             del key
-        return self._client
+        self._turn = (self._turn + 1) % len(self._clients)
+        return self._clients[self._turn]
 
     def _request(self, mode: str) -> RequestTemplate:
         """The request template for a JSON mode, built once per run."""
@@ -585,9 +597,9 @@ class OpenAIBackend:
         return template
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.close()
+        clients, self._clients = self._clients, []
+        if clients and self._loop is asyncio.get_running_loop():
+            await asyncio.gather(*(client.close() for client in clients))
 
     @asynccontextmanager
     async def _slot(self, messages: list[dict[str, str]]) -> AsyncIterator[Permit]:
