@@ -1,92 +1,127 @@
-"""Model path throughput: a folder through `run_batch` against a local fake OpenAI-compatible server.
+"""Model path throughput, as a user runs it: a fresh `summarizer batch --backend openai` process,
+timed from outside, against a fake OpenAI-compatible server on 127.0.0.1 (a process of its own)
+that answers every request after a fixed latency.
 
-The server answers every request after a fixed latency. Ideal wall time is calls x latency /
-concurrency; the script prints how close the batch gets and the most requests the server ever saw
-open at once (which must never exceed the concurrency).
+For each concurrency it prints the median of --runs runs (each with a fresh results file and
+cache, as a first run is) of:
 
-Uses the real OpenAI backend when this checkout has it (src/summarizer/backends/openai_backend.py),
-else the bench-only `BenchOpenAIBackend` (the openai SDK against the same server, via the Backend
-protocol), and says which.
+- wall: process start to process exit, beside ideal = requests x latency / concurrency;
+- first request: process start to the server's first request (imports, settings, first article);
+- CPU per call: the process's user + system CPU (rusage) divided by the requests it made, and the
+  same without start-up (CPU of `summarizer batch --help`-level imports measured apart);
+- tail: the server's last reply to process exit (replies still being read and grounded, the last
+  writes, shutdown);
+- exit: the last write to the results file to process exit (sync, close, shutdown);
+- the most requests the server ever held open at once (never above the concurrency).
 
-    .venv/bin/python bench/bench_model_path.py                 # 200 articles, concurrency 1, 8, 32
-    .venv/bin/python bench/bench_model_path.py --concurrency 8,32 --articles 100
+    .venv/bin/python bench/bench_model_path.py                        # 100 articles at -j 32
+    .venv/bin/python bench/bench_model_path.py --articles 1000 --concurrency 64,128
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from fake_model import BenchOpenAIBackend, FakeServer, generate_articles, machine
+from fake_model import FakeServer, generate_articles, machine
 
-from summarizer.backends import register_backend
-from summarizer.batch import run_batch
-from summarizer.settings import Settings
+BENCH = Path(__file__).resolve().parent
+EXE = Path(sys.executable).with_name("summarizer")
 
 
-def backend_name() -> str:
-    if importlib.util.find_spec("summarizer.backends.openai_backend") is not None:
-        return "openai"
-    register_backend("bench-openai", BenchOpenAIBackend)
-    return "bench-openai"
+def run_once(server: FakeServer, folder: Path, work: Path, concurrency: int, tag: str) -> dict[str, float]:
+    """One fresh `summarizer batch` process; its figures."""
+    server.reset()
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "bench-no-key",
+        "OPENAI_BASE_URL": server.base_url,
+        "SUMMARIZER_CACHE_DIR": str(work / f"cache-{tag}"),
+    }
+    out = work / f"results-{tag}.jsonl"
+    command = [str(EXE), "batch", str(folder), "-o", str(out), "--backend", "openai", "--model", "bench-model"]
+    command += ["-j", str(concurrency), "--quiet"]
+    began = time.monotonic()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    ended, ended_wall = time.monotonic(), time.time()
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"batch failed ({os.waitstatus_to_exitcode(status)}): {stderr[-2000:]}")
+    stats = server.stats()
+    return {
+        "requests": stats["requests"],
+        "wall": ended - began,
+        "first": stats["first_request"] - began,  # both sides read CLOCK_MONOTONIC
+        "tail": ended - stats["last_reply"],
+        "exit": ended_wall - out.stat().st_mtime,  # the last line written (or the file rewritten)
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak": stats["max_in_flight"],
+    }
+
+
+def startup_cpu() -> float:
+    """CPU seconds of the imports every batch pays before its first request (median of 5)."""
+    code = (
+        "import summarizer.cli, summarizer.batch, summarizer.pipeline, summarizer.backends.openai_backend, "
+        "summarizer.chunk as c, openai; c.get_encoding('bench-model')"
+    )
+    samples = []
+    for _ in range(5):
+        process = subprocess.Popen([sys.executable, "-c", code])
+        _, _, usage = os.wait4(process.pid, 0)
+        samples.append(usage.ru_utime + usage.ru_stime)
+    return statistics.median(samples)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--articles", type=int, default=200)
+    parser.add_argument("--articles", type=int, default=100)
     parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--concurrency", default="32")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--chars", type=int, default=4500, help="least body characters per article")
     args = parser.parse_args()
-    name = backend_name()
-    print(f"machine: {machine()}")
-    print(
-        f"backend: {name}" + ("" if name == "openai" else " (stand-in: the OpenAI backend is not on this branch yet)")
-    )
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at start")
+    base_cpu = startup_cpu()
     with tempfile.TemporaryDirectory() as temp, FakeServer(args.latency) as server:
         work = Path(temp)
         folder = work / "articles"
-        generate_articles(folder, args.articles)
-        size = sum(p.stat().st_size for p in folder.rglob("*.txt"))
+        generate_articles(folder, args.articles, min_chars=args.chars)
         print(
-            f"{args.articles} generated articles, {size / args.articles / 1024:.1f} KiB each on average; "
-            f"server latency {args.latency:g} s"
-        )
-        os.environ.setdefault("OPENAI_API_KEY", "bench-no-key")
-        print(
-            "ideal = requests x latency / concurrency; 'busy' is first request to last reply at the server, "
-            "i.e. the wall time without start-up (imports, token encoding, first article read)"
+            f"{args.articles} generated articles; server latency {args.latency:g} s; median of {args.runs} fresh "
+            f"`summarizer batch` processes; start-up imports cost {base_cpu * 1000:.0f} ms of CPU"
         )
         print(
-            f"{'concurrency':>11} {'requests':>8} {'wall s':>8} {'busy s':>7} {'ideal s':>8} {'ideal/wall':>10} "
-            f"{'ideal/busy':>10} {'server max in flight':>21}"
+            f"{'-j':>4} {'requests':>8} {'wall s':>7} {'ideal s':>7} {'ideal/wall':>10} {'first req s':>11} "
+            f"{'CPU ms/call':>11} {'w/o start-up':>12} {'tail s':>6} {'exit s':>6} {'peak':>5}  runs (wall s)"
         )
         for concurrency in (int(c) for c in args.concurrency.split(",")):
-            server.reset()
-            settings = Settings(
-                backend=name,
-                model="bench-model",
-                base_url=server.base_url,
-                concurrency=concurrency,
-                use_cache=False,
-                cache_dir=work / "cache",
-            )
-            began = time.perf_counter()
-            report = run_batch(folder, work / f"results-{concurrency}.jsonl", settings, force=True, quiet=True)
-            wall = time.perf_counter() - began
-            ideal = server.requests * args.latency / concurrency
-            stats = server.stats()
-            peak = int(stats["max_in_flight"])
-            verdict = "ok" if peak <= concurrency else "EXCEEDED"
-            busy = stats["last_reply"] - stats["first_request"]
+            runs = [run_once(server, folder, work, concurrency, f"{concurrency}-{n}") for n in range(args.runs)]
+
+            def median(key: str, runs: list[dict[str, float]] = runs) -> float:
+                return statistics.median(r[key] for r in runs)
+
+            requests = median("requests")
+            ideal = requests * args.latency / concurrency
+            wall = median("wall")
+            per_call = statistics.median(r["cpu"] / r["requests"] for r in runs)
+            net = statistics.median((r["cpu"] - base_cpu) / r["requests"] for r in runs)
+            peak = max(r["peak"] for r in runs)
             print(
-                f"{concurrency:>11} {server.requests:>8} {wall:>8.1f} {busy:>7.1f} {ideal:>8.1f} "
-                f"{ideal / wall:>10.2f} {ideal / busy:>10.2f} {peak:>16} ({verdict})"
-                + (f"  [{report.failed} articles failed]" if report.failed else "")
+                f"{concurrency:>4} {requests:>8.0f} {wall:>7.2f} {ideal:>7.2f} {ideal / wall:>10.2f} "
+                f"{median('first'):>11.2f} {per_call * 1000:>11.1f} {net * 1000:>12.1f} {median('tail'):>6.2f} "
+                f"{median('exit'):>6.2f} "
+                f"{peak:>5.0f}{'' if peak <= concurrency else ' EXCEEDED'}  "
+                + " ".join(f"{r['wall']:.2f}" for r in runs)
             )
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Shared bench helpers: seed-sized article generation, a fake OpenAI-compatible server on 127.0.0.1,
-and stand-in backends for when the real OpenAI backend is not on this branch yet.
+and a model stand-in that answers at once (for the cache bench).
 
 Nothing here is imported by the package or its tests.
 """
@@ -21,8 +21,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from summarizer.backends import ChunkRequest, ChunkResult  # noqa: E402
 from summarizer.ground import ground_bodies  # noqa: E402
-from summarizer.limits import Limiter  # noqa: E402
-from summarizer.schema import Reply, ReplyBody, ReplyMetric, Usage  # noqa: E402
+from summarizer.schema import ReplyBody, ReplyMetric, Usage  # noqa: E402
 from summarizer.settings import Settings  # noqa: E402
 
 EVAL_ARTICLES = sorted((ROOT / "eval" / "articles").glob("*.txt"))
@@ -45,9 +44,12 @@ def _shuffle_numbers(text: str, rng: random.Random) -> str:
     return _DIGITS.sub(swap, text)
 
 
-def generate_articles(folder: Path, count: int, seed: int = 0) -> list[Path]:
+def generate_articles(folder: Path, count: int, seed: int = 0, min_chars: int = 0) -> list[Path]:
     """`count` articles the size of the eval articles: each keeps one eval article's header (title,
-    date, source) and recombines body paragraphs from all of them, with the numbers shuffled."""
+    date, source) and recombines body paragraphs from all of them, with the numbers shuffled.
+
+    `min_chars` grows each body to at least that many characters (the model bench uses 4,500, the
+    size of the first five eval articles, about four chunks an article)."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     sources = [p.read_text(encoding="utf-8") for p in EVAL_ARTICLES]
@@ -56,7 +58,7 @@ def generate_articles(folder: Path, count: int, seed: int = 0) -> list[Path]:
     for index in range(count):
         base = sources[index % len(sources)].split("\n")
         header, body = base[:8], [p for p in base[8:] if p.strip()]
-        size = sum(len(p) for p in body)
+        size = max(sum(len(p) for p in body), min_chars)
         mixed: list[str] = []
         own = body[:]
         rng.shuffle(own)
@@ -232,66 +234,6 @@ class FakeServer:
 # --- Stand-in backends --------------------------------------------------------------------------
 
 
-class BenchOpenAIBackend:
-    """One chat completion per chunk through the `openai` SDK, parsed and grounded: the Backend
-    protocol's model path in its simplest form, used only while the real OpenAI backend is not
-    on this branch. No retries, no re-asks (the fake server never fails).
-
-    It owns a `Limiter` and holds a slot only around the HTTP request itself, as the real backend
-    should: building the request and grounding the reply happen outside the slot."""
-
-    name = "bench-openai"
-    cacheable = True
-
-    def __init__(self, settings: Settings) -> None:
-        from summarizer.prompt import load_prompt
-
-        self.settings = settings
-        self.model: str | None = settings.model or "bench-model"
-        self.prompt = load_prompt(settings.prompt_version)
-        self.limiter = Limiter.from_settings(settings)
-        self._client: Any = None
-
-    async def extract(self, request: ChunkRequest) -> ChunkResult:
-        import openai
-
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                api_key="bench", base_url=self.settings.base_url, max_retries=0, timeout=self.settings.timeout
-            )
-        chunk = request.chunk
-        messages = self.prompt.render(
-            title=request.article.title or "(无)",
-            published=request.article.published or "(未知)",
-            body_hint=request.section.body_hint or "(未知)",
-            chunk_number=chunk.index + 1,
-            chunk_count=request.chunk_count,
-            chunk_text=chunk.text,
-        )
-        async with self.limiter.request(tokens=chunk.tokens + 1000 + self.settings.max_output_tokens) as permit:
-            completion = await self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                temperature=0,
-                max_tokens=self.settings.max_output_tokens,
-                response_format={"type": "json_object"},
-            )
-            permit.settle(completion.usage.total_tokens)
-        reply = Reply.model_validate_json(completion.choices[0].message.content)
-        grounded = ground_bodies(reply.bodies, request.article, (chunk.start, chunk.end), request.section.body_hint)
-        usage = Usage(
-            requests=1,
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-        )
-        return ChunkResult(bodies=grounded.bodies, usage=usage, warnings=grounded.warnings)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-
-
 class InstantBackend:
     """A cacheable model stand-in that answers at once (for cache and memory benches): the same
     answer the fake server gives, without HTTP."""
@@ -299,10 +241,20 @@ class InstantBackend:
     name = "bench-instant"
     model: str | None = "bench-model"
     prompt = None
+    base_url = None
+    version = "1"
+    needs_network = True  # it stands in for a model endpoint: the async pool, not worker processes
+    has_cost = True
+    wants_chunks = True
+    deterministic = True
     cacheable = True
+    limits_itself = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def cache_modes(self) -> list[str | None]:
+        return [None]
 
     async def extract(self, request: ChunkRequest) -> ChunkResult:
         chunk, hint = request.chunk, request.section.body_hint

@@ -10,12 +10,19 @@ server with one slot answers one request at a time and queues the rest: eight re
 once would wait up to eight answers long and time out. The limiter measures how fast answers come
 back (Little's law: what may be in flight = throughput x the time a request may take) and keeps no
 more in flight than the server can answer within half the deadline, starting from two. Slow answers
-alone do not shrink it: only answers slower than the fastest one (they waited in a queue) do.
+alone do not shrink it: only answers slower than the fastest one (they waited in a queue) do. An
+unqueued answer that took L seconds opens the window at once to deadline / 2 / L: even a server that
+answers one request at a time gets through that many within half the deadline.
+
+Waiting requests queue first come, first served, and a freed slot wakes exactly one of them (a batch
+at `-j 128` has a thousand chunks waiting; waking them all on every answer cost more CPU than the
+requests themselves).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -117,7 +124,7 @@ class Limiter:
         self._done: deque[float] = deque(maxlen=32)  # when recent answers came back
         self._fastest = math.inf  # the quickest answer so far: what an unqueued request takes
         self._first_start: float | None = None
-        self._changed: asyncio.Condition | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()  # requests waiting for a slot, oldest first
 
     @classmethod
     def from_settings(cls, settings: LimitSettings, *, queue_deadline: float | None = None) -> Limiter:
@@ -137,8 +144,10 @@ class Limiter:
         self._fastest = min(self._fastest, latency)
         self._done.append(now)
         if latency <= 1.5 * self._fastest:
-            # Answers come as fast as ever: nothing queues, however slow the model is.
-            self.window = min(self.concurrency, self.window + 1)
+            # Answers come as fast as ever: nothing queues, however slow the model is. Even a server
+            # answering one at a time gets through deadline / 2 / fastest within half the deadline.
+            serial = math.floor(self.queue_deadline / 2 / self._fastest) if self._fastest > 0 else self.concurrency
+            self.window = min(self.concurrency, max(self.window + 1, serial))
             return
         # Answers take longer than the fastest did: they wait in the server's queue. Keep no more in
         # flight than it answers within half the deadline (Little's law).
@@ -165,12 +174,41 @@ class Limiter:
         # A refund may pull the next start back, but never before now: no banked burst.
         self._next_tokens = max(self._clock(), moved) if delta < 0 else moved
 
-    def _condition(self) -> asyncio.Condition:
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """The running loop; a new one (a later `asyncio.run`) starts with no slots held."""
         loop = asyncio.get_running_loop()
-        if self._changed is None or self._loop is not loop:
-            self._changed, self._loop = asyncio.Condition(), loop
-            self._held = 0
-        return self._changed
+        if self._loop is not loop:
+            self._loop, self._held, self._waiters = loop, 0, deque()
+        return loop
+
+    def _wake(self) -> None:
+        """Hand free slots to the oldest waiting requests, one slot each."""
+        while self._waiters and self._held < self.window:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._held += 1
+                waiter.set_result(None)
+
+    async def _acquire(self) -> None:
+        loop = self._bind()
+        if self._held < self.window and not self._waiters:
+            self._held += 1
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # granted just as it was cancelled: pass the slot on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        self._held -= 1
+        self._wake()
 
     @asynccontextmanager
     async def request(self, tokens: int = 0) -> AsyncIterator[Permit]:
@@ -179,10 +217,7 @@ class Limiter:
         Args:
             tokens: what the request may use (prompt + max output), reserved for tpm pacing.
         """
-        changed = self._condition()
-        async with changed:
-            await changed.wait_for(lambda: self._held < self.window)
-            self._held += 1
+        await self._acquire()
         permit: Permit | None = None
         try:
             delay = self._reserve(tokens)
@@ -201,6 +236,4 @@ class Limiter:
         finally:
             if permit is not None:
                 self._finished(permit)
-            async with changed:
-                self._held -= 1
-                changed.notify_all()
+            self._release()

@@ -1,7 +1,10 @@
 """One article in, one grounded ArticleSummary out: sections -> chunks -> backend -> merge, with cache.
 
-`summarise_article_async` is the real entry point (the batch runner awaits it for many articles at
-once); `summarise_article` wraps it for a single file.
+`summarise_article_async` is the real entry point; `summarise_article` wraps it for a single file.
+The batch runner uses its two halves apart: `plan_article` (sections, chunks, cache lookups: CPU
+work it does in a thread) and `summarise_plan` (the requests, on the event loop). A whole article
+whose chunks were all answered has an article-level cache entry too (`lookup_article`), so a
+forced re-run of it is one lookup, not one per chunk.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .article import Article, load_article
@@ -68,6 +72,11 @@ def lookup_chunk(
     return ChunkResult(bodies=stored, warnings=list(hit.get("warnings", [])), cached=True)
 
 
+def _worth_keeping(result: ChunkResult) -> bool:
+    # An empty answer is not kept: a later run (a better model, a fixed server) asks again.
+    return any(b.key_initiatives or b.metrics for b in result.bodies)
+
+
 def store_chunk(
     backend: Backend,
     settings: Settings,
@@ -80,8 +89,8 @@ def store_chunk(
     """File a new chunk result in the cache under the JSON mode it was asked in."""
     if cache is None or not backend.cacheable:
         return
-    if not any(b.key_initiatives or b.metrics for b in result.bodies):
-        return  # an empty answer is not kept: a later run (a better model, a fixed server) asks again
+    if not _worth_keeping(result):
+        return
     # Filed under the mode the reply was asked in (the run may have fallen back meanwhile).
     mode = result.json_mode if result.json_mode is not None else backend.cache_modes()[0]
     cache.put(
@@ -105,10 +114,12 @@ async def _extract_chunk(
     cache: Cache | None,
     ledger: list[Usage],
     started: float,
+    looked_up: bool = False,
 ) -> list[ChunkResult]:
-    hit = lookup_chunk(backend, settings, article, section, chunk, cache)
-    if hit is not None:
-        return [hit]
+    if not looked_up:
+        hit = lookup_chunk(backend, settings, article, section, chunk, cache)
+        if hit is not None:
+            return [hit]
     try:
         result = await backend.extract(ChunkRequest(article, section, chunk, count, ledger, started))
     except TruncatedOutputError as exc:
@@ -159,6 +170,79 @@ def plan_chunks(article: Article, backend: Backend, settings: Settings) -> tuple
     return {s.index: s for s in sections}, chunks
 
 
+@dataclass
+class Plan:
+    """An article ready to be asked about: its sections, its chunks and the chunks the cache answered."""
+
+    article: Article
+    sections: dict[int, Section]
+    chunks: list[Chunk]
+    hits: dict[int, ChunkResult] = field(default_factory=dict)  # by position in `chunks`
+    looked_up: bool = False  # the cache was asked about every chunk (the misses need asking)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def complete(self) -> bool:
+        """Every chunk came from the cache: no request is needed."""
+        return self.looked_up and len(self.hits) == len(self.chunks)
+
+
+def plan_article(article: Article, backend: Backend, settings: Settings, cache: Cache | None = None) -> Plan:
+    """Section and chunk an article and look every chunk up in the cache (no requests; plain CPU work)."""
+    by_index, chunks = plan_chunks(article, backend, settings)
+    plan = Plan(article, by_index, chunks)
+    if cache is not None and backend.cacheable:
+        for position, chunk in enumerate(chunks):
+            hit = lookup_chunk(backend, settings, article, by_index[chunk.section_index], chunk, cache)
+            if hit is not None:
+                plan.hits[position] = hit
+        plan.looked_up = True
+    return plan
+
+
+def article_key(backend: Backend, settings: Settings, input_sha256: str) -> str:
+    """The cache key of a whole article's summary: the result's identity and the input file's hash."""
+    return chunk_key(result_key(backend, settings), f"article\n{input_sha256}")
+
+
+def lookup_article(
+    backend: Backend, settings: Settings, cache: Cache | None, input_sha256: str, article_id: str, source_path: str
+) -> ArticleSummary | None:
+    """The summary a re-run would assemble from the chunk cache, from one lookup; None when not cached.
+
+    Only the article's id and path are its own (the same file may sit at two paths); the rest is
+    decided by the input's bytes and the settings, both in the key.
+    """
+    if cache is None or not backend.cacheable:
+        return None
+    hit = cache.get(article_key(backend, settings, input_sha256))
+    if hit is None or not isinstance(hit.get("summary"), dict):
+        return None
+    summary = ArticleSummary.model_validate(hit["summary"])
+    return summary.model_copy(update={"article_id": article_id, "source_path": source_path})
+
+
+def _as_cached(result: ChunkResult) -> ChunkResult:
+    """A chunk result as a later run reads it back from the chunk cache (see `lookup_chunk`)."""
+    if result.cached:
+        return ChunkResult(bodies=result.bodies, warnings=list(result.warnings), cached=True)
+    bodies = [BodySummary.model_validate(b.model_dump(mode="json")) for b in result.bodies]
+    return ChunkResult(bodies=bodies, warnings=list(result.warnings), cached=True)
+
+
+def store_article(
+    backend: Backend, settings: Settings, cache: Cache | None, plan: Plan, nested: list[list[ChunkResult]]
+) -> None:
+    """File the summary a re-run would assemble from the chunk cache, when it would assemble one:
+    every chunk answered by one reply that the chunk cache keeps (none split, none empty)."""
+    if cache is None or not backend.cacheable or cache.off is not None:
+        return
+    if not all(len(group) == 1 and (group[0].cached or _worth_keeping(group[0])) for group in nested):
+        return
+    summary = assemble_summary(plan.article, backend, settings, len(plan.chunks), [_as_cached(g[0]) for g in nested])
+    cache.put(article_key(backend, settings, plan.article.sha256), {"summary": summary.model_dump(mode="json")})
+
+
 async def summarise_article_async(
     article: Article, backend: Backend, settings: Settings, cache: Cache | None = None
 ) -> ArticleSummary:
@@ -168,16 +252,43 @@ async def summarise_article_async(
         SummarizerError: the backend failed for a chunk after its retries; the message names the
             article and the chunk.
     """
-    by_index, chunks = plan_chunks(article, backend, settings)
+    return await summarise_plan(plan_article(article, backend, settings, cache), backend, settings, cache)
+
+
+async def summarise_plan(
+    plan: Plan, backend: Backend, settings: Settings, cache: Cache | None = None
+) -> ArticleSummary:
+    """Ask the backend about the chunks of a plan the cache did not answer, and assemble the summary.
+
+    Raises:
+        SummarizerError: the backend failed for a chunk after its retries; the message names the
+            article and the chunk.
+    """
+    article, chunks, by_index = plan.article, plan.chunks, plan.sections
     ledger: list[Usage] = []  # what every request of this article cost, whatever becomes of it
-    started = time.monotonic()
+    started = plan.started
+
+    async def done(result: ChunkResult) -> list[ChunkResult]:
+        return [result]
+
     tasks = [
         asyncio.ensure_future(
-            _extract_chunk(
-                backend, article, by_index[c.section_index], c, len(chunks), settings, cache, ledger, started
+            done(plan.hits[position])
+            if position in plan.hits
+            else _extract_chunk(
+                backend,
+                article,
+                by_index[c.section_index],
+                c,
+                len(chunks),
+                settings,
+                cache,
+                ledger,
+                started,
+                plan.looked_up,
             )
         )
-        for c in chunks
+        for position, c in enumerate(chunks)
     ]
     try:
         nested = await asyncio.gather(*tasks)
@@ -203,6 +314,7 @@ async def summarise_article_async(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    store_article(backend, settings, cache, plan, nested)
     return assemble_summary(article, backend, settings, len(chunks), [r for group in nested for r in group])
 
 

@@ -11,6 +11,7 @@ The API key is read from OPENAI_API_KEY when the client is built and is never lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from string import Template
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -69,6 +71,7 @@ MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 30
 ECHO_CHARS = 4000  # how much of a bad reply is sent back to the model when re-asking
 SCHEMA_NAME = "cppcc_summary"
+POOL_CONNECTIONS = 32  # the most connections one HTTP client holds (see OpenAIBackend._state)
 
 
 class ReplyError(ValueError):
@@ -353,6 +356,66 @@ def chunk_messages(template: PromptTemplate, request: ChunkRequest) -> list[dict
     )
 
 
+_USER_SLOT = "\x00user message\x00"  # stands for the chunk's user message in a pre-encoded body
+
+
+class RequestTemplate:
+    """What every chunk's request shares, built once per run and JSON mode: the system message, the
+    schema, response_format and the limits are JSON-encoded once; per chunk only the user message
+    (the article's header and the chunk) is filled in and encoded. The bytes sent are the JSON of
+    `request_body` for the same messages, which the batch-file path writes."""
+
+    def __init__(self, settings: Settings, prompt: PromptTemplate, mode: str, official: bool) -> None:
+        self.settings, self.mode, self.official = settings, mode, official
+        self._user = Template(prompt.user)
+        system = Template(prompt.system)
+        # A system part with $variables is rendered per chunk (a custom prompt may have them).
+        self._system = None if system.get_identifiers() else system.substitute({})
+        self._system_chars = len(self._system) if self._system is not None else 0
+        self._head = self._tail = b""
+        self._prompt = prompt
+        if self._system is not None:
+            skeleton = [{"role": "system", "content": self._system}, {"role": "user", "content": _USER_SLOT}]
+            encoded = json.dumps(request_body(settings, skeleton, mode, official), ensure_ascii=False)
+            head, tail = encoded.split(json.dumps(_USER_SLOT, ensure_ascii=False))
+            self._head, self._tail = head.encode(), tail.encode()
+
+    def messages(self, request: ChunkRequest) -> list[dict[str, str]]:
+        """The chunk's chat messages (the same as `chunk_messages`)."""
+        if self._system is None:
+            return chunk_messages(self._prompt, request)
+        chunk, section = request.chunk, request.section
+        values = {
+            "title": request.article.title or "(无)",
+            "published": request.article.published or "(未知)",
+            "body_hint": section.body_hint or "(未知)",
+            "chunk_number": str(chunk.index + 1),
+            "chunk_count": str(request.chunk_count),
+            "chunk_text": _DELIMITER.sub(r"<\1 片段>", chunk.text),
+        }
+        try:
+            user = self._user.substitute(values)
+        except KeyError as exc:
+            raise ConfigError(f"prompt {self._prompt.version}: variable ${exc.args[0]} is not provided") from exc
+        except ValueError as exc:
+            raise ConfigError(f"prompt {self._prompt.version}: malformed placeholder ({exc})") from exc
+        return [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
+
+    def encode(self, messages: list[dict[str, str]]) -> bytes:
+        """The request body for these messages, as JSON bytes."""
+        first = messages[0] if messages else None
+        if len(messages) == 2 and first is not None and first["content"] is self._system and self._system is not None:
+            return self._head + json.dumps(messages[1]["content"], ensure_ascii=False).encode() + self._tail
+        body = request_body(self.settings, messages, self.mode, self.official)
+        return json.dumps(body, ensure_ascii=False).encode()
+
+    def estimate(self, messages: list[dict[str, str]]) -> int:
+        """Characters in the messages (about a token each for Chinese), for tpm pacing."""
+        if len(messages) == 2 and messages[0]["content"] is self._system:
+            return self._system_chars + len(messages[1]["content"])
+        return sum(len(m["content"]) for m in messages)
+
+
 def reask_messages(messages: list[dict[str, str]], content: str | None, problem: str) -> list[dict[str, str]]:
     """The conversation for a re-ask: the bad reply (shortened) and what was wrong with it."""
     return [
@@ -470,14 +533,16 @@ class OpenAIBackend:
         self.settings = settings
         self.model: str | None = settings.model
         self.prompt: PromptTemplate | None = load_prompt(settings.prompt_version)
-        self._template = self.prompt
         self.json_mode = "schema" if settings.json_mode == "auto" else settings.json_mode
         # The window adapts so that no request waits in a server's queue past half its deadline.
         self.limiter = limiter or Limiter.from_settings(settings, queue_deadline=settings.timeout)
         if not offline:
             self._credentials()  # fail on a missing key now, not at the first chunk
-        self._client: openai.AsyncOpenAI | None = None
+        self._clients: list[openai.AsyncOpenAI] = []
+        self._turn = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._official = official_api(configured_base_url(settings))
+        self._requests: dict[str, RequestTemplate] = {}  # by JSON mode, built on first use
         self._not_before = 0.0  # monotonic time before which no request may start (set by 429s)
 
     # --- client and shared state ---
@@ -491,28 +556,55 @@ class OpenAIBackend:
         return configured_base_url(self.settings)
 
     def _state(self) -> openai.AsyncOpenAI:
-        """The client for the running event loop (rebuilt when the loop changes)."""
+        """A client for the running event loop (rebuilt when the loop changes), kept for the run with
+        its connections alive between requests. Up to POOL_CONNECTIONS in flight it is one client whose
+        pool is as large as the concurrency; beyond, requests take turns among clients of that size
+        (together as large as the concurrency): the HTTP pool looks at every connection it holds for
+        every request and every answer, which at -j 128 cost more CPU than the request itself."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
+        if not self._clients or self._loop is not loop:
             import openai
 
             key, base_url = self._credentials()
-            self._client = openai.AsyncOpenAI(
-                api_key=key, base_url=base_url, timeout=self.settings.timeout, max_retries=0
-            )
+            concurrency = max(1, self.settings.concurrency)
+            count = math.ceil(concurrency / POOL_CONNECTIONS)
+            self._clients = []
+            for index in range(count):
+                size = concurrency // count + (1 if index < concurrency % count else 0)
+                # The SDK's own limits type (httpx's or its successor's), sized to its share of the slots.
+                limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=size, max_keepalive_connections=size)
+                self._clients.append(
+                    openai.AsyncOpenAI(
+                        api_key=key,
+                        base_url=base_url,
+                        timeout=self.settings.timeout,
+                        max_retries=0,
+                        http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.settings.timeout),
+                    )
+                )
+            self._official = official_api(str(self._clients[0].base_url))
             self._loop = loop
             del key
-        return self._client
+        self._turn = (self._turn + 1) % len(self._clients)
+        return self._clients[self._turn]
+
+    def _request(self, mode: str) -> RequestTemplate:
+        """The request template for a JSON mode, built once per run."""
+        template = self._requests.get(mode)
+        if template is None or template.official != self._official:
+            assert self.prompt is not None
+            template = self._requests[mode] = RequestTemplate(self.settings, self.prompt, mode, self._official)
+        return template
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.close()
+        clients, self._clients = self._clients, []
+        if clients and self._loop is asyncio.get_running_loop():
+            await asyncio.gather(*(client.close() for client in clients))
 
     @asynccontextmanager
     async def _slot(self, messages: list[dict[str, str]]) -> AsyncIterator[Permit]:
         # Reserve roughly what the request may use (a CJK character is about a token) for tpm pacing.
-        estimate = sum(len(m["content"]) for m in messages) + self.settings.max_output_tokens
+        estimate = self._request(self.json_mode).estimate(messages) + self.settings.max_output_tokens
         async with self.limiter.request(tokens=estimate) as permit:
             # A 429 anywhere pauses every request of this backend until the server's delay is over.
             while (delay := self._not_before - time.monotonic()) > 0:
@@ -522,8 +614,17 @@ class OpenAIBackend:
     # --- one request, with transport retries ---
 
     def _request_args(self, messages: list[dict[str, str]], mode: str) -> dict[str, Any]:
-        official = self._client is None or official_api(str(self._client.base_url))
-        return request_body(self.settings, messages, mode, official)
+        return request_body(self.settings, messages, mode, self._official)
+
+    async def _post(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], mode: str) -> Any:
+        """POST the pre-encoded body: the SDK's error mapping and transport, without re-walking the
+        body (its parameter transform cost several ms a request). Returns the reply's JSON (or text)."""
+        payload = self._request(mode).encode(messages)
+        reply = await client.post("/chat/completions", cast_to=object, content=payload)
+        if isinstance(reply, str):  # a body not labelled JSON: read it if it is JSON anyway, as the SDK did
+            with contextlib.suppress(ValueError):
+                reply = json.loads(reply)
+        return reply
 
     def cache_modes(self) -> list[str | None]:
         """The JSON modes whose cached replies this run may reuse: its own, and in `auto` the ones it
@@ -579,10 +680,7 @@ class OpenAIBackend:
                 try:
                     # A total deadline for the attempt: a server that drips its answer slowly must
                     # not outlast it (the client's own timeout counts per read).
-                    reply = await asyncio.wait_for(
-                        client.chat.completions.create(**self._request_args(messages, mode)),
-                        timeout=self.settings.timeout,
-                    )
+                    reply = await asyncio.wait_for(self._post(client, messages, mode), timeout=self.settings.timeout)
                 except TimeoutError:
                     permit.timeout()
                     raise _AttemptTimeout() from None
@@ -607,9 +705,10 @@ class OpenAIBackend:
                 permit.answer()
                 _check_shape(reply)
                 counters.json_mode = mode
-                usage = getattr(reply, "usage", None)
-                if usage is not None and isinstance(getattr(usage, "total_tokens", None), int):
-                    permit.settle(usage.total_tokens)
+                usage = _field(reply, "usage")
+                total = _field(usage, "total_tokens") if usage is not None else None
+                if isinstance(total, int):
+                    permit.settle(total)
                 return reply
 
     async def _send_with_retries(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
@@ -704,8 +803,7 @@ class OpenAIBackend:
             AuthError, ProviderError: the endpoint failed and transport retries did not help.
         """
         where = chunk_label(request)
-        assert self._template is not None
-        messages = chunk_messages(self._template, request)
+        messages = self._request(self.json_mode).messages(request)
         fallback: Grounded | None = None
         problem, content = "", None
         asks = max(0, self.settings.reask_attempts) + 1

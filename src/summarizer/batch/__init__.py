@@ -1,7 +1,9 @@
 """Summarise every article in a folder into one JSONL file: bounded concurrency, resumable, crash-safe.
 
-Each finished article is appended as one whole line (single write, flush, fsync), so a killed run
-leaves complete lines plus at most one partial tail, which the next run cuts off. A write that fails
+Each finished article is appended as one whole line (a single write, by a writer thread; fsync as
+soon as that thread has caught up, and at the end), so a killed run leaves complete lines plus at
+most one partial tail, which the next run cuts off. Articles are read and chunked by a producer
+thread a bounded number ahead of the requests. A write that fails
 (disk full, I/O error) stops the run at once with the complete lines kept. Re-running the
 same command skips articles whose line already matches the input's hash and the output-affecting
 settings. A line superseded in this run (changed input, changed settings, --force) stays in the

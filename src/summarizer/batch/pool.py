@@ -4,9 +4,12 @@ traffic bounded by a shared Limiter, each result handed to the writer as it fini
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from ..article import load_article
@@ -14,7 +17,7 @@ from ..backends import Backend, ChunkRequest, ChunkResult
 from ..cache import Cache
 from ..errors import AuthError, InputError, SummarizerError
 from ..limits import Limiter
-from ..pipeline import open_cache, summarise_article_async
+from ..pipeline import Plan, lookup_article, open_cache, plan_article, summarise_plan
 from ..schema import ArticleSummary, Usage
 from ..settings import Settings
 from .inputs import Candidate
@@ -35,6 +38,86 @@ def file_sha256(path: Path, max_bytes: int) -> str | None:
         return None
 
 
+def prepare_candidate(
+    candidate: Candidate,
+    backend: Backend,
+    settings: Settings,
+    cache: Cache | None,
+    known: tuple[str | None, str | None] | None,
+    settings_key: str,
+    force: bool,
+) -> Outcome | Plan:
+    """Everything about one input file that needs no request: the resume check, the article-level
+    cache, reading, sectioning, chunking and the chunk cache. Returns the outcome when that settles
+    the article (skipped, failed, served from the cache), else the plan of what to ask.
+    Never raises a SummarizerError."""
+    article_id, source = candidate.article_id, str(candidate.path)
+    sha = None
+    if known is not None or (cache is not None and backend.cacheable):
+        sha = file_sha256(candidate.path, settings.max_file_bytes)
+        if known is not None and not force and known[1] == settings_key and sha is not None and sha == known[0]:
+            return Outcome(article_id, "skipped", input_sha256=sha)
+    if sha is not None and (whole := lookup_article(backend, settings, cache, sha, article_id, source)) is not None:
+        return done_outcome(whole)
+    try:
+        article = load_article(candidate.path, article_id=article_id, max_bytes=settings.max_file_bytes)
+    except InputError as exc:
+        return Outcome(article_id, "failed", error=error_record(article_id, source, exc, 0), input_sha256=sha)
+    try:
+        return plan_article(article, backend, settings, cache)
+    except Exception as exc:
+        return failed_outcome(candidate, article.sha256, exc)
+
+
+def failed_outcome(candidate: Candidate, input_sha256: str, exc: Exception) -> Outcome:
+    """The outcome of an article whose summary raised `exc`."""
+    article_id, source = candidate.article_id, str(candidate.path)
+    if isinstance(exc, SummarizerError):
+        return Outcome(
+            article_id,
+            "failed",
+            error=error_record(article_id, source, exc),
+            fatal=isinstance(exc, AuthError),
+            input_sha256=input_sha256,
+            usage=exc.usage if isinstance(exc.usage, Usage) else Usage(),  # paid for even so
+        )
+    # A bug in one backend call must not sink a batch of thousands.
+    log.debug("unexpected error on %s", source, exc_info=exc)
+    reason = f"{type(exc).__name__}: {exc}"
+    return Outcome(
+        article_id,
+        "failed",
+        input_sha256=input_sha256,
+        error=error_record(article_id, source, reason, None, "InternalError"),
+    )
+
+
+def done_outcome(summary: ArticleSummary) -> Outcome:
+    meta = summary.meta
+    usage = meta.usage if meta else Usage()
+    hits = meta.cache_hits if meta else 0
+    return Outcome(
+        summary.article_id,
+        "done",
+        line=summary.model_dump_json(),
+        usage=usage,
+        cache_hits=hits,
+        chunks=meta.chunks if meta else 0,
+        cached=hits > 0 and usage.requests == 0,
+    )
+
+
+async def finish_plan(
+    candidate: Candidate, plan: Plan, backend: Backend, settings: Settings, cache: Cache | None
+) -> Outcome:
+    """Ask about the chunks of a plan the cache did not answer. Never raises a SummarizerError."""
+    try:
+        summary = await summarise_plan(plan, backend, settings, cache)
+    except Exception as exc:
+        return failed_outcome(candidate, plan.article.sha256, exc)
+    return done_outcome(summary)
+
+
 async def summarise_candidate(
     candidate: Candidate,
     backend: Backend,
@@ -45,48 +128,10 @@ async def summarise_candidate(
     force: bool,
 ) -> Outcome:
     """Skip, summarise, or record the failure of one input file. Never raises a SummarizerError."""
-    article_id, source = candidate.article_id, str(candidate.path)
-    sha = None
-    if known is not None:
-        sha = file_sha256(candidate.path, settings.max_file_bytes)
-        if not force and known[1] == settings_key and sha is not None and sha == known[0]:
-            return Outcome(article_id, "skipped", input_sha256=sha)
-    try:
-        article = load_article(candidate.path, article_id=article_id, max_bytes=settings.max_file_bytes)
-    except InputError as exc:
-        return Outcome(article_id, "failed", error=error_record(article_id, source, exc, 0), input_sha256=sha)
-    try:
-        summary: ArticleSummary = await summarise_article_async(article, backend, settings, cache)
-    except SummarizerError as exc:
-        return Outcome(
-            article_id,
-            "failed",
-            error=error_record(article_id, source, exc),
-            fatal=isinstance(exc, AuthError),
-            input_sha256=article.sha256,
-            usage=exc.usage if isinstance(exc.usage, Usage) else Usage(),  # paid for even so
-        )
-    except Exception as exc:  # a bug in one backend call must not sink a batch of thousands
-        log.debug("unexpected error on %s", source, exc_info=True)
-        reason = f"{type(exc).__name__}: {exc}"
-        return Outcome(
-            article_id,
-            "failed",
-            input_sha256=article.sha256,
-            error=error_record(article_id, source, reason, None, "InternalError"),
-        )
-    meta = summary.meta
-    usage = meta.usage if meta else Usage()
-    hits = meta.cache_hits if meta else 0
-    return Outcome(
-        article_id,
-        "done",
-        line=summary.model_dump_json(),
-        usage=usage,
-        cache_hits=hits,
-        chunks=meta.chunks if meta else 0,
-        cached=hits > 0 and usage.requests == 0,
-    )
+    prepared = prepare_candidate(candidate, backend, settings, cache, known, settings_key, force)
+    if isinstance(prepared, Outcome):
+        return prepared
+    return await finish_plan(candidate, prepared, backend, settings, cache)
 
 
 class LimitedBackend:
@@ -124,46 +169,100 @@ def limited(backend: Backend, settings: Settings) -> Backend:
     return LimitedBackend(backend, Limiter.from_settings(settings), settings.max_output_tokens)
 
 
+class _Producer(threading.Thread):
+    """Prepares articles (resume check, reading, cleaning, chunking, cache lookups) in a thread of its
+    own and hands the plans to the event loop through a bounded queue: the first request goes out as
+    soon as the first article is ready, and the loop never stops to read or chunk a file. Articles
+    the preparation settles (skipped, cached, unreadable) go straight to the writer."""
+
+    def __init__(
+        self,
+        candidates: list[Candidate],
+        prepare: Callable[[Candidate], Outcome | Plan],
+        writer: ResultsWriter,
+        loop: asyncio.AbstractEventLoop,
+        ready: asyncio.Queue[tuple[Candidate, Plan] | None],
+        ahead: int,
+        consumers: int,
+    ) -> None:
+        super().__init__(name="summarizer-prepare", daemon=True)
+        self.candidates, self.prepare, self.writer = candidates, prepare, writer
+        self.loop, self.ready, self.consumers = loop, ready, consumers
+        self.room = threading.Semaphore(ahead)  # plans prepared but not yet taken up
+        self.stop = threading.Event()
+        self.prepared = 0  # articles prepared so far (plans handed over or outcomes written)
+        self.error: BaseException | None = None
+
+    def _hand_over(self, item: tuple[Candidate, Plan] | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+            self.loop.call_soon_threadsafe(self.ready.put_nowait, item)
+
+    def run(self) -> None:
+        try:
+            for candidate in self.candidates:
+                while not self.room.acquire(timeout=0.1):
+                    if self.stop.is_set():
+                        return
+                if self.stop.is_set() or self.writer.broken is not None:
+                    return
+                prepared = self.prepare(candidate)
+                self.prepared += 1
+                if isinstance(prepared, Outcome):
+                    self.room.release()
+                    self.writer.submit(prepared)
+                else:
+                    self._hand_over((candidate, prepared))
+        except BaseException as exc:  # re-raised on the loop: a bug here must not lose articles silently
+            self.error = exc
+        finally:
+            for _ in range(self.consumers):
+                self._hand_over(None)
+
+
 async def run_async(
     candidates: list[Candidate], backend: Backend, settings: Settings, writer: ResultsWriter, force: bool
 ) -> str | None:
     backend = limited(backend, settings)
     cache = open_cache(settings, backend)
     workers = max(2, settings.concurrency * 2)  # more articles than slots keeps every slot busy
-    queue: asyncio.Queue[Candidate | None] = asyncio.Queue(maxsize=workers * 2)
+    ready: asyncio.Queue[tuple[Candidate, Plan] | None] = asyncio.Queue()
     stopped: list[str] = []
 
-    async def produce() -> None:
-        for candidate in candidates:
-            if stopped:
-                break
-            await queue.put(candidate)
-        for _ in range(workers):
-            await queue.put(None)
+    def prepare(candidate: Candidate) -> Outcome | Plan:
+        known = writer.index.entries.get(candidate.article_id)
+        return prepare_candidate(candidate, backend, settings, cache, known, writer.settings_key, force)
+
+    producer = _Producer(candidates, prepare, writer, asyncio.get_running_loop(), ready, workers, workers)
+
+    def stop(reason: str) -> None:
+        if not stopped:
+            stopped.append(reason)
+        producer.stop.set()
 
     async def work() -> None:
-        while (candidate := await queue.get()) is not None:
-            if stopped:
+        while (item := await ready.get()) is not None:
+            producer.room.release()
+            if stopped or writer.broken is not None:
                 continue
-            outcome = await summarise_candidate(
-                candidate,
-                backend,
-                settings,
-                cache,
-                writer.index.entries.get(candidate.article_id),
-                writer.settings_key,
-                force,
-            )
-            writer.handle(outcome)
-            if outcome.fatal and not stopped:
-                stopped.append(outcome.error["message"] if outcome.error else "stopped")
-            if writer.broken is not None and not stopped:
-                stopped.append("a write failed")  # run_batch raises the writer's error
+            candidate, plan = item
+            outcome = await finish_plan(candidate, plan, backend, settings, cache)
+            await writer.submit_async(outcome)
+            if outcome.fatal:
+                stop(outcome.error["message"] if outcome.error else "stopped")
+            if writer.broken is not None:
+                stop("a write failed")  # run_batch raises the writer's error
 
+    producer.start()
     try:
-        await asyncio.gather(produce(), *(work() for _ in range(workers)))
+        await asyncio.gather(*(work() for _ in range(workers)))
+        if producer.error is not None:
+            raise producer.error
+        if writer.broken is not None:
+            stop("a write failed")
     finally:
+        producer.stop.set()
         await backend.aclose()
         if cache is not None:
+            producer.join()  # it may still be reading the cache
             cache.close()
     return stopped[0] if stopped else None

@@ -88,7 +88,7 @@ def run_batch(
             report.stopped = run_pool(candidates, backend, backend_name, settings, writer, force, workers, report.total)
             asyncio.run(backend.aclose())
         else:
-            writer.start(report.total)
+            writer.start(report.total, threaded=True)
             report.stopped = asyncio.run(run_async(candidates, backend, settings, writer, force))
     finally:
         writer.close()

@@ -1,14 +1,21 @@
 """The results file as a resume log: locked for the run, repaired after a kill, one whole line per
-finished article (single write, fsync), superseded lines compacted away when the run ends."""
+finished article (single write, fsync), superseded lines compacted away when the run ends.
+
+In the async pool the writing happens in a thread of its own fed by a bounded queue, so the event
+loop never waits on the disk; that thread fsyncs whenever it has caught up with the queue (a quiet
+run syncs every line, a busy one one fsync per group of lines) and at the end."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
 import logging
 import os
+import queue
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,6 +272,9 @@ class ResultsWriter:
         self.dropped: set[str] = set()  # ids whose stale line goes although the redo failed
         self._errors_fd: int | None = None
         self.broken: tuple[Path, OSError] | None = None  # the file a write failed on, and why
+        self._queue: queue.Queue[Outcome | None] | None = None  # set when a writer thread runs
+        self._thread: threading.Thread | None = None
+        self._unsynced = False  # lines written since the last fsync
         try:
             errors_path.unlink()  # the errors file describes the latest run only
         except FileNotFoundError:
@@ -280,10 +290,62 @@ class ResultsWriter:
     def errors_fd(self) -> int | None:
         return self._errors_fd
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, threaded: bool = False) -> None:
+        """Begin the run; with `threaded`, outcomes given to `submit` are written by a thread of its own."""
         self.tally.total = total
         self.sink.start(total)
         self.sink.update(self.tally)
+        if threaded:
+            self._queue = queue.Queue(maxsize=256)
+            self._thread = threading.Thread(target=self._drain, name="summarizer-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, outcome: Outcome) -> None:
+        """Hand an outcome to the writer thread (from any thread; waits while its queue is full), or
+        handle it now when no writer thread runs."""
+        if self._queue is None:
+            self.handle(outcome)
+        else:
+            self._queue.put(outcome)
+
+    async def submit_async(self, outcome: Outcome) -> None:
+        """`submit` for the event loop: a full queue is waited for in another thread, not on the loop."""
+        if self._queue is None:
+            self.handle(outcome)
+            return
+        try:
+            self._queue.put_nowait(outcome)
+        except queue.Full:
+            await asyncio.to_thread(self._queue.put, outcome)
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while (outcome := self._queue.get()) is not None:
+            try:
+                self.handle(outcome, sync=False)
+            except Exception as exc:  # a bug must stop the run, not kill this thread and hang the queue
+                log.debug("writing %s failed", outcome.article_id, exc_info=True)
+                self.broken = self.broken or (self.output, OSError(f"{type(exc).__name__}: {exc}"))
+            # Caught up: what was handed over so far goes to disk now (a group commit).
+            if self._unsynced and self._queue.empty() and self.broken is None:
+                now = time.monotonic()
+                if self.sync_every <= 0 or now - self._synced >= self.sync_every:
+                    self._sync(now)
+
+    def _sync(self, now: float) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self.broken = (self.output, exc)
+            return
+        self._synced, self._unsynced = now, False
+
+    def join(self) -> None:
+        """Wait until the writer thread has written everything handed to it (a no-op without one)."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = self._queue = None
 
     def _write(self, path: Path, fd: int, text: str, sync: bool = True) -> bool:
         """Append one line; on failure remember why and write nothing more (the run stops)."""
@@ -296,7 +358,8 @@ class ResultsWriter:
             return False
         return True
 
-    def handle(self, outcome: Outcome) -> None:
+    def handle(self, outcome: Outcome, sync: bool = True) -> None:
+        """Write one outcome and count it. `sync=False` leaves the fsync to the caller (the writer thread)."""
         tally, report = self.tally, self.report
         if self.broken is not None:
             return  # the run is stopping; a re-run redoes this article
@@ -304,11 +367,13 @@ class ResultsWriter:
             # A paid answer reaches the disk before the next one is asked for; an offline one, whose
             # loss a re-run would redo in milliseconds, at most a second later (and at the end).
             now = time.monotonic()
-            sync = self.sync_every <= 0 or now - self._synced >= self.sync_every
+            sync = sync and (self.sync_every <= 0 or now - self._synced >= self.sync_every)
             if not self._write(self.output, self._fd, outcome.line, sync):
                 return
             if sync:
                 self._synced = now
+            else:
+                self._unsynced = True
             if outcome.article_id in self.index.entries:
                 self.superseded.add(outcome.article_id)
             tally.done += 1
@@ -343,8 +408,10 @@ class ResultsWriter:
             self.report.failures.append(record)
 
     def close(self) -> None:
-        """Sync, drop superseded lines (unless a write failed: then the file stays as it is), close."""
+        """Write what the writer thread still holds, sync, drop superseded lines (unless a write
+        failed: then the file stays as it is), close."""
         try:
+            self.join()
             if self.broken is None:
                 os.fsync(self._fd)
                 if self.index.needs_compaction or self.superseded or self.dropped:

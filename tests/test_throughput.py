@@ -1,0 +1,331 @@
+"""The mechanisms behind batch throughput: the article-level cache entry, the producer that prepares
+articles ahead of the requests, the writer thread, the request template, the limiter's queue, and
+the command's quick exit. Counts, never timings (speed figures live in bench/)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import summarizer.batch.pool as pool_module
+import summarizer.pipeline as pipeline
+from fake_backend import FakeBackend
+from helpers import loop_clock, run_on_virtual_time
+from summarizer.backends import ChunkRequest
+from summarizer.backends.openai_backend import RequestTemplate, chunk_messages, request_body
+from summarizer.batch import BatchReport, errors_path_for, run_batch
+from summarizer.batch.report import Outcome
+from summarizer.batch.writer import ResultsWriter, open_results
+from summarizer.cache import DB_NAME, Cache
+from summarizer.limits import Limiter
+from summarizer.progress import NullProgress
+from summarizer.prompt import load_prompt
+from summarizer.settings import Settings
+
+EVAL = Path(__file__).resolve().parents[1] / "eval" / "articles"
+TESTS = Path(__file__).resolve().parent
+
+
+CITIES = ["苏州市", "无锡市", "常州市", "南通市", "扬州市", "镇江市", "泰州市", "徐州市"]
+
+
+def long_article(i: int) -> str:
+    """An article of several chunks (at the small chunk size below), each quoting counts."""
+    committee = CITIES[i % len(CITIES)] + "政协"
+    paragraphs = [
+        f"{committee}围绕第{n + 1}项重点工作开展专题调研，组织调研{i + n + 2}次，委员参与{i + n + 30}人，"
+        f"形成调研报告{n + 1}篇，提出意见建议{n + 5}条，推动有关部门解决问题{n + 3}件。"
+        for n in range(10)
+    ]
+    return f"{committee}召开第{i + 1}期协商会议\n发布时间：2023-05-04\n" + "\n".join(paragraphs) + "\n"
+
+
+def eval_folder(root: Path, count: int = 8) -> Path:
+    """A folder of articles of several chunks each, every chunk with something the cache keeps."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (root / f"a{i:02d}.txt").write_text(long_article(i), "utf-8")
+    return root
+
+
+def settings(tmp_path: Path, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "backend": "fake",
+        "cache_dir": tmp_path / "cache",
+        "concurrency": 4,
+        "chunk_tokens": 200,
+        "chunk_overlap": 0,
+    }
+    values.update(changes)
+    return Settings(**values)
+
+
+def batch(tmp_path: Path, folder: Path, out: Path, force: bool = False, **changes: Any) -> BatchReport:
+    return run_batch(folder, out, settings(tmp_path, **changes), force=force, progress=NullProgress())
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[Any]:
+    """Record every call of owner.name (its first argument) and let it run."""
+    seen: list[Any] = []
+    real = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        seen.append(args[1] if args and isinstance(args[0], Cache) else args[0] if args else None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return seen
+
+
+# --- the article-level cache entry -------------------------------------------------------------
+
+
+def test_a_forced_rerun_is_one_cache_lookup_per_article_and_no_chunking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = eval_folder(tmp_path / "in")
+    out = tmp_path / "results.jsonl"
+    first = batch(tmp_path, folder, out)
+    assert first.done == 8 and FakeBackend.calls > 8  # several chunks an article
+    calls = FakeBackend.calls
+    lookups = count_calls(monkeypatch, Cache, "get")
+    planned = count_calls(monkeypatch, pipeline, "plan_chunks")
+    loaded = count_calls(monkeypatch, pool_module, "load_article")
+    again = batch(tmp_path, folder, out, force=True)
+    assert again.done == 8 and again.cached == 8 and again.usage.requests == 0
+    assert FakeBackend.calls == calls  # no request
+    assert len(lookups) == 8  # one lookup an article, none per chunk
+    assert planned == [] and loaded == []  # neither read as text, nor sectioned, nor chunked
+
+
+def _drop_article_entries(cache_dir: Path) -> int:
+    with sqlite3.connect(cache_dir / DB_NAME) as db:
+        return db.execute("DELETE FROM entries WHERE value LIKE '{\"summary\"%'").rowcount
+
+
+def test_the_article_entry_gives_the_lines_the_chunk_cache_gives(tmp_path: Path) -> None:
+    folder = eval_folder(tmp_path / "in")
+    out = tmp_path / "results.jsonl"
+    batch(tmp_path, folder, out)
+    calls = FakeBackend.calls
+    batch(tmp_path, folder, out, force=True)  # served by the article entries
+    fast = out.read_bytes()
+    assert _drop_article_entries(tmp_path / "cache") == 8
+    batch(tmp_path, folder, out, force=True)  # served chunk by chunk, as before the article entry
+    assert out.read_bytes() == fast and FakeBackend.calls == calls
+    lines = [json.loads(line) for line in fast.splitlines()]
+    assert all(line["meta"]["cache_hits"] == line["meta"]["chunks"] > 0 for line in lines)
+
+
+def test_a_changed_article_reuses_its_unchanged_chunks(tmp_path: Path) -> None:
+    folder = eval_folder(tmp_path / "in", 3)
+    out = tmp_path / "results.jsonl"
+    batch(tmp_path, folder, out)
+    chunks = {line["article_id"]: line["meta"]["chunks"] for line in map(json.loads, out.read_text().splitlines())}
+    calls = FakeBackend.calls
+    changed = sorted(folder.glob("*.txt"))[0]
+    changed.write_text(changed.read_text("utf-8") + "\n会议还通报了其他事项，委员参与88人。\n", "utf-8")
+    report = batch(tmp_path, folder, out)
+    assert report.done == 1 and report.skipped == 2
+    asked = FakeBackend.calls - calls
+    assert 1 <= asked < chunks[changed.stem]  # the new last chunk, not the whole article
+
+
+def test_an_article_with_a_chunk_the_cache_does_not_keep_gets_no_article_entry(tmp_path: Path) -> None:
+    """An empty answer is asked again on a re-run; an article entry must not freeze it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "none.txt").write_text("某地召开会议\n会议听取了情况汇报，没有数字。\n", "utf-8")
+    out = tmp_path / "results.jsonl"
+    batch(tmp_path, folder, out)
+    calls = FakeBackend.calls
+    batch(tmp_path, folder, out, force=True)
+    assert FakeBackend.calls == 2 * calls  # asked again, as the chunk cache alone would
+
+
+# --- the producer --------------------------------------------------------------------------------
+
+
+def test_the_first_request_starts_before_all_articles_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_batch import make_folder
+
+    folder = make_folder(tmp_path / "in", 60)
+    read = count_calls(monkeypatch, pool_module, "load_article")
+    read_when_asked: list[int] = []
+    real = FakeBackend.extract
+
+    async def extract(self: FakeBackend, request: ChunkRequest) -> Any:
+        read_when_asked.append(len(read))
+        return await real(self, request)
+
+    monkeypatch.setattr(FakeBackend, "extract", extract)
+    report = batch(tmp_path, folder, tmp_path / "results.jsonl", concurrency=2, use_cache=False)
+    assert report.done == 60 and len(read) == 60
+    # Four askers (two per slot) and four plans prepared ahead bound what is read before the first
+    # request, whatever the threads' timing.
+    assert read_when_asked[0] <= 4 + 4 + 1 < 60
+
+
+# --- the writer thread ---------------------------------------------------------------------------
+
+
+def _writer(tmp_path: Path) -> tuple[ResultsWriter, Path]:
+    out = tmp_path / "results.jsonl"
+    fd, index = open_results(out)
+    report = BatchReport(tmp_path, out, errors_path_for(out), "fake", None)
+    return ResultsWriter(fd, out, errors_path_for(out), index, "key", NullProgress(), report), out
+
+
+def _line(i: int) -> str:
+    return json.dumps({"article_id": f"a{i:03d}", "meta": {"input_sha256": str(i), "settings_key": "key"}})
+
+
+def test_the_writer_thread_writes_everything_handed_to_it_when_the_run_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import summarizer.batch.writer as writer_module
+
+    real = writer_module.append_line
+    gate = threading.Event()
+
+    def slow(fd: int, text: str, sync: bool = True) -> None:
+        gate.wait()  # the disk is slower than the askers: outcomes pile up in the queue
+        real(fd, text, sync)
+
+    monkeypatch.setattr(writer_module, "append_line", slow)
+    writer, out = _writer(tmp_path)
+    writer.start(200, threaded=True)
+
+    async def run() -> None:
+        for i in range(200):
+            await writer.submit_async(Outcome(f"a{i:03d}", "done", line=_line(i)))
+            if i == 150:
+                gate.set()
+        raise RuntimeError("the loop died")
+
+    with pytest.raises(RuntimeError, match="died"):
+        try:
+            asyncio.run(run())
+        finally:
+            writer.close()  # what run_batch does on any exit
+    written = out.read_bytes()
+    assert written.endswith(b"\n")
+    assert [json.loads(line)["article_id"] for line in written.splitlines()] == [f"a{i:03d}" for i in range(200)]
+    assert writer.tally.done == 200 and writer.error() is None
+
+
+def test_a_write_that_fails_in_the_writer_thread_stops_the_run_with_whole_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import summarizer.batch.writer as writer_module
+
+    real = writer_module.append_line
+    count = 0
+
+    def failing(fd: int, text: str, sync: bool = True) -> None:
+        nonlocal count
+        count += 1
+        if count == 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, text, sync)
+
+    monkeypatch.setattr(writer_module, "append_line", failing)
+    writer, out = _writer(tmp_path)
+    writer.start(10, threaded=True)
+    for i in range(10):
+        writer.submit(Outcome(f"a{i:03d}", "done", line=_line(i)))
+    writer.close()
+    error = writer.error()
+    assert error is not None and "stopped after 4 of 10" in str(error)
+    assert len(out.read_bytes().splitlines()) == 4 and out.read_bytes().endswith(b"\n")
+
+
+# --- the request template ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["schema", "object", "plain"])
+@pytest.mark.parametrize("official", [True, False])
+def test_the_pre_encoded_request_is_the_batch_files_request(mode: str, official: bool) -> None:
+    from summarizer.article import load_article
+    from summarizer.backends.rules import RulesBackend
+    from summarizer.pipeline import plan_chunks
+
+    config = Settings(backend="openai", model="m", chunk_tokens=300, chunk_overlap=0)
+    prompt = load_prompt(config.prompt_version)
+    template = RequestTemplate(config, prompt, mode, official)
+    article = load_article(sorted(EVAL.glob("*.txt"))[0])
+    sections, chunks = plan_chunks(article, RulesBackend(Settings(backend="rules")), config)
+    for chunk in chunks:
+        request = ChunkRequest(article, sections[chunk.section_index], chunk, len(chunks))
+        messages = template.messages(request)
+        assert messages == chunk_messages(prompt, request)
+        assert json.loads(template.encode(messages)) == request_body(config, messages, mode, official)
+        longer = [*messages, {"role": "assistant", "content": "{}"}, {"role": "user", "content": "再来"}]
+        assert json.loads(template.encode(longer)) == request_body(config, longer, mode, official)
+
+
+# --- the limiter's queue -------------------------------------------------------------------------
+
+
+def test_the_first_fast_answer_opens_the_window_and_a_freed_slot_wakes_one_waiter() -> None:
+    async def run() -> tuple[int, int, list[int]]:
+        limiter = Limiter(32, queue_deadline=60.0, clock=loop_clock)
+        before_first_answer, order = 0, []
+
+        async def one(number: int) -> None:
+            nonlocal before_first_answer
+            async with limiter.request() as permit:
+                order.append(number)
+                if not limiter._done:
+                    before_first_answer = max(before_first_answer, limiter.in_flight)
+                await asyncio.sleep(0.5)
+                permit.answer()
+
+        await asyncio.gather(*(one(n) for n in range(200)))
+        return before_first_answer, limiter.peak_in_flight, order
+
+    before, peak, order = run_on_virtual_time(run())
+    assert before == 2  # a start as careful as before: two, until the server has answered
+    assert peak == 32  # one answer in 0.5 s against a 60 s deadline opens the whole window
+    assert order == list(range(200))  # first come, first served
+
+
+def test_a_cancelled_waiter_gives_its_slot_back() -> None:
+    async def run() -> int:
+        limiter = Limiter(1)
+        async with limiter.request():
+            waiter = asyncio.ensure_future(limiter.request().__aenter__())
+            await asyncio.sleep(0)
+            waiter.cancel()
+        async with limiter.request():  # would wait for ever had the cancelled waiter kept the slot
+            return limiter.in_flight
+
+    assert asyncio.run(run()) == 1
+
+
+# --- the command's exit --------------------------------------------------------------------------
+
+
+def test_the_command_flushes_its_output_and_keeps_its_exit_codes(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("summarizer")
+    article = sorted(EVAL.glob("*.txt"))[0]
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    done = subprocess.run(
+        [str(exe), "summarise", str(article), "--backend", "rules"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0 and json.loads(done.stdout)["article_id"] == article.stem  # whole JSON on a pipe
+    refused = subprocess.run(
+        [str(exe), "batch", str(tmp_path / "missing"), "-o", "r.jsonl"], capture_output=True, text=True, env=env
+    )
+    assert refused.returncode == 2 and "not a folder" in refused.stderr
