@@ -7,11 +7,15 @@ records which line ranges are content (`Article.kept`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import weakref
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import InputError
 from .text import SENTENCE_END, fold_text
@@ -324,3 +328,22 @@ class Ranges:
             return False
         index = bisect_right(self.starts, position) - 1
         return index >= 0 and position < self.ends[index]
+
+
+_T = TypeVar("_T")
+
+
+def per_article(function: Callable[[Article], _T]) -> Callable[[Article], _T]:
+    """Cache `function(article)` for as long as the article lives (however many are in flight at
+    once: a batch keeps dozens open, more than a small LRU cache would hold)."""
+    results: weakref.WeakKeyDictionary[Article, _T] = weakref.WeakKeyDictionary()
+
+    @functools.wraps(function)
+    def cached(article: Article) -> _T:
+        try:
+            return results[article]
+        except KeyError:
+            value = results[article] = function(article)
+            return value
+
+    return cached

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .article import Article
+from .article import Article, per_article
 from .numbers import anchor_year, as_number, find_value, find_values, is_approx_at, unit_at
 from .places import bare_suffix, canonical_body, find_mentions, level_of, place_body, resolve_bare, short_autonomous
 from .schema import BodySummary, Initiative, Metric, ReplyBody, ReplyInitiative, ReplyMetric
@@ -205,12 +205,12 @@ def _body_key(name: str) -> str:
     return short_autonomous(name.removesuffix("政协")) + "政协"
 
 
-@lru_cache(maxsize=8)
+@per_article
 def _sections(article: Article) -> tuple[Section, ...]:
     return tuple(split_sections(article))
 
 
-@lru_cache(maxsize=8)
+@per_article
 def committees_named(article: Article) -> frozenset[str]:
     """Every committee the article names: in full (天津市政协, 政协天津市委员会), bare and resolved as
     the rules resolve them (市政协 in a page about 淮南), or as a roundup part's heading (【浙江】)."""
@@ -299,7 +299,7 @@ class _Parts:
     parts: tuple[Section, ...]
 
 
-@lru_cache(maxsize=8)
+@per_article
 def _roundup_parts(article: Article) -> _Parts:
     parts = tuple(s for s in _sections(article) if s.body_hint)
     if len({_body_key(s.body_hint or "") for s in parts}) < 2:
