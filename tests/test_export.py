@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from summarizer.cli import app
 from summarizer.errors import InputError
-from summarizer.export import INITIATIVE_COLUMNS, METRIC_COLUMNS, export_csv
+from summarizer.export import BODY_COLUMNS, INITIATIVE_COLUMNS, METRIC_COLUMNS, export_csv
 from summarizer.schema import ArticleSummary, BodySummary, Initiative, Meta, Metric
 
 
@@ -85,6 +85,12 @@ def test_pandas_reads_numbers_and_flags(tmp_path: Path) -> None:
     export_csv(results, tmp_path / "metrics.csv", bom=True)
     frame = pandas.read_csv(tmp_path / "metrics.csv", encoding="utf-8-sig")
     assert list(frame["value"]) == [12, 1.5] and list(frame["approx"]) == [False, True]
+    export_csv(results, None, bodies_csv=tmp_path / "committees.csv", bom=True)
+    committees = pandas.read_csv(tmp_path / "committees.csv", encoding="utf-8-sig")
+    assert list(committees.columns) == list(BODY_COLUMNS) and len(committees) == 1
+    row = committees.iloc[0]
+    assert (row["article"], row["body"], row["level"], row["year"]) == ("one", "苏州市政协", "municipal", 2023)
+    assert (row["metrics"], row["initiatives"], row["summary"]) == (2, 1, "摘要")
 
 
 def test_last_line_wins_and_unreadable_lines_are_counted_not_fatal(tmp_path: Path) -> None:
