@@ -660,6 +660,34 @@ def test_the_rules_deadline_is_per_article_not_per_section(monkeypatch: pytest.M
         summarise_article(page, settings)  # 12 sections x 0.05 s > 0.3 s, though each is within it
 
 
+def test_in_a_small_batch_slow_articles_do_not_use_up_the_others_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rules' per-article limit counts each article's own work, not the time it waited behind
+    slow neighbours in the same run (each of which stays within its own limit)."""
+    import summarizer.backends.rules as rules
+
+    real = rules.find_metrics
+
+    def slow_on_marked(text: str, *args: object, **kwargs: object) -> object:
+        if "慢慢" in text:
+            time.sleep(0.4)  # within the limit, but three of them take longer than it
+        return real(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rules, "find_metrics", slow_on_marked)
+    monkeypatch.setattr(rules, "MIN_SECONDS", 0.8)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    page = (EVAL / "210_jixi_changwei.txt").read_text("utf-8").replace("政协", "政协（慢慢）", 1)
+    for number in range(3):
+        (folder / f"a_slow{number}.txt").write_text(page, "utf-8")
+    for path in sorted(EVAL.glob("2*.txt"))[:4]:
+        shutil.copy(path, folder / path.name)
+    out = tmp_path / "results.jsonl"
+    report = run_batch(folder, out, Settings(backend="rules", cpu_seconds_per_100kb=0.001, workers=1), quiet=True)
+    assert (report.done, report.failed) == (7, 0), errors_path_for(out).read_text("utf-8") if report.failed else ""
+
+
 def test_the_adaptive_window_shrinks_for_a_queue_not_for_a_slow_model() -> None:
     async def run(latency_of: object, requests: int = 24) -> int:
         limiter = Limiter(8, queue_deadline=4.0, clock=loop_clock)

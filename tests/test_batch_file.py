@@ -437,3 +437,50 @@ def test_usage_errors_exit_2(fake: FakeOpenAI, seeds: Path, tmp_path: Path) -> N
     refused = cli("batch", str(seeds), "--via", "batch-file", "-o", "mine.jsonl", "-m", "fake-model")
     assert refused.exit_code == 2 and "not a requests file" in refused.stderr
     assert (tmp_path / "mine.requests.jsonl").read_text() == "my notes\n"
+
+
+def test_an_article_that_failed_in_round_one_keeps_its_error_record_after_round_two(
+    fake: FakeOpenAI, seeds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUMMARIZER_REASK_ATTEMPTS", "0")
+    failed, retried = SEEDS[4].stem, SEEDS[2].stem
+    assert cli("batch", str(seeds), "--via", "batch-file", "-o", "results.jsonl", "-m", "fake-model").exit_code == 0
+
+    def both(number: int, request: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
+        return fail_line(retried)(number, request, garble(failed)(number, request, line))
+
+    replay(tmp_path / "results.requests.jsonl", fake.base_url, tmp_path / "out-1.jsonl", both)
+    assert cli("collect", "out-1.jsonl", "-o", "results.jsonl").exit_code == 1
+    replay(tmp_path / "results.requests-2.jsonl", fake.base_url, tmp_path / "out-2.jsonl")
+    assert cli("collect", "out-2.jsonl", "-o", "results.jsonl").exit_code == 0
+    records = [json.loads(line) for line in (tmp_path / "results.errors.jsonl").read_text().splitlines()]
+    assert [r["article_id"] for r in records] == [failed]  # round two did not wipe round one's failure
+    assert failed not in results(tmp_path / "results.jsonl") and retried in results(tmp_path / "results.jsonl")
+
+
+def test_a_failed_write_in_collect_loses_no_paid_result(
+    fake: FakeOpenAI, seeds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    import summarizer.batch.writer as writer_module
+
+    assert cli("batch", str(seeds), "--via", "batch-file", "-o", "results.jsonl", "-m", "fake-model").exit_code == 0
+    replay(tmp_path / "results.requests.jsonl", fake.base_url, tmp_path / "out-1.jsonl")
+    real = writer_module.append_line
+    written: list[str] = []
+
+    def failing(fd: int, text: str, sync: bool = True) -> None:
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, text, sync)
+        written.append(text)
+
+    monkeypatch.setattr(writer_module, "append_line", failing)
+    full = cli("collect", "out-1.jsonl", "-o", "results.jsonl")
+    assert full.exit_code == 1 and os.strerror(errno.ENOSPC) in full.stderr
+    monkeypatch.setattr(writer_module, "append_line", real)
+    again = cli("collect", "out-1.jsonl", "-o", "results.jsonl")  # space again: the same output completes it
+    assert again.exit_code == 0, again.stderr
+    assert sorted(results(tmp_path / "results.jsonl")) == sorted(p.stem for p in SEEDS)

@@ -146,3 +146,29 @@ def test_exit_codes_are_the_same_for_every_command(tmp_path: Path) -> None:
             (line,) = [ln for ln in result.stderr.splitlines() if "error" in ln.lower()]  # type: ignore[attr-defined]
             assert "Traceback" not in result.output, name  # type: ignore[attr-defined]
             assert line, name
+
+
+def test_a_results_file_with_a_first_line_past_64_kb_is_still_ours(tmp_path: Path) -> None:
+    from summarizer.results import looks_like_results
+    from summarizer.schema import ArticleSummary, BodySummary
+
+    long = ArticleSummary(article_id="a", bodies=[BodySummary(body="甲县政协", level="county", summary="长" * 40_000)])
+    results = tmp_path / "results.jsonl"
+    results.write_text(long.model_dump_json() + "\n", "utf-8")
+    assert results.stat().st_size > 65_536 and looks_like_results(results)
+    again = invoke("summarise", EVAL_ARTICLES[0], "-b", "rules", "-o", results)  # appends, no --force needed
+    assert again.exit_code == 0, again.stderr  # type: ignore[attr-defined]
+    assert len(results.read_text("utf-8").splitlines()) == 2
+
+
+def test_batch_onto_one_pretty_printed_summary_keeps_it(tmp_path: Path) -> None:
+    first, second = EVAL_ARTICLES[:2]
+    pretty = tmp_path / "res.json"
+    pretty.write_text(invoke("summarise", first, "-b", "rules").stdout, "utf-8")  # type: ignore[attr-defined]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(second, folder)
+    done = invoke("batch", folder, "-o", pretty, "-b", "rules", "-q")
+    assert done.exit_code == 0, done.stderr  # type: ignore[attr-defined]
+    ids = [json.loads(line)["article_id"] for line in pretty.read_text("utf-8").splitlines()]
+    assert sorted(ids) == sorted([first.stem, second.stem])  # the earlier summary was not dropped

@@ -544,11 +544,14 @@ def write_requests(
 
     try:
         report.requests = _replace_atomically(requests_path, lines())
-        _save_state(report.state_path, state)
+        if writer.broken is None:  # a result that was not written must still be asked for
+            _save_state(report.state_path, state)
     finally:
         writer.close()
         if asker.cache is not None:
             asker.cache.close()
+    if (failure := writer.error()) is not None:
+        raise failure
     report.requests_path = requests_path if report.requests else None
     report.pending = len(state.articles)
     _finish_report(report, writer, batch_prices(prices))
@@ -662,7 +665,14 @@ def collect_replies(replies: str | Path, output: str | Path, settings: Settings)
         os.close(fd)
         raise
     writer = ResultsWriter(
-        fd, output, report.errors_path, index, settings_key, NullProgress(), _new_batch_report(report, settings.model)
+        fd,
+        output,
+        report.errors_path,
+        index,
+        settings_key,
+        NullProgress(),
+        _new_batch_report(report, settings.model),
+        keep_errors=True,  # an article that failed in an earlier round has left the state: keep its record
     )
     writer.start(len(state.articles))
     asker.cache = open_cache(settings, asker.backend)
@@ -685,6 +695,8 @@ def collect_replies(replies: str | Path, output: str | Path, settings: Settings)
             else:
                 writer.handle(outcome)
         report.pending = len(kept)
+        if writer.broken is not None:
+            changed = False  # results that were not written stay awaited: the state is left as it was
         if changed:
             state.articles = kept
             if kept:
@@ -703,6 +715,8 @@ def collect_replies(replies: str | Path, output: str | Path, settings: Settings)
         writer.close()
         if asker.cache is not None:
             asker.cache.close()
+    if (failure := writer.error()) is not None:
+        raise failure
     _finish_report(report, writer, batch_prices(prices))
     return report
 

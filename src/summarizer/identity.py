@@ -51,7 +51,7 @@ def result_key(backend: Identified, settings: Settings, json_mode: str | None = 
         "version": backend.version,
         "schema": SCHEMA_VERSION,
         "model": backend.model,
-        "base_url": backend.base_url,
+        "base_url": backend.base_url.rstrip("/") if backend.base_url else None,  # …/v1 and …/v1/ are one endpoint
         "prompt": backend.prompt.sha256 if backend.prompt else None,
         "json_mode": (json_mode or settings.json_mode) if asks_a_model else None,
         "temperature": settings.temperature if asks_a_model else None,

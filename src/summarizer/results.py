@@ -180,23 +180,48 @@ def read_results(path: Path, *, strict: bool = False, counts: ReadCounts | None 
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
+def _first_line(path: Path) -> bytes:
+    """The file's first line that is not blank, whole however long (b"" for an empty file)."""
+    with path.open("rb") as handle:
+        return next((raw for raw in handle if raw.strip()), b"")
+
+
 def looks_like_results(path: Path) -> bool:
     """Is an existing file one this tool wrote (empty, or JSON lines / one JSON object that are article summaries)?"""
     try:
-        with path.open("rb") as handle:
-            head = handle.read(65536)
+        first = _first_line(path)
+        if _one_object(first):  # one pretty-printed summary
+            with path.open("rb") as handle:
+                head = handle.read(65536)
+            return b'"article_id"' in head and b'"bodies"' in head
     except OSError:
         return False
-    first = next((line for line in head.splitlines() if line.strip()), b"")
     if not first:
         return True
-    if _one_object(head):  # one pretty-printed summary
-        return b'"article_id"' in head and b'"bodies"' in head
     try:
         record = json.loads(first)
     except ValueError:
         return False
     return isinstance(record, dict) and "article_id" in record and "bodies" in record
+
+
+def as_json_lines(path: Path) -> None:
+    """Turn a file holding one pretty-printed summary into the one line it stands for (atomically),
+    so what appends to a results file, or indexes it by line, reads it as every reader does.
+
+    Raises:
+        EvalDataError: the file starts like a summary but is not a valid one.
+        OSError: it cannot be rewritten.
+    """
+    if not path.exists() or not _one_object(_first_line(path)):
+        return
+    summary = parse_summary(path.read_bytes(), str(path))
+    temp = path.with_name(f".{path.name}.{os.getpid()}.lines.tmp")
+    try:
+        temp.write_bytes((summary.model_dump_json() + "\n").encode("utf-8"))
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def append_result(path: Path, summary: ArticleSummary, *, force: bool = False) -> None:
@@ -215,12 +240,9 @@ def append_result(path: Path, summary: ArticleSummary, *, force: bool = False) -
                 )
             path.unlink()
         path.parent.mkdir(parents=True, exist_ok=True)
-        one_object = path.exists() and _one_object(path.read_bytes()[:65536])
-        if one_object:  # an older pretty-printed result becomes the first line
-            previous = parse_summary(path.read_bytes(), str(path))
-            line = (previous.model_dump_json() + "\n").encode("utf-8") + line
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if one_object else os.O_APPEND)
-        if not one_object and path.exists() and path.stat().st_size:
+        as_json_lines(path)  # an older pretty-printed result becomes the first line
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        if path.exists() and path.stat().st_size:
             with path.open("rb") as handle:  # a line cut off by a kill must not swallow this one
                 handle.seek(-1, os.SEEK_END)
                 if handle.read(1) != b"\n":

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -224,7 +225,9 @@ async def run_async(
 ) -> str | None:
     backend = limited(backend, settings)
     cache = open_cache(settings, backend)
-    workers = max(2, settings.concurrency * 2)  # more articles than slots keeps every slot busy
+    # More articles than slots keeps every slot busy; a CPU-bound backend runs one article at a
+    # time, so an article's time limit counts its own work, not its neighbours'.
+    workers = max(2, settings.concurrency * 2) if backend.needs_network else 1
     ready: asyncio.Queue[tuple[Candidate, Plan] | None] = asyncio.Queue()
     stopped: list[str] = []
 
@@ -245,6 +248,7 @@ async def run_async(
             if stopped or writer.broken is not None:
                 continue
             candidate, plan = item
+            plan.started = time.monotonic()  # the article's time starts now, not when it was read
             outcome = await finish_plan(candidate, plan, backend, settings, cache)
             await writer.submit_async(outcome)
             if outcome.fatal:
@@ -262,7 +266,7 @@ async def run_async(
     finally:
         producer.stop.set()
         await backend.aclose()
+        producer.join()  # it may still be reading the cache or handing results to the writer
         if cache is not None:
-            producer.join()  # it may still be reading the cache
             cache.close()
     return stopped[0] if stopped else None

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, WriteError
+from ..errors import ConfigError, EvalDataError, WriteError
 from ..progress import ProgressSink, Tally
-from ..results import JsonLine, json_lines, looks_like_results
+from ..results import JsonLine, as_json_lines, json_lines, looks_like_results
 from .inputs import glob_regex
 from .report import BatchReport, Outcome, error_record
 
@@ -206,6 +206,10 @@ def check_folder(output: Path) -> None:
 
 def open_results(output: Path) -> tuple[int, ResultsIndex]:
     """Lock the results file, repair what a killed run left, and return the descriptor to append to."""
+    # One pretty-printed summary (`summarise > file`) becomes the line it stands for, before the lock
+    # is taken: the rewrite puts a new file at the path, and the lock must be on that one.
+    with contextlib.suppress(EvalDataError, OSError):  # not a summary after all: --force replaces it
+        as_json_lines(output)
     fd = _lock_output(output)
     try:
         for stale in remove_stale_temps(output):
@@ -257,7 +261,11 @@ class ResultsWriter:
         settings_key: str,
         sink: ProgressSink,
         report: BatchReport,
+        *,
+        keep_errors: bool = False,
     ) -> None:
+        """`keep_errors`: add to the errors file instead of starting it anew (a later round of
+        the same job, whose earlier failures are recorded nowhere else)."""
         self._fd = fd
         self.sync_every = 0.0  # seconds between fsyncs of the results file; 0: after every line
         self._synced = time.monotonic()
@@ -276,7 +284,8 @@ class ResultsWriter:
         self._thread: threading.Thread | None = None
         self._unsynced = False  # lines written since the last fsync
         try:
-            errors_path.unlink()  # the errors file describes the latest run only
+            if not keep_errors:
+                errors_path.unlink()  # the errors file describes the latest run only
         except FileNotFoundError:
             pass
         except OSError as exc:

