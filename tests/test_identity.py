@@ -66,7 +66,7 @@ def test_what_changes_a_result_redoes_the_article_and_misses_the_cache(
     if change == "model":
         overrides["model"] = "other-model"
     elif change == "base url":
-        overrides["base_url"] = fake.base_url + "/"  # the same server under another address
+        overrides["base_url"] = fake.base_url.replace("/v1", "/proxy/v1")  # another endpoint (same test server)
     elif change == "prompt version":
         overrides["prompt_version"] = "v2"
         prompts = tmp_path / "prompts"
@@ -94,6 +94,12 @@ def test_what_changes_a_result_redoes_the_article_and_misses_the_cache(
     redone = batch(folder, out, tmp_path, **overrides)
     assert redone.done == 1 and redone.skipped == 0, change
     assert fake.count > asked and redone.cached == 0, f"{change}: the cache served a result it must not"
+
+
+def test_a_trailing_slash_does_not_make_another_endpoint(fake: FakeOpenAI, folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    batch(folder, out, tmp_path, base_url=fake.base_url)
+    assert batch(folder, out, tmp_path, base_url=fake.base_url + "/").skipped == 1
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES_NOTHING))
