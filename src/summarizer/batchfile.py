@@ -547,9 +547,7 @@ def write_requests(
         if writer.broken is None:  # a result that was not written must still be asked for
             _save_state(report.state_path, state)
     finally:
-        writer.close()
-        if asker.cache is not None:
-            asker.cache.close()
+        _close(writer, asker)
     if (failure := writer.error()) is not None:
         raise failure
     report.requests_path = requests_path if report.requests else None
@@ -712,13 +710,17 @@ def collect_replies(replies: str | Path, output: str | Path, settings: Settings)
             report.requests = sum(p.custom_id is not None for entry in kept for p in entry.pieces)
         report.requests_path = output.with_name(state.requests) if report.pending else None
     finally:
-        writer.close()
-        if asker.cache is not None:
-            asker.cache.close()
+        _close(writer, asker)
     if (failure := writer.error()) is not None:
-        raise failure
+        raise failure  # the state was left awaiting what could not be written
     _finish_report(report, writer, batch_prices(prices))
     return report
+
+
+def _close(writer: ResultsWriter, asker: _Asker) -> None:
+    writer.close()
+    if asker.cache is not None:
+        asker.cache.close()
 
 
 def _input_root(state: BatchState) -> Path:
