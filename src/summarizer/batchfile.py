@@ -47,7 +47,7 @@ from .backends.openai_backend import (
 )
 from .backends.openai_batch import BatchOutput, SubmittedBatch, fetch_output, submit_requests
 from .batch.inputs import Candidate, discover
-from .batch.pool import file_sha256
+from .batch.pool import done_outcome, file_sha256
 from .batch.report import BatchReport, Outcome, error_record
 from .batch.writer import ResultsWriter, check_paths, errors_path_for, open_results, refuse_foreign_output
 from .cache import Cache
@@ -442,19 +442,7 @@ class _Asker:
 def _outcome_done(loaded: _Loaded, asker: _Asker, pieces: list[Piece]) -> Outcome:
     results = [p.settled.result() for p in pieces if p.settled is not None]
     summary = assemble_summary(loaded.article, asker.backend, asker.settings, len(loaded.chunks), results)
-    meta = summary.meta
-    usage = meta.usage if meta else Usage()
-    hits = meta.cache_hits if meta else 0
-    return Outcome(
-        loaded.article.article_id,
-        "done",
-        line=summary.model_dump_json(),
-        usage=usage,
-        cache_hits=hits,
-        chunks=meta.chunks if meta else 0,
-        cached=hits > 0 and usage.requests == 0,
-        input_sha256=loaded.article.sha256,
-    )
+    return done_outcome(summary, loaded.article.sha256)
 
 
 def _spent(pieces: list[Piece]) -> Usage:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import InputError
-from .results import ReadCounts, read_results
+from .results import ReadCounts, read_results, write_atomically
 from .schema import ArticleSummary
 
 METRIC_COLUMNS = (
@@ -242,13 +242,8 @@ def export_xlsx(results: Path, workbook_path: Path) -> ExportCounts:
                         cell.data_type = "s"  # text, even when it starts with "="
             _count(counts, table, len(rows))
     counts.bad_lines = read.bad_lines
-    temp = _temp_for(workbook_path)
     try:
-        workbook_path.parent.mkdir(parents=True, exist_ok=True)
-        book.save(temp)
-        os.replace(temp, workbook_path)
+        write_atomically(workbook_path, book.save)
     except OSError as exc:
         raise InputError(f"{workbook_path}: cannot write ({exc.strerror or exc})") from exc
-    finally:
-        temp.unlink(missing_ok=True)
     return counts

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
@@ -216,9 +216,20 @@ def as_json_lines(path: Path) -> None:
     if not path.exists() or not _one_object(_first_line(path)):
         return
     summary = parse_summary(path.read_bytes(), str(path))
-    temp = path.with_name(f".{path.name}.{os.getpid()}.lines.tmp")
+    write_atomically(path, lambda temp: temp.write_bytes((summary.model_dump_json() + "\n").encode("utf-8")))
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write `path` through a temporary file next to it (`write` fills it), then move it into place:
+    a failure leaves neither half a file nor the temporary one.
+
+    Raises:
+        OSError: the folder cannot be made, or the file cannot be written or moved.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temp.write_bytes((summary.model_dump_json() + "\n").encode("utf-8"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(temp)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

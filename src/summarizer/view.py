@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import html
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from .article import Article, load_article
 from .errors import ConfigError, InputError
 from .export import format_number, same_file
 from .ground import given_span, locate
-from .results import ReadCounts, read_results
+from .results import ReadCounts, read_results, write_atomically
 from .schema import LEVELS, ArticleSummary, Initiative, Metric
 
 # The article was read once already to make the results, so a size limit here would only hide it.
@@ -482,13 +481,8 @@ def write_view(results_path: Path, output_path: Path, articles_dir: Path | None 
         counts.unverified += sum(item.problem is not None for item in items)
         counts.missing += article is None
     page = _render_page(shown, f"Results: {results_path.name}", counts)
-    temp = output_path.with_name(f".{output_path.name}.{os.getpid()}.tmp")
     try:
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        temp.write_text(page, encoding="utf-8")
-        os.replace(temp, output_path)
+        write_atomically(output_path, lambda temp: temp.write_text(page, encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{output_path}: cannot write ({exc.strerror or exc})") from exc
-    finally:
-        temp.unlink(missing_ok=True)
     return counts

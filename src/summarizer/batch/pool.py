@@ -93,7 +93,7 @@ def failed_outcome(candidate: Candidate, input_sha256: str, exc: Exception) -> O
     )
 
 
-def done_outcome(summary: ArticleSummary) -> Outcome:
+def done_outcome(summary: ArticleSummary, input_sha256: str | None = None) -> Outcome:
     meta = summary.meta
     usage = meta.usage if meta else Usage()
     hits = meta.cache_hits if meta else 0
@@ -105,6 +105,7 @@ def done_outcome(summary: ArticleSummary) -> Outcome:
         cache_hits=hits,
         chunks=meta.chunks if meta else 0,
         cached=hits > 0 and usage.requests == 0,
+        input_sha256=input_sha256,
     )
 
 
