@@ -57,6 +57,20 @@ def test_boilerplate_is_dropped_but_offsets_stay() -> None:
     assert article.is_kept(start, start + 5)
 
 
+def test_a_marked_roundup_heading_is_not_a_byline() -> None:
+    """□ and ■ open bylines (□本报记者 张三) and roundup sections (■某县政协：…); only a byline ends
+    the page header, and a section heading is never the page's headline."""
+    page = (
+        "各地政协履职巡礼\n2025-03-18\n\n会议通报了全市政协系统重点工作完成情况。\n\n"
+        "■某县政协：搭建“有事好商量”平台\n\n某县政协开展协商议事活动26场次。\n"
+    )
+    article = parse_article(page, "roundup")
+    assert article.header_end < page.index("会议通报")  # the lead paragraph is reporting text
+    assert article.title == "各地政协履职巡礼"
+    signed = parse_article("某县政协召开全会\n□本报记者 张三\n\n会议听取了工作报告。\n", "signed")
+    assert signed.header_end == signed.text.index("\n\n")
+
+
 @pytest.mark.parametrize(("data", "reason"), [(b"", "empty"), (b"  \n\t ", "empty"), (b"\x00\x01binary\x00", "binary")])
 def test_bad_files_get_one_line_reasons(tmp_path: Path, data: bytes, reason: str) -> None:
     path = tmp_path / "bad.txt"

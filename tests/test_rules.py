@@ -83,6 +83,42 @@ def test_initiatives_favour_what_the_committee_set_up() -> None:
     assert all(text[f.start : f.end] for f in found)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("一年来,“书香政协”建设同步推进。", "“书香政协”建设"),  # a named programme, no verb
+        ("本届以来,《关于加快养老服务发展的提案》得到较好办理。", "《关于加快养老服务发展的提案》"),
+        ("3月4日,全市政协主席座谈会在某区召开。", "全市政协主席座谈会"),  # the event as subject
+        ("区政协围绕“贯彻市委全会精神”增开一次专题议政性常委会会议。", "专题议政性常委会会议"),
+    ],
+    ids=["quoted name", "document title", "event as subject", "actor inside quotes"],
+)
+def test_initiatives_not_led_by_a_verb_of_their_own(text: str, expected: str) -> None:
+    names = [f.name for f in find_initiatives(text, 0, len(text))]
+    assert any(expected in name for name in names), names
+
+
+def test_a_followed_document_is_still_not_an_initiative() -> None:
+    text = "县政协认真贯彻《中共中央关于加强新时代人民政协工作的意见》,组织委员学习。"
+    assert not any("意见" in f.name for f in find_initiatives(text, 0, len(text)))
+
+
+def test_a_short_part_gets_its_plain_actions() -> None:
+    """Three is the fewest a committee's part is labelled with: plain actions fill up to it."""
+    text = "某县政协选派28名特约监督员参与专项民主监督,组织委员捐资助学,走访村组150多个。"
+    found = find_initiatives(text, 0, len(text))
+    assert len(found) == 3
+    assert any("捐资助学" in f.name for f in found)
+    long_part = "".join(f"县政协建立“第{n}号”协商平台。" for n in range(12)) + "组织委员捐资助学。"
+    assert not any("捐资助学" in f.name for f in find_initiatives(long_part, 0, len(long_part)))
+
+
+def test_a_column_gap_ends_an_initiative() -> None:
+    text = "■ 某县政协召开专题协商会  2025-02-06\n"
+    found = find_initiatives(text, 0, len(text))
+    assert found and all("2025" not in text[f.start : f.end] for f in found)
+
+
 def test_year_signals_in_order_of_strength() -> None:
     assert infer_year("某市政协2023年工作回顾", "", "", "2024-01-10") == 2023
     assert infer_year("", "今年以来,区政协开展调研。", "今年以来,区政协开展调研。", "2022-07-13") == 2022

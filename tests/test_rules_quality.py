@@ -57,8 +57,8 @@ def test_the_dev_split_holds_too(test_split: dict) -> None:
     """The rules are shaped on dev, so its floors sit higher; a drop there is a regression too."""
     dev = test_split["dev"]
     assert dev["bodies"]["f1"] >= 0.95 and dev["year"]["accuracy"] >= 0.93
-    assert dev["metrics"]["f1"] >= 0.90 and dev["initiatives"]["recall"] >= 0.48
+    assert dev["metrics"]["f1"] >= 0.90 and dev["initiatives"]["recall"] >= 0.58
 
 
 # Measured on the test split (eval/BASELINE.md) less a margin of about 0.05.
-FLOORS = {"bodies_f1": 0.87, "year": 0.85, "metrics_f1": 0.85, "initiatives_recall": 0.34}
+FLOORS = {"bodies_f1": 0.87, "year": 0.85, "metrics_f1": 0.85, "initiatives_recall": 0.41}

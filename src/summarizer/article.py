@@ -62,7 +62,13 @@ _PAPER_LINE = re.compile(
 )
 _SOURCE = re.compile(r"来源\s*[:：]\s*([^\s:：|｜,，。]{2,20})")
 _DATELINE = re.compile(r"^\s*([\u4e00-\u9fa5]{2,12}(?:网|报|社|台|刊))\s*\d{1,2}月\d{1,2}日(?:电|讯)")
-_BYLINE = re.compile(r"^\s*(?:[□■●◎]|(?:记者|通讯员|作者|文|本报记者)\s*[:：/ ])")
+# A byline: 记者：…, or a marker (□ 本报记者 …, ■ 张三 李四) before a reporter word or bare names. A
+# marker before a committee and a colon (■某县政协：…) opens a roundup's section, not a byline.
+_MARKERS = "□■●◎"
+_BYLINE = re.compile(
+    r"^\s*(?:(?:记者|通讯员|作者|文|本报记者)\s*[:：/ ]"
+    r"|[□■●◎]\s*(?:(?:本报|特约|见习|融媒体?)?(?:记者|通讯员|作者|文)|[^\s,，。:：;；]{2,3}(?:\s+[^\s,，。:：;；]{2,3})*\s*$))"
+)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 # Scrapers often save the page's address as the first line: metadata, never title or text.
 _URL_LINE = re.compile(r"^\s*(?:SOURCE|URL|url|source)\s*[:：]\s*(https?://\S+)\s*$")
@@ -158,6 +164,7 @@ def _is_title_like(line: str) -> bool:
         0 < len(stripped) <= 60
         and stripped[-1] not in SENTENCE_END
         and not _BYLINE.match(stripped)
+        and stripped[0] not in _MARKERS  # a marked line is a byline or a section of the page, not its headline
         and not _DATE_ONLY_LINE.match(stripped)
         and not _PAPER_LINE.match(stripped)
         and "来源" not in stripped

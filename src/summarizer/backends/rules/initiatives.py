@@ -1,8 +1,10 @@
 """Key initiatives by rule: what the committee set up or ran, as a verb and a named thing.
 
 A candidate is a clause with an action verb (建立/出台/制定/构建/打造/搭建/推行/实施/举办/开展 ...)
-whose object carries a name (《…》, “…”) or ends in a mechanism word (制度, 机制, 平台, 工作室 ...).
-Candidates are scored (documents and new mechanisms first), deduplicated and capped.
+whose object carries a name (《…》, “…”) or ends in a mechanism word (制度, 机制, 平台, 工作室 ...);
+a named programme or document with no verb before it (“某某”品牌, 《关于…的提案》); or an event
+reported as the subject (某某座谈会在某地召开). Candidates are scored (documents and new mechanisms
+first), deduplicated and capped; a short part with fewer than three gets its plain actions too.
 Actions of the Party committee or the government are not the committee's own.
 """
 
@@ -87,6 +89,14 @@ _WEAK = (
     "发布",
     "报送",
     "转办",
+    "参与",
+    "选派",
+    "走访",
+    "推动",
+    "帮助",
+    "宣讲",
+    "指导",
+    "通报",
 )
 _ADOPTING = ("落实", "贯彻", "学习", "坚持", "发挥")  # acting on someone else's document or slogan
 _VERB = re.compile("|".join(sorted(_STRONG + _WEAK, key=len, reverse=True)))
@@ -112,6 +122,7 @@ _ACTOR = re.compile(r"党委|市委|区委|县委|省委|旗委|州委|盟委|�
 # 政协 as the actor, not as the topic (政协工作会议, 政协工作汇报: someone else's meeting about it).
 _SELF = re.compile(r"政协(?!工作会议|工作的|工作汇报|工作(?=[,;。\s]|$))")
 _MAX_NAME = 20
+_FEWEST = 3
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,11 @@ def _shorten_name(name: str) -> str:
 
 
 def _acted_by_other(head: str) -> bool:
-    """Is the nearest actor before the verb a Party committee or government, not the 政协?"""
+    """Is the nearest actor before the verb a Party committee or government, not the 政协?
+
+    Names inside quotes are topics, not actors: 围绕“贯彻自治区党委全会精神”增开一次常委会会议.
+    """
+    head = _QUOTED.sub("", head)
     actor = [m.end() for m in _ACTOR.finditer(head)]
     own = [m.end() for m in _SELF.finditer(head)]
     return bool(actor) and (not own or actor[-1] > own[-1])
@@ -181,16 +196,18 @@ def _balanced_prefix(evidence: str) -> str:
 
 
 _OPENERS = re.compile(r"[“《]")
+_QUOTED = re.compile(r"“[^”]*”|《[^》]*》")
 _NEWLINE = re.compile("\n")
 _CJK_HEAD = re.compile(r"[\u4e00-\u9fff]{0,10}")
-_CLAUSE_MARK = re.compile(r"[“《”》\n,。;!?;!?,]")
+# Clause ends; two or more spaces (or a tab) separate a scraped page's columns (标题  2025-02-10).
+_CLAUSE_MARK = re.compile(r"[“《”》\n,。;!?;!?,\t]|  +")
 
 
 def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Clauses split at , ; 。 ! ? and line ends, never inside “…” or 《…》."""
+    """Clauses split at , ; 。 ! ?, line ends and column gaps, never inside “…” or 《…》."""
     out, depth, begin = [], 0, start
     for mark in _CLAUSE_MARK.finditer(text, start, end):
-        ch, index = mark.group(0), mark.start()
+        ch, index = mark.group(0)[0], mark.start()
         if ch in "“《":
             depth += 1
         elif ch in "”》":
@@ -198,7 +215,7 @@ def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
         elif ch == "\n" or depth == 0:
             if index > begin:
                 out.append((begin, index))
-            begin = index + 1
+            begin = mark.end()
             if ch == "\n":
                 depth = 0
     if end > begin:
@@ -218,6 +235,7 @@ def find_initiatives(
     skip_ranges = Ranges(skip or [])
     quoted_ranges = Ranges(quoted or [])
     candidates: list[FoundInitiative] = []
+    plain: list[FoundInitiative] = []
     sentence_start = start
     verbs = [m.start() for m in _VERB.finditer(text, start, end)]  # one pass; most clauses have none
     for clause_start, clause_end in _clauses(text, start, end):
@@ -249,12 +267,17 @@ def find_initiatives(
             continue  # 聚焦加快实施“强首府”工程: the committee serves someone else's programme
         named = bool(_NAMED.search(thing))
         mechanism = bool(_MECHANISM.search(thing))
-        if not (named or mechanism):
-            continue
         clause_head = text[clause_start : clause_start + verb.start()]
         if _acted_by_other(clause_head) and verb.group(0) != "领衔":
             # 自治区党委印发《…》: the Party committee's act, not the committee's. Party and
             # government leaders 领衔督办 the committee's key proposals: that is the committee's process.
+            continue
+        span_start = clause_start + verb.start() + (len(body[verb.start() :]) - len(body[verb.start() :].lstrip()))
+        name = _name_for(evidence, verb.group(0))
+        if not (named or mechanism):
+            # 组织委员捐资助学: an action with no named thing, kept in reserve for a short part
+            if not _ABSTRACT.search(obj) and verb.group(0) not in _ADOPTING and len(evidence) <= 30:
+                plain.append(FoundInitiative(name, span_start, span_start + len(evidence), 0.0))
             continue
         score = 2.0 if verb.group(0) in _STRONG else 1.0
         score += 1.5 if "《" in obj else 1.0 if named else 0.0
@@ -267,15 +290,64 @@ def find_initiatives(
         if verb.group(0) in ("落实", "贯彻", "学习") and "《" in obj:
             score -= 2.0  # carrying out a higher body's document
         score -= 0.005 * len(candidates)  # earlier in the section reads as slightly more central
-        span_start = clause_start + verb.start() + (len(body[verb.start() :]) - len(body[verb.start() :].lstrip()))
-        candidates.append(
-            FoundInitiative(_name_for(evidence, verb.group(0)), span_start, span_start + len(evidence), score)
-        )
+        candidates.append(FoundInitiative(name, span_start, span_start + len(evidence), score))
+    candidates += _named_mentions(text, start, end, skip_ranges, len(candidates))
+    for match in _HELD.finditer(text, start, end):  # 全市政协主席座谈会在某地召开
+        if match.start() not in skip_ranges and not _acted_by_other(match.group(1)):
+            candidates.append(FoundInitiative(_shorten_name(match.group(1)), match.start(1), match.end(), 2.5))
     for match in _VEHICLE.finditer(text, start, end):  # 以委员工作室为载体
         if match.start() in skip_ranges or _ABSTRACT.search(match.group(1)):
             continue
         candidates.append(FoundInitiative(_shorten_name(match.group(1)), match.start(), match.end(), 3.0))
-    return _select(candidates, text, limit)
+    chosen = _select(candidates, text, limit)
+    # Every committee a report covers did a few things (labelled 3 to 10 a body): a short roundup
+    # part with fewer named ones gets its plain actions, in the order it reports them.
+    for item in plain:
+        if len(chosen) >= min(limit, _FEWEST):
+            break
+        if not any(item.start < c.end and c.start < item.end for c in chosen):
+            chosen.append(item)
+    return chosen
+
+
+# A named programme or document written without a verb before it: “书香政协”建设, “某某讲坛”,
+# 《关于…的提案》. A quoted name counts with a mechanism word right after it (or ending it); a title
+# counts when it names a document (办法, 意见, 提案 ...) or a publication.
+_MENTION = re.compile(
+    r"“([^”\n]{2,30})”([\u4e00-\u9fff]{0,6}?(?:" + _MECHANISM.pattern[3:-1] + r")(?:建设|工作)?|建设)?"
+    r"|《([^》\n]{2,40})》(期刊|杂志|丛书|画册)?"
+)
+# An event reported with the event as subject: 某某座谈会在某地召开, “某某讲坛”第二讲开讲.
+_HELD = re.compile(
+    r"(?<=[\n,。;:!?])\s*([^\n,。;:!?]{4,40}?(?:会议|座谈会|协商会|推进会|联席会|论坛|讲坛|讲座|培训班|观摩会|恳谈会)"
+    r"(?:第[一二三四五六七八九十\d]{1,3}[讲期次])?)(?:[在于][^\n,。;:!?]{1,12})?(?:召开|举行|开讲|举办|开班|揭牌)(?=[\n,。;!?])"
+)
+_DOCUMENT_END = re.compile(
+    r"(?:办法|意见|方案|要点|规定|细则|条例|计划|报告|提案|决定|规划|制度|规则|纲要|汇编|选编|指引|导引|手册)$"
+)
+_FOLLOWING = re.compile(r"(?:落实|贯彻|学习|根据|依照|按照|依据|对照|遵照)[^,。;\n]{0,6}$")
+
+
+def _named_mentions(text: str, start: int, end: int, skip_ranges: Ranges, order: int) -> list[FoundInitiative]:
+    found: list[FoundInitiative] = []
+    for match in _MENTION.finditer(text, start, end):
+        quoted, tail, title, publication = match.groups()
+        if match.start() in skip_ranges:
+            continue
+        if quoted is not None:
+            if not (tail or _MECHANISM_END.search(quoted)) or _ABSTRACT.search(tail or ""):
+                continue
+            score = 1.0 + (1.5 if tail and _MECHANISM_END.search(tail) else 0.5)
+        else:
+            if not (publication or _DOCUMENT_END.search(title)):
+                continue
+            score = 2.0 + (0.5 if publication else 0.0)
+        head = text[max(start, match.start() - 12) : match.start()]
+        if _FOLLOWING.search(head) or _SERVING.search(head) or _acted_by_other(head):
+            continue  # following someone else's document, or serving their programme
+        score -= 0.005 * (order + len(found))
+        found.append(FoundInitiative(_shorten_name(match.group(0)), match.start(), match.end(), score))
+    return found
 
 
 def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[FoundInitiative]:
