@@ -172,6 +172,13 @@ def test_numbers_and_approximation() -> None:
         ("全国政协", "全国政协", "national"),
         ("自治区政协", None, None),
         ("市县政协", None, None),
+        # divisions whose names read like a kind of area (…山区, …林区, 全…)
+        ("萧山区政协", "萧山区政协", "county"),
+        ("石景山区政协", "石景山区政协", "county"),
+        ("神农架林区政协", "神农架林区政协", "county"),
+        ("全州县政协", "全州县政协", "county"),
+        ("山区政协", None, None),
+        ("开发区政协", None, None),
     ],
 )
 def test_canonical_names_and_levels(raw: str, canonical: str | None, level: str | None) -> None:

@@ -69,7 +69,7 @@ _SESSION = re.compile(SESSION + "$")
 _SESSION_LEAD = re.compile("^" + SESSION)
 _SPLIT_UNITS = re.compile(rf"(.{{2,}}?(?:{_UNIT}))")
 # Words ending in a unit character that are not places ("全区", "各级", "开发区" ...).
-_GENERIC_EXACT = {"城区", "市区", "郊区", "主城区", "中心城区", "新区", "地区", "三级", "各级", "基层", "地方"}
+_GENERIC_EXACT = {"城区", "市区", "郊区", "矿区", "主城区", "中心城区", "新区", "地区", "三级", "各级", "基层", "地方"}
 _GENERIC_LEAD = re.compile(r"^[全各本该我两三四五六七八九十每省市县区旗盟州]{1,3}$")
 _GENERIC_END = re.compile(
     r"(?:社区|园区|开发区|片区|辖区|景区|矿区|牧区|林区|街区|校区|库区|老区|山区|小区|功能区|示范区|试验区|先行区|"
@@ -80,7 +80,14 @@ _STOP_LEAD = set("年月日的在由和与及对向赴到是为了等从将被�
 
 @lru_cache(maxsize=16384)
 def _is_generic(place: str) -> bool:
-    return place in _GENERIC_EXACT or bool(_GENERIC_LEAD.match(place) or _GENERIC_END.search(place))
+    """全区, 各级, 社区, 开发区: words for a kind of area, not a division. A current division whose
+    name happens to read like one (萧山区, 宝山区, 神农架林区, 全州县) is a place."""
+    if place in _GENERIC_EXACT:
+        return True
+    if _GENERIC_LEAD.match(place):
+        return place not in gazetteer()  # 全州县 is a county
+    end = _GENERIC_END.search(place)
+    return end is not None and (end.group(0) == "社区" or place not in gazetteer())
 
 
 @dataclass(frozen=True)
