@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from summarizer.chunk import chunk_article, count_tokens, get_encoding
 from summarizer.errors import InputError
 from summarizer.ground import ground_bodies, locate
 from summarizer.numbers import is_approx_at, parse_chinese, value_readable
-from summarizer.places import canonical_body, level_of
+from summarizer.places import canonical_body, gazetteer, level_of
 from summarizer.schema import ReplyBody, ReplyInitiative, ReplyMetric
 from summarizer.sections import split_sections
 
@@ -157,6 +158,34 @@ def test_numbers_and_approximation() -> None:
         assert is_approx_at(hedged, hedged.index("20"), hedged.index("20") + 2), hedged
     for plain in ("更点亮了附近20户", "共20个", "20个小区"):
         assert not is_approx_at(plain, plain.index("20"), plain.index("20") + 2), plain
+
+
+ROUNDUP_HEADINGS = {
+    "marker": "■{name}：搭建协商平台\n该会开展协商议事活动12场次。",
+    "brackets": "【{name}】\n该会开展协商议事活动12场次。",
+    "colon": "{name}：开展协商议事活动12场次。",
+    "numbered": "一、{name}\n该会开展协商议事活动12场次。",
+}
+
+
+@pytest.mark.parametrize("style", ROUNDUP_HEADINGS)
+def test_any_current_division_heads_a_roundup_section(style: str) -> None:
+    """Committees of 200 current prefectures and counties (a fixed sample of the gazetteer), four to
+    a roundup page: each heading gives its committee, whatever the division's name looks like."""
+    divisions = sorted(
+        name
+        for name, level in gazetteer().items()
+        if level in ("municipal", "county") and name.endswith(("市", "州", "盟", "地区", "县", "区", "旗"))
+    )
+    sample = random.Random(7).sample(divisions, 200)
+    missing = []
+    for at in range(0, len(sample), 4):
+        names = [f"{place}政协" for place in sample[at : at + 4]]
+        parts = "\n\n".join(ROUNDUP_HEADINGS[style].format(name=name) for name in names)
+        page = f"各地政协履职综述\n2024-03-02\n\n近日,各地政协扎实履职。\n\n{parts}\n"
+        found = {s.body_hint for s in split_sections(parse_article(page, "roundup"))}
+        missing += [name for name in names if name not in found]
+    assert missing == []
 
 
 @pytest.mark.parametrize(
