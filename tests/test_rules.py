@@ -35,6 +35,8 @@ def metrics_of(text: str) -> list[tuple[str, float, str, bool]]:
         ("捐款1.5万元用于助学。", ("助学", 1.5, "万元", False)),
         ("计划开展专题调研3至5次。", ("专题调研", 3, "次", True)),
         ("组织百余名委员参加视察。", ("委员", 100, "名", True)),
+        ("提出意见建议1,200余条。", ("意见建议", 1200, "条", True)),  # a thousands separator
+        ("建成委员工作站(室)28个。", ("委员工作站(室)", 28, "个", False)),  # an aside before the number
     ],
 )
 def test_metric_is_read_with_its_thing_counted(sentence: str, expected: tuple[str, float, str, bool]) -> None:

@@ -24,7 +24,7 @@ _CN_NUM = (
 )
 _METRIC = re.compile(
     rf"(?P<pre>(?<![附接最邻临就])近|约|超过|超|逾|将近|共计|累计)?"
-    rf"(?<![\d.])(?P<num>\d+(?:\.\d+)?|{_CN_NUM})(?:\s*(?P<range>[—\-~～至到])\s*(?P<upper>\d+(?:\.\d+)?))?"
+    rf"(?<![\d.])(?P<num>\d{{1,3}}(?:,\d{{3}})+(?![\d.])|\d+(?:\.\d+)?|{_CN_NUM})(?:\s*(?P<range>[—\-~～至到])\s*(?P<upper>\d+(?:\.\d+)?))?"
     rf"(?P<approx>余|多)?(?P<unit>{_UNIT_RE})(?P<post>以上|左右|多)?"
 )
 # What may not follow a unit when it is really part of a date, ordinal or fixed phrase.
@@ -114,6 +114,12 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
             if opening >= 0 and end - opening <= 24:
                 start = opening
                 continue
+        if text[stop.start()] == ")" and stop.start() == end - 1:
+            # 建成[委员工作站(室)]28个: a short aside right before the number belongs to the thing
+            opening = text.rfind("(", max(floor, stop.start() - 4), stop.start())
+            if opening >= 0:
+                start = opening
+                continue
         start = stop.start() + 1
         break
     phrase = text[start:end]
@@ -137,7 +143,7 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
 
 def _value(raw: str, hedged: bool = False) -> float | None:
     if raw[0].isdigit():
-        return float(raw)
+        return float(raw.replace(",", ""))  # 1,200: a thousands separator
     value = parse_chinese(raw)
     if value is None or value < 10:
         return None  # 两个确立, 三个清单: small Chinese numerals name slogans, not counts
