@@ -14,7 +14,6 @@ the article's input hash: a reply is used only for the exact request the state i
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -66,7 +65,7 @@ from .pipeline import (
 )
 from .prices import batch_prices, estimate_cost, load_prices
 from .progress import NullProgress
-from .results import json_lines
+from .results import json_lines, write_atomically
 from .schema import BodySummary, Usage
 from .sections import Section
 from .settings import Settings
@@ -193,20 +192,17 @@ def _refuse_foreign(path: Path, kind: str, force: bool) -> None:
 
 
 def _replace_atomically(path: Path, lines: Iterator[str]) -> int:
-    """Write lines to a temp file, fsync, then os.replace onto `path`; returns how many."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write lines to `path` atomically and synced; returns how many."""
     count = 0
-    try:
+
+    def write(temp: Path) -> None:
+        nonlocal count
         with temp.open("w", encoding="utf-8") as handle:
             for line in lines:
                 handle.write(line + "\n")
                 count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+
+    write_atomically(path, write, durable=True)
     return count
 
 

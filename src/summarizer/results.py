@@ -219,20 +219,38 @@ def as_json_lines(path: Path) -> None:
     write_atomically(path, lambda temp: temp.write_bytes((summary.model_dump_json() + "\n").encode("utf-8")))
 
 
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+def write_atomically(
+    path: Path, write: Callable[[Path], object], *, durable: bool = False, temp: Path | None = None
+) -> None:
     """Write `path` through a temporary file next to it (`write` fills it), then move it into place:
     a failure leaves neither half a file nor the temporary one.
 
+    `durable` also syncs the file before the move and the folder after it, for files whose loss
+    after a crash costs work (results, a batch's state). `temp` names the temporary file when
+    leftovers of a killed run must be recognisable.
+
     Raises:
-        OSError: the folder cannot be made, or the file cannot be written or moved.
+        OSError: the folder cannot be made, or the file cannot be written, synced or moved.
     """
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp = temp or path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(temp)
+        if durable:
+            _fsync(temp)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+    if durable:
+        _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def append_result(path: Path, summary: ArticleSummary, *, force: bool = False) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import ConfigError, EvalDataError, WriteError
 from ..progress import ProgressSink, Tally
-from ..results import JsonLine, as_json_lines, json_lines, looks_like_results
+from ..results import JsonLine, as_json_lines, json_lines, looks_like_results, write_atomically
 from .inputs import glob_regex
 from .report import BatchReport, Outcome, error_record
 
@@ -106,30 +106,19 @@ def remove_stale_temps(output: Path) -> list[Path]:
 
 
 def compact_results(output: Path, drop: set[str]) -> None:
-    """Rewrite `output` keeping the last line of each article and none of `drop`; atomic via os.replace."""
+    """Rewrite `output` keeping the last line of each article and none of `drop`; atomic and synced."""
     last: dict[str, int] = {}
     with output.open("rb") as handle:
         for line in json_lines(handle):
             if (article_id := line.field("article_id")) is not None:
                 last[article_id] = line.number
     keep = {number for article_id, number in last.items() if article_id not in drop}
-    temp = _temp_path(output)
-    try:
+
+    def copy(temp: Path) -> None:
         with output.open("rb") as source, temp.open("wb") as target:
-            for line in json_lines(source):
-                if line.number in keep:
-                    target.write(line.raw)
-            target.flush()
-            os.fsync(target.fileno())
-        os.replace(temp, output)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-    directory = os.open(output.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+            target.writelines(line.raw for line in json_lines(source) if line.number in keep)
+
+    write_atomically(output, copy, durable=True, temp=_temp_path(output))
 
 
 def _lock_output(output: Path) -> int:
