@@ -168,7 +168,8 @@ def _acted_by_other(head: str) -> bool:
 
     Names inside quotes are topics, not actors: 围绕“贯彻自治区党委全会精神”增开一次常委会会议.
     """
-    head = _QUOTED.sub("", head)
+    if "“" in head or "《" in head:
+        head = _QUOTED.sub("", head)
     actor = [m.end() for m in _ACTOR.finditer(head)]
     own = [m.end() for m in _SELF.finditer(head)]
     return bool(actor) and (not own or actor[-1] > own[-1])
@@ -235,7 +236,7 @@ def find_initiatives(
     skip_ranges = Ranges(skip or [])
     quoted_ranges = Ranges(quoted or [])
     candidates: list[FoundInitiative] = []
-    plain: list[FoundInitiative] = []
+    plain: list[tuple[int, str, str]] = []  # (start, evidence, verb): named only if used
     sentence_start = start
     verbs = [m.start() for m in _VERB.finditer(text, start, end)]  # one pass; most clauses have none
     for clause_start, clause_end in _clauses(text, start, end):
@@ -267,17 +268,18 @@ def find_initiatives(
             continue  # 聚焦加快实施“强首府”工程: the committee serves someone else's programme
         named = bool(_NAMED.search(thing))
         mechanism = bool(_MECHANISM.search(thing))
+        # 组织委员捐资助学: an action with no named thing, kept in reserve for a short part
+        reserve = not (named or mechanism)
+        if reserve and (len(evidence) > 30 or verb.group(0) in _ADOPTING or _ABSTRACT.search(obj)):
+            continue
         clause_head = text[clause_start : clause_start + verb.start()]
         if _acted_by_other(clause_head) and verb.group(0) != "领衔":
             # 自治区党委印发《…》: the Party committee's act, not the committee's. Party and
             # government leaders 领衔督办 the committee's key proposals: that is the committee's process.
             continue
         span_start = clause_start + verb.start() + (len(body[verb.start() :]) - len(body[verb.start() :].lstrip()))
-        name = _name_for(evidence, verb.group(0))
-        if not (named or mechanism):
-            # 组织委员捐资助学: an action with no named thing, kept in reserve for a short part
-            if not _ABSTRACT.search(obj) and verb.group(0) not in _ADOPTING and len(evidence) <= 30:
-                plain.append(FoundInitiative(name, span_start, span_start + len(evidence), 0.0))
+        if reserve:
+            plain.append((span_start, evidence, verb.group(0)))
             continue
         score = 2.0 if verb.group(0) in _STRONG else 1.0
         score += 1.5 if "《" in obj else 1.0 if named else 0.0
@@ -290,7 +292,9 @@ def find_initiatives(
         if verb.group(0) in ("落实", "贯彻", "学习") and "《" in obj:
             score -= 2.0  # carrying out a higher body's document
         score -= 0.005 * len(candidates)  # earlier in the section reads as slightly more central
-        candidates.append(FoundInitiative(name, span_start, span_start + len(evidence), score))
+        candidates.append(
+            FoundInitiative(_name_for(evidence, verb.group(0)), span_start, span_start + len(evidence), score)
+        )
     candidates += _named_mentions(text, start, end, skip_ranges, len(candidates))
     for match in _HELD.finditer(text, start, end):  # 全市政协主席座谈会在某地召开
         if match.start() not in skip_ranges and not _acted_by_other(match.group(1)):
@@ -302,11 +306,11 @@ def find_initiatives(
     chosen = _select(candidates, text, limit)
     # Every committee a report covers did a few things (labelled 3 to 10 a body): a short roundup
     # part with fewer named ones gets its plain actions, in the order it reports them.
-    for item in plain:
+    for at, evidence, verb in plain:
         if len(chosen) >= min(limit, _FEWEST):
             break
-        if not any(item.start < c.end and c.start < item.end for c in chosen):
-            chosen.append(item)
+        if not any(at < c.end and c.start < at + len(evidence) for c in chosen):
+            chosen.append(FoundInitiative(_name_for(evidence, verb), at, at + len(evidence), 0.0))
     return chosen
 
 
