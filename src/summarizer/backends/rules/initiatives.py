@@ -306,11 +306,11 @@ def find_initiatives(
     chosen = _select(candidates, text, limit)
     # Every committee a report covers did a few things (labelled 3 to 10 a body): a short roundup
     # part with fewer named ones gets its plain actions, in the order it reports them.
-    for at, evidence, verb in plain:
+    for at, said, verb_word in plain:
         if len(chosen) >= min(limit, _FEWEST):
             break
-        if not any(at < c.end and c.start < at + len(evidence) for c in chosen):
-            chosen.append(FoundInitiative(_name_for(evidence, verb), at, at + len(evidence), 0.0))
+        if not any(at < c.end and c.start < at + len(said) for c in chosen):
+            chosen.append(FoundInitiative(_name_for(said, verb_word), at, at + len(said), 0.0))
     return chosen
 
 
