@@ -66,6 +66,16 @@ VERBOSE = typer.Option(
 )
 
 
+# Options several commands share, defined once so they read and behave the same everywhere.
+MODEL = typer.Option(None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name for the openai backend.")
+CACHE_DIR = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR", help="Cache folder (default: cache/).")
+NO_CACHE = flag("--no-cache", help="Neither read nor write the cache.")
+TIMEOUT = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take.")
+JSON_MODE = typer.Option(None, "--json-mode", help="auto | schema | object | plain.")
+CONCURRENCY = typer.Option(None, "--concurrency", "-j", min=1, help="Requests in flight.")
+MAX_FILE_BYTES = typer.Option(None, "--max-file-bytes", help="Refuse larger input files.")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """One clear line on stderr, then exit."""
     typer.echo(f"summarizer: error: {message}", err=True)
@@ -130,22 +140,18 @@ def summarise(
         "-b",
         help="rules | openai | auto (openai when a key or base URL is set). [default: SUMMARIZER_BACKEND, else auto]",
     ),
-    model: str | None = typer.Option(
-        None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name for the openai backend."
-    ),
+    model: str | None = MODEL,
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Add the result as a line to this results file (JSONL, as batch writes)."
     ),
     compact: bool = flag("--compact", help="One line of JSON on stdout instead of pretty-printed."),
     force: bool = flag("--force", help="With -o: replace a file that is not a results file."),
-    cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR", help="Cache folder (default: cache/)."
-    ),
-    no_cache: bool = flag("--no-cache", help="Neither read nor write the cache."),
-    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
-    json_mode: str | None = typer.Option(None, "--json-mode", help="auto | schema | object | plain."),
+    cache_dir: Path | None = CACHE_DIR,
+    no_cache: bool = NO_CACHE,
+    timeout: float | None = TIMEOUT,
+    json_mode: str | None = JSON_MODE,
     chunk_tokens: int | None = typer.Option(None, "--chunk-tokens", help="Token budget per chunk."),
-    max_file_bytes: int | None = typer.Option(None, "--max-file-bytes", help="Refuse larger input files."),
+    max_file_bytes: int | None = MAX_FILE_BYTES,
 ) -> None:
     """Summarise one article and print its ArticleSummary as JSON.
 
@@ -188,19 +194,19 @@ def batch(
     backend: str | None = typer.Option(
         None, "--backend", "-b", help="rules | openai | auto. [default: SUMMARIZER_BACKEND, else auto]"
     ),
-    model: str | None = typer.Option(None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model name."),
+    model: str | None = MODEL,
     glob: str = typer.Option("**/*.txt", "--glob", help="Which files, relative to DIR."),
-    concurrency: int | None = typer.Option(None, "--concurrency", "-j", min=1, help="Requests in flight."),
+    concurrency: int | None = CONCURRENCY,
     rpm: int | None = typer.Option(None, "--rpm", min=1, help="At most this many requests per minute."),
     tpm: int | None = typer.Option(None, "--tpm", min=1, help="At most this many tokens per minute."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Processes for the rules backend."),
     force: bool = flag("--force", help="Redo articles already in the results file."),
     quiet: bool = flag("--quiet", "-q", help="No progress bar or progress lines."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
-    no_cache: bool = flag("--no-cache", help="Neither read nor write the cache."),
-    max_file_bytes: int | None = typer.Option(None, "--max-file-bytes", help="Refuse larger input files."),
-    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
-    json_mode: str | None = typer.Option(None, "--json-mode", help="auto | schema | object | plain."),
+    cache_dir: Path | None = CACHE_DIR,
+    no_cache: bool = NO_CACHE,
+    max_file_bytes: int | None = MAX_FILE_BYTES,
+    timeout: float | None = TIMEOUT,
+    json_mode: str | None = JSON_MODE,
     via: str = typer.Option(
         "online", "--via", help="online: ask the model now | batch-file: write Batch API requests (docs/scale.md)."
     ),
@@ -301,8 +307,8 @@ def collect(
     output: Path = typer.Option(..., "--output", "-o", help="The results file given to `batch --via batch-file`."),
     batch_id: str | None = typer.Option(None, "--batch-id", help="Download this batch's output instead of a file."),
     submit: bool = flag("--submit", help="Upload the next round's requests as a new batch."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
-    no_cache: bool = flag("--no-cache", help="Neither read nor write the cache."),
+    cache_dir: Path | None = CACHE_DIR,
+    no_cache: bool = NO_CACHE,
 ) -> None:
     """Read a batch's answers into the results file, as `batch` would have written them.
 
@@ -415,9 +421,7 @@ def evaluate(
     backend: str | None = typer.Option(
         None, "--backend", "-b", help="Backend to score: rules | openai. [default: SUMMARIZER_BACKEND, else rules]"
     ),
-    model: str | None = typer.Option(
-        None, "--model", "-m", envvar="SUMMARIZER_MODEL", help="Model for the openai backend."
-    ),
+    model: str | None = MODEL,
     predictions: Path | None = typer.Option(
         None, "--predictions", help="Score this results.jsonl instead of running a backend."
     ),
@@ -427,10 +431,11 @@ def evaluate(
     compare: tuple[Path, Path] | None = typer.Option(
         None, "--compare", help="Show the deltas between two report.json files."
     ),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
-    no_cache: bool = flag("--no-cache", help="Neither read nor write the cache."),
-    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds one model request may take."),
-    concurrency: int | None = typer.Option(None, "--concurrency", "-j", min=1, help="Requests in flight."),
+    cache_dir: Path | None = CACHE_DIR,
+    no_cache: bool = NO_CACHE,
+    timeout: float | None = TIMEOUT,
+    json_mode: str | None = JSON_MODE,
+    concurrency: int | None = CONCURRENCY,
 ) -> None:
     """Score a backend (or a predictions file) against the hand-labelled eval set and write a report.
 
@@ -457,6 +462,7 @@ def evaluate(
             cache_dir=cache_dir,
             use_cache=False if no_cache else None,
             timeout=timeout,
+            json_mode=json_mode,
             concurrency=concurrency,
         )
         if backend is None and settings.backend == "auto":  # eval scores the offline baseline unless told
@@ -488,7 +494,7 @@ def evaluate(
 @cache_app.command("stats", epilog=EXIT_CODES)
 def cache_stats(
     verbose: bool = VERBOSE,
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
+    cache_dir: Path | None = CACHE_DIR,
 ) -> None:
     """Show how many results the cache holds and how large it is.
 
@@ -509,7 +515,7 @@ def cache_stats(
 @cache_app.command("clear", epilog=EXIT_CODES)
 def cache_clear(
     verbose: bool = VERBOSE,
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", envvar="SUMMARIZER_CACHE_DIR"),
+    cache_dir: Path | None = CACHE_DIR,
 ) -> None:
     """Delete every cached result.
 
