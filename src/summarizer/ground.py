@@ -26,7 +26,7 @@ from .article import Article, per_article
 from .numbers import anchor_year, as_number, find_value, find_values, is_approx_at, unit_at
 from .places import bare_suffix, canonical_body, find_mentions, level_of, place_body, resolve_bare, short_autonomous
 from .schema import BodySummary, Initiative, Metric, ReplyBody, ReplyInitiative, ReplyMetric
-from .sections import Section, split_sections
+from .sections import Section, article_sections
 from .summary import compose_summary, summarise_section
 from .text import CN_NUMERAL, COMMITTEE_WRAPPERS, PLACE_SUFFIX, QUOTE_SKIP, SESSION, fold_quote_char, fold_text
 
@@ -206,11 +206,6 @@ def _body_key(name: str) -> str:
 
 
 @per_article
-def _sections(article: Article) -> tuple[Section, ...]:
-    return tuple(split_sections(article))
-
-
-@per_article
 def committees_named(article: Article) -> frozenset[str]:
     """Every committee the article names: in full (天津市政协, 政协天津市委员会), bare and resolved as
     the rules resolve them (市政协 in a page about 淮南), or as a roundup part's heading (【浙江】)."""
@@ -219,7 +214,7 @@ def committees_named(article: Article) -> frozenset[str]:
     for bare in dict.fromkeys(m.bare for m in mentions if m.bare and not m.name):
         if resolved := resolve_bare(bare, names, article.folded):
             names.append(resolved)
-    names += [s.body_hint for s in _sections(article) if s.body_hint]
+    names += [s.body_hint for s in article_sections(article) if s.body_hint]
     return frozenset(_body_key(name) for name in names)
 
 
@@ -247,7 +242,7 @@ def _summary_problem(summary: str, body: str, year: int | None, article: Article
 def _section_at(article: Article, position: int | None, body: str) -> tuple[int, int]:
     """The stretch of text a body's summary is drawn from: the section at `position`, else the
     body's own section, else the whole article."""
-    sections = _sections(article)
+    sections = article_sections(article)
     if position is not None:
         for section in sections:
             if section.start <= position < section.end:
@@ -301,7 +296,7 @@ class _Parts:
 
 @per_article
 def _roundup_parts(article: Article) -> _Parts:
-    parts = tuple(s for s in _sections(article) if s.body_hint)
+    parts = tuple(s for s in article_sections(article) if s.body_hint)
     if len({_body_key(s.body_hint or "") for s in parts}) < 2:
         return _Parts((), ())  # one committee's report: a visiting committee's figures are its own
     return _Parts(tuple(s.start for s in parts), parts)
