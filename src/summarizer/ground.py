@@ -179,10 +179,25 @@ def _publication(article: Article) -> tuple[int, int] | None:
     return None
 
 
+@per_article
+def _years_checked(article: Article) -> dict[int, bool]:
+    return {}
+
+
 def year_supported(year: int, article: Article) -> bool:
     """Is `year` written in the article (2023, 二〇二三), or does it follow from the page? The year it
     was published; the year before for an annual review published January to April; the year a
-    milestone names (二十大开局之年); the year a yearbook records (the one before its title's)."""
+    milestone names (二十大开局之年); the year a yearbook records (the one before its title's).
+
+    Asked once per year and article: a roundup asks about the same year for each of its parts,
+    and each answer may scan the whole page."""
+    checked = _years_checked(article)
+    if year not in checked:
+        checked[year] = _year_supported(year, article)
+    return checked[year]
+
+
+def _year_supported(year: int, article: Article) -> bool:
     text = article.folded
     digits = str(year)
     if re.search(rf"(?<!\d){digits}(?!\d)", text) or digits.translate(_CN_DIGITS) in text.replace("零", "〇"):
@@ -200,6 +215,7 @@ _DIGIT_RUN = re.compile(r"\d+(?:\.\d+)?")
 _NUMERAL_RUN = re.compile(f"[{CN_NUMERAL}]{{2,}}")
 
 
+@lru_cache(maxsize=4096)  # asked for every item of a roundup, about the same few committees
 def _body_key(name: str) -> str:
     """One spelling per committee: 黔东南苗族侗族自治州政协 and 黔东南州政协 are the same."""
     return short_autonomous(name.removesuffix("政协")) + "政协"
@@ -218,6 +234,22 @@ def committees_named(article: Article) -> frozenset[str]:
     return frozenset(_body_key(name) for name in names)
 
 
+@per_article
+def _numbers_checked(article: Article) -> dict[tuple[str, bool], bool]:
+    return {}
+
+
+def _writes_number(article: Article, number: str, cut: bool) -> bool:
+    """Does the article write `number` (as a prefix of a longer one when `cut`)? Asked once per number:
+    a roundup's summaries repeat the same figures, and each answer may scan the whole page."""
+    checked = _numbers_checked(article)
+    key = (number, cut)
+    if key not in checked:
+        after = "" if cut else r"(?!\d)"
+        checked[key] = re.search(r"(?<![\d.])" + re.escape(number) + after, article.folded) is not None
+    return checked[key]
+
+
 def _summary_problem(summary: str, body: str, year: int | None, article: Article) -> str | None:
     """What a summary says that the article does not: a number, or a committee other than its own."""
     folded, text = fold_text(summary), article.folded
@@ -226,8 +258,7 @@ def _summary_problem(summary: str, body: str, year: int | None, article: Article
         if number == str(year):
             continue  # the body's year, checked on its own
         cut = folded[match.end() :].strip("。…") == ""  # a long sentence shortened inside a number
-        after = "" if cut else r"(?!\d)"
-        if not re.search(r"(?<![\d.])" + re.escape(number) + after, text):
+        if not _writes_number(article, number, cut):
             return f"the number {number}"
     for match in _NUMERAL_RUN.finditer(folded):
         if match.group() not in text:
@@ -267,13 +298,29 @@ def extractive_summary(
 _PLACE_UNIT = re.compile(rf"{SESSION}?(?:{PLACE_SUFFIX})$")
 
 
+@per_article
+def _bodies_resolved(article: Article) -> dict[tuple[str, str | None], tuple[str | None, str]]:
+    return {}
+
+
 def _resolve_body(raw: str, article: Article, hint: str | None) -> tuple[str | None, str]:
     """The canonical committee a body name stands for, or None and why.
 
     A name with a place must be a committee the article names (`committees_named`): a place that
     only appears in a street or a bank (天津路, 北京银行) or nowhere (火星政协) names none. A bare
     name (政协, 市政协) is resolved from the article and the section's committee.
+
+    Resolved once per name and section committee: a roundup grounds each of its parts apart, and
+    most parts name the same committees.
     """
+    resolved = _bodies_resolved(article)
+    key = (raw, hint)
+    if key not in resolved:
+        resolved[key] = _resolve_name(raw, article, hint)
+    return resolved[key]
+
+
+def _resolve_name(raw: str, article: Article, hint: str | None) -> tuple[str | None, str]:
     folded = fold_text(raw.strip())
     inner = COMMITTEE_WRAPPERS.sub("", COMMITTEE_WRAPPERS.sub("", folded))
     if not _PLACE_UNIT.sub("", inner):

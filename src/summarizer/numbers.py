@@ -85,7 +85,8 @@ def as_number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def find_values(value: float, evidence: str) -> list[tuple[Number, int]]:
+@lru_cache(maxsize=1024)  # grounding reads a metric's quote twice (value, then unit); most quotes fold to themselves
+def find_values(value: float, evidence: str) -> tuple[tuple[Number, int], ...]:
     """Everywhere `value` is written in the evidence, each with where its measure word may start.
 
     `1.2万人次` reads as 12000 (then 人次 follows) or as 1.2 (then 万人次 follows).
@@ -103,7 +104,7 @@ def find_values(value: float, evidence: str) -> list[tuple[Number, int]]:
             if abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)):
                 found.append((number, unit_start))
                 break
-    return found
+    return tuple(found)
 
 
 def find_value(value: float, evidence: str) -> Number | None:
