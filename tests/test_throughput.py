@@ -175,6 +175,30 @@ def test_the_first_request_starts_before_all_articles_are_read(tmp_path: Path, m
     assert read_when_asked[0] <= 4 + 4 + 1 < 60
 
 
+def test_a_cpu_bound_backend_reads_each_article_in_turn_on_the_extracting_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No preparing thread for the rules: it would only take turns with the extraction for the
+    interpreter. Articles are read, summarised and written one after another, in input order."""
+    from test_batch import make_folder
+
+    folder = make_folder(tmp_path / "in", 12)
+    readers: list[str] = []
+    real = pool_module.load_article
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        readers.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pool_module, "load_article", load)
+    out = tmp_path / "results.jsonl"
+    report = batch(tmp_path, folder, out, backend="rules", workers=1, use_cache=False)
+    assert report.done == 12
+    assert set(readers) == {threading.main_thread().name}
+    ids = [json.loads(line)["article_id"] for line in out.read_text(encoding="utf-8").splitlines()]
+    assert ids == sorted(ids)
+
+
 # --- the writer thread ---------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from .article import Article, per_article
 from .numbers import anchor_year, as_number, find_value, find_values, is_approx_at, unit_at
 from .places import bare_suffix, canonical_body, find_mentions, level_of, place_body, resolve_bare, short_autonomous
 from .schema import BodySummary, Initiative, Metric, ReplyBody, ReplyInitiative, ReplyMetric
-from .sections import Section, split_sections
+from .sections import Section, article_sections
 from .summary import compose_summary, summarise_section
 from .text import CN_NUMERAL, COMMITTEE_WRAPPERS, PLACE_SUFFIX, QUOTE_SKIP, SESSION, fold_quote_char, fold_text
 
@@ -179,10 +179,25 @@ def _publication(article: Article) -> tuple[int, int] | None:
     return None
 
 
+@per_article
+def _years_checked(article: Article) -> dict[int, bool]:
+    return {}
+
+
 def year_supported(year: int, article: Article) -> bool:
     """Is `year` written in the article (2023, 二〇二三), or does it follow from the page? The year it
     was published; the year before for an annual review published January to April; the year a
-    milestone names (二十大开局之年); the year a yearbook records (the one before its title's)."""
+    milestone names (二十大开局之年); the year a yearbook records (the one before its title's).
+
+    Asked once per year and article: a roundup asks about the same year for each of its parts,
+    and each answer may scan the whole page."""
+    checked = _years_checked(article)
+    if year not in checked:
+        checked[year] = _year_supported(year, article)
+    return checked[year]
+
+
+def _year_supported(year: int, article: Article) -> bool:
     text = article.folded
     digits = str(year)
     if re.search(rf"(?<!\d){digits}(?!\d)", text) or digits.translate(_CN_DIGITS) in text.replace("零", "〇"):
@@ -200,14 +215,10 @@ _DIGIT_RUN = re.compile(r"\d+(?:\.\d+)?")
 _NUMERAL_RUN = re.compile(f"[{CN_NUMERAL}]{{2,}}")
 
 
+@lru_cache(maxsize=4096)  # asked for every item of a roundup, about the same few committees
 def _body_key(name: str) -> str:
     """One spelling per committee: 黔东南苗族侗族自治州政协 and 黔东南州政协 are the same."""
     return short_autonomous(name.removesuffix("政协")) + "政协"
-
-
-@per_article
-def _sections(article: Article) -> tuple[Section, ...]:
-    return tuple(split_sections(article))
 
 
 @per_article
@@ -219,8 +230,24 @@ def committees_named(article: Article) -> frozenset[str]:
     for bare in dict.fromkeys(m.bare for m in mentions if m.bare and not m.name):
         if resolved := resolve_bare(bare, names, article.folded):
             names.append(resolved)
-    names += [s.body_hint for s in _sections(article) if s.body_hint]
+    names += [s.body_hint for s in article_sections(article) if s.body_hint]
     return frozenset(_body_key(name) for name in names)
+
+
+@per_article
+def _numbers_checked(article: Article) -> dict[tuple[str, bool], bool]:
+    return {}
+
+
+def _writes_number(article: Article, number: str, cut: bool) -> bool:
+    """Does the article write `number` (as a prefix of a longer one when `cut`)? Asked once per number:
+    a roundup's summaries repeat the same figures, and each answer may scan the whole page."""
+    checked = _numbers_checked(article)
+    key = (number, cut)
+    if key not in checked:
+        after = "" if cut else r"(?!\d)"
+        checked[key] = re.search(r"(?<![\d.])" + re.escape(number) + after, article.folded) is not None
+    return checked[key]
 
 
 def _summary_problem(summary: str, body: str, year: int | None, article: Article) -> str | None:
@@ -231,8 +258,7 @@ def _summary_problem(summary: str, body: str, year: int | None, article: Article
         if number == str(year):
             continue  # the body's year, checked on its own
         cut = folded[match.end() :].strip("。…") == ""  # a long sentence shortened inside a number
-        after = "" if cut else r"(?!\d)"
-        if not re.search(r"(?<![\d.])" + re.escape(number) + after, text):
+        if not _writes_number(article, number, cut):
             return f"the number {number}"
     for match in _NUMERAL_RUN.finditer(folded):
         if match.group() not in text:
@@ -247,7 +273,7 @@ def _summary_problem(summary: str, body: str, year: int | None, article: Article
 def _section_at(article: Article, position: int | None, body: str) -> tuple[int, int]:
     """The stretch of text a body's summary is drawn from: the section at `position`, else the
     body's own section, else the whole article."""
-    sections = _sections(article)
+    sections = article_sections(article)
     if position is not None:
         for section in sections:
             if section.start <= position < section.end:
@@ -272,13 +298,29 @@ def extractive_summary(
 _PLACE_UNIT = re.compile(rf"{SESSION}?(?:{PLACE_SUFFIX})$")
 
 
+@per_article
+def _bodies_resolved(article: Article) -> dict[tuple[str, str | None], tuple[str | None, str]]:
+    return {}
+
+
 def _resolve_body(raw: str, article: Article, hint: str | None) -> tuple[str | None, str]:
     """The canonical committee a body name stands for, or None and why.
 
     A name with a place must be a committee the article names (`committees_named`): a place that
     only appears in a street or a bank (天津路, 北京银行) or nowhere (火星政协) names none. A bare
     name (政协, 市政协) is resolved from the article and the section's committee.
+
+    Resolved once per name and section committee: a roundup grounds each of its parts apart, and
+    most parts name the same committees.
     """
+    resolved = _bodies_resolved(article)
+    key = (raw, hint)
+    if key not in resolved:
+        resolved[key] = _resolve_name(raw, article, hint)
+    return resolved[key]
+
+
+def _resolve_name(raw: str, article: Article, hint: str | None) -> tuple[str | None, str]:
     folded = fold_text(raw.strip())
     inner = COMMITTEE_WRAPPERS.sub("", COMMITTEE_WRAPPERS.sub("", folded))
     if not _PLACE_UNIT.sub("", inner):
@@ -301,7 +343,7 @@ class _Parts:
 
 @per_article
 def _roundup_parts(article: Article) -> _Parts:
-    parts = tuple(s for s in _sections(article) if s.body_hint)
+    parts = tuple(s for s in article_sections(article) if s.body_hint)
     if len({_body_key(s.body_hint or "") for s in parts}) < 2:
         return _Parts((), ())  # one committee's report: a visiting committee's figures are its own
     return _Parts(tuple(s.start for s in parts), parts)

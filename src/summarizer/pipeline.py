@@ -25,7 +25,7 @@ from .ground import ground_bodies
 from .identity import chunk_key, result_key
 from .merge import merge_bodies
 from .schema import ArticleSummary, BodySummary, Meta, Usage
-from .sections import Section, split_sections
+from .sections import Section, article_sections
 from .settings import Settings, load_settings, model_endpoint_configured
 
 RULES_NOTICE = (
@@ -160,7 +160,7 @@ def placed_error(article: Article, chunk: Chunk, count: int, exc: SummarizerErro
 
 def plan_chunks(article: Article, backend: Backend, settings: Settings) -> tuple[dict[int, Section], list[Chunk]]:
     """An article's sections (by index) and the chunks a backend is asked about, in order."""
-    sections = split_sections(article)
+    sections = list(article_sections(article))
     if len(sections) > 1:  # a roundup's intro (no committee) is not a body of its own
         sections = [s for s in sections if s.body_hint] or sections
     if backend.wants_chunks:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .article import Article
+from .article import Article, per_article
 from .places import Mention, find_mentions, is_place, level_of, place_body, resolve_bare
 from .text import SENTENCE_END, fold_text
 
@@ -237,3 +237,10 @@ def split_sections(article: Article) -> list[Section]:
         return sections
     strong = [body for _, body, _ in headings] + [body for _, body in authors]
     return [Section(0, first, last, None, infer_body(article, first, last, strong))]
+
+
+@per_article
+def article_sections(article: Article) -> tuple[Section, ...]:
+    """`split_sections`, once per article: planning and grounding both need an article's sections,
+    and splitting scans every line of the page for headings."""
+    return tuple(split_sections(article))

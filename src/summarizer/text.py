@@ -40,7 +40,14 @@ _FOLD = {
     0xFE55: ":",
 }
 _FOLD.update({0xFF10 + i: str(i) for i in range(10)})
-_FOLD_TABLE = str.maketrans(_FOLD)
+# Found with a regex, not str.translate: translate looks every character up in the table (about
+# 0.4 µs a character on Chinese text), while the regex skips in C to the few that fold.
+_FOLDABLE = re.compile("[" + "".join(re.escape(chr(code)) for code in _FOLD) + "]")
+_FOLDED_CHAR = {chr(code): folded for code, folded in _FOLD.items()}
+
+
+def _fold_char(match: re.Match[str]) -> str:
+    return _FOLDED_CHAR[match.group()]
 
 
 @lru_cache(maxsize=1)
@@ -80,7 +87,7 @@ def _has_traditional(text: str) -> bool:
 def fold_text(text: str) -> str:
     """What rules match on: full-width punctuation, digits and spaces as ASCII and traditional
     characters as simplified, one character for one character (the same offsets as `text`)."""
-    folded = text.translate(_FOLD_TABLE)
+    folded = _FOLDABLE.sub(_fold_char, text)
     return _to_simplified(folded) if _has_traditional(folded) else folded
 
 

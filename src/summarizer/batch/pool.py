@@ -221,14 +221,48 @@ class _Producer(threading.Thread):
                 self._hand_over(None)
 
 
+async def _run_in_turn(
+    candidates: list[Candidate],
+    backend: Backend,
+    settings: Settings,
+    cache: Cache | None,
+    writer: ResultsWriter,
+    force: bool,
+) -> str | None:
+    """Prepare and summarise each article in turn, on this thread. For a backend that makes no
+    requests: a preparing thread would have no request to overlap with and would only take turns
+    with the extraction for the interpreter (about a tenth more CPU on the eval corpus)."""
+    for candidate in candidates:
+        if writer.broken is not None:
+            break
+        known = writer.index.entries.get(candidate.article_id)
+        prepared = prepare_candidate(candidate, backend, settings, cache, known, writer.settings_key, force)
+        if isinstance(prepared, Outcome):
+            outcome = prepared
+        else:
+            prepared.started = time.monotonic()  # the article's time starts with its extraction
+            outcome = await finish_plan(candidate, prepared, backend, settings, cache)
+        await writer.submit_async(outcome)
+        if outcome.fatal:
+            return outcome.error["message"] if outcome.error else "stopped"
+    return "a write failed" if writer.broken is not None else None  # run_batch raises the writer's error
+
+
 async def run_async(
     candidates: list[Candidate], backend: Backend, settings: Settings, writer: ResultsWriter, force: bool
 ) -> str | None:
     backend = limited(backend, settings)
     cache = open_cache(settings, backend)
-    # More articles than slots keeps every slot busy; a CPU-bound backend runs one article at a
-    # time, so an article's time limit counts its own work, not its neighbours'.
-    workers = max(2, settings.concurrency * 2) if backend.needs_network else 1
+    if not backend.needs_network:
+        try:
+            return await _run_in_turn(candidates, backend, settings, cache, writer, force)
+        finally:
+            await backend.aclose()
+            if cache is not None:
+                cache.close()
+    # More articles than slots keeps every slot busy. (A CPU-bound backend ran above, one article
+    # at a time, so an article's time limit counts its own work, not its neighbours'.)
+    workers = max(2, settings.concurrency * 2)
     ready: asyncio.Queue[tuple[Candidate, Plan] | None] = asyncio.Queue()
     stopped: list[str] = []
 
