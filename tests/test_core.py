@@ -168,6 +168,27 @@ ROUNDUP_HEADINGS = {
 }
 
 
+# Roundups that name each part's place and then its committee bare (县政协), or by a short name.
+ROUNDUP_PARTS = {
+    "在X，": "在{short}，{suffix}政协开展协商议事活动12场次，形成建议书9份。",
+    "X：": "{place}：{suffix}政协组织委员视察调研20次。",
+    "走进X，": "走进{short}，{suffix}政协收到提案180件。",
+    "place line": "{place}\n{suffix}政协开展协商议事活动12场次。",
+    "short name": "{short}政协开展协商议事活动12场次。",
+}
+
+
+@pytest.mark.parametrize("style", ROUNDUP_PARTS)
+def test_roundup_parts_led_by_their_place(style: str) -> None:
+    places = ["桐庐县", "建德市", "临安区"]
+    parts = "\n\n".join(
+        ROUNDUP_PARTS[style].format(place=place, short=place[:-1], suffix=place[-1]) for place in places
+    )
+    page = f"政协委员基层行\n2024-05-20 来源：新闻网\n\n近日,各地政协扎实履职。\n\n{parts}\n"
+    found = [s.body_hint for s in split_sections(parse_article(page, "roundup")) if s.body_hint]
+    assert found == [f"{place}政协" for place in places]
+
+
 @pytest.mark.parametrize("style", ROUNDUP_HEADINGS)
 def test_any_current_division_heads_a_roundup_section(style: str) -> None:
     """Committees of 200 current prefectures and counties (a fixed sample of the gazetteer), four to

@@ -259,14 +259,19 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     for tail in tails:  # longest first: 呼和浩特市赛罕区 -> the gazetteer knows 赛罕区
         if tail in places and (place := canonical_place(tail)):
             return place, None, len(tail) + extra
+    run_start = pos - len(raw_run)
+    line_start = text.rfind("\n", 0, run_start) + 1
+    # The name opens its line (after a bullet or a number at most): a heading, or a paragraph of a
+    # roundup that starts with its committee.
+    opens_line = _LINE_LEAD.fullmatch(text, line_start, run_start) is not None
     shorts = short_names()
     for tail in tails:  # 淮南政协, 宁津政协: a place written without its suffix
-        if tail in shorts and written_as_place(tail, shorts[tail], text):
+        # Many short forms are words too (合作, 振兴, 光明): one counts where the page also writes the
+        # place in full or names its media after it, or where it opens a line as the whole name.
+        if tail in shorts and (written_as_place(tail, shorts[tail], text) or (opens_line and tail == run)):
             return shorts[tail], None, len(tail) + extra
     if any(_is_generic(tail) for tail in tails):  # 全区政协, 各级政协, 市县政协
         return None, None, 0
-    run_start = pos - len(raw_run)
-    line_start = text.rfind("\n", 0, run_start) + 1
     # A heading line that opens with a name the current gazetteer lacks (a division since merged or
     # renamed, as in older reports): trusted only there, never glued to a word mid-sentence.
     heading = _NON_SPACE.search(text, line_start, run_start) is None and len(run) <= 6 and run[0] not in _STOP_LEAD
@@ -285,6 +290,10 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
 
 
 _CAPTION_LEADS = ("图为", "图片", "图:", "摄影")
+# What may open a line before a committee's name: bullets, brackets, 一、 or 3. or (二).
+_LINE_LEAD = re.compile(
+    r"[\s■□●◎◆★▲【\[(]*(?:[一二三四五六七八九十]{1,3}、|\d{1,2}[.、]|[(][一二三四五六七八九十\d]{1,3}[)])?\s*"
+)
 _NOT_THE_COMMITTEE = re.compile(r"网|报|微信|公众号|客户端|APP|杂志|期刊")
 _MENTION = re.compile(r"中国人民政治协商会议([\u4e00-\u9fff]{2,20}?)委员会|政协([\u4e00-\u9fff]{2,16}?)委员会|政协")
 

@@ -25,6 +25,8 @@ _HEADING_LEAD = re.compile(
 _BRACKETED_PLACE = re.compile(r"\s*[【\[]\s*([\u4e00-\u9fff]{2,12})\s*[】\]]\s*$")
 _INNER_PUNCTUATION = re.compile(r"[,。;!?]")
 _DATED_TITLE = re.compile(r"\s(?:19|20)\d{2}[-./年]\d{1,2}[-./月]\d{1,2}日?$")
+# A place that opens a paragraph before the committee it speaks of: "在X，", "走进X，", "X：".
+_PLACE_LEAD = re.compile(r"(?:在|走进|来到)?([\u4e00-\u9fff]{2,12}?)\s*[,:]\s*")
 # A place alone after a heading mark, closed by a colon, a space or the line end.
 _PLACE_HEADING = re.compile(r"([\u4e00-\u9fff]{2,12}?)\s*(?::|\s|$)")
 # What opens a news paragraph before its subject: "近日，", "3月14日上午，", "本报讯（记者 某某）".
@@ -85,6 +87,17 @@ def _heading_body(article: Article, start: int, end: int, lead: re.Match[str]) -
     return None
 
 
+def _place_line_body(article: Article, start: int, end: int) -> str | None:
+    line = article.folded[start:end].strip()
+    if not 2 <= len(line) <= 12 or not is_place(line) or (body := place_body(line)) is None:
+        return None
+    index = bisect_right(article.kept, (end, len(article.folded) + 1))
+    if index >= len(article.kept):
+        return None
+    next_start, next_end = article.kept[index]
+    return body if _opens_with_bare(article, next_start, next_end, body) else None
+
+
 def _next_line_names(article: Article, after: int, body: str) -> bool:
     """Does the first kept line after `after` name `body` near its start?"""
     index = bisect_right(article.kept, (after, len(article.folded) + 1))
@@ -113,13 +126,23 @@ def _first_of_runs(items: list[_T], body: Callable[[_T], str]) -> list[_T]:
 
 
 def _lead_body(article: Article, start: int, end: int) -> str | None:
-    """The committee a paragraph opens with as its subject: "近日，X县政协召开…", "X区政协…"."""
+    """The committee a paragraph opens with as its subject: "近日，X县政协召开…", "X区政协…", or a
+    place that opens it before its bare committee: "在X，县政协…", "X：市政协…"."""
     lead = _PARAGRAPH_LEAD.match(article.folded, start, end)
     at = lead.end() if lead else start
     mention = next(iter(find_mentions(article.folded, at, min(end, at + 30))), None)
-    if mention is None or not mention.name or mention.start != at:
+    if mention is not None and mention.name and mention.start == at:
+        return mention.name
+    place = _PLACE_LEAD.match(article.folded, at, end)
+    if place is None or (body := place_body(place.group(1))) is None:
         return None
-    return mention.name
+    return body if _opens_with_bare(article, place.end(), end, body) else None
+
+
+def _opens_with_bare(article: Article, start: int, end: int, body: str) -> bool:
+    """Does text from `start` name a bare committee of `body`'s kind early on (县政协 for 某县政协)?"""
+    mention = next(iter(find_mentions(article.folded, start, min(end, start + 30))), None)
+    return mention is not None and mention.bare is not None and body.removesuffix("政协").endswith(mention.bare)
 
 
 def _first_named(article: Article, start: int, end: int) -> str | None:
@@ -181,6 +204,10 @@ def split_sections(article: Article) -> list[Section]:
         assert lead is not None  # every group is optional
         marked = bool(lead.group("number") or lead.group("bullet") or lead.group("bracket"))
         if not marked and "政协" not in article.folded[start : min(end, start + 60)]:
+            # A place alone on its line, over a paragraph that opens with its bare committee
+            # ("桐庐县" / "县政协…"), heads a part too; any other such line is text.
+            if (body := _place_line_body(article, start, end)) is not None:
+                headings.append((start, body, line.strip()))
             continue  # most lines: no heading mark, no committee near the start
         if body := _heading_body(article, start, end, lead):
             headings.append((start, body, line.strip()))
