@@ -168,18 +168,22 @@ ROUNDUP_HEADINGS = {
 }
 
 
-# Roundups that name each part's place and then its committee bare (县政协), or by a short name.
+# Roundups that name each part's place and then its committee bare (县政协), by a short name, or
+# only in a closing credit.
 ROUNDUP_PARTS = {
     "在X，": "在{short}，{suffix}政协开展协商议事活动12场次，形成建议书9份。",
     "X：": "{place}：{suffix}政协组织委员视察调研20次。",
     "走进X，": "走进{short}，{suffix}政协收到提案180件。",
     "place line": "{place}\n{suffix}政协开展协商议事活动12场次。",
     "short name": "{short}政协开展协商议事活动12场次。",
+    "closing credit": "今年以来，开展协商议事活动12场次。（{place}政协供稿）",
+    "closing dash": "今年以来，开展协商议事活动12场次。\n——{place}政协",
 }
 
 
 @pytest.mark.parametrize("style", ROUNDUP_PARTS)
 def test_roundup_parts_led_by_their_place(style: str) -> None:
+    """Each part gives its committee (a credit closes its part rather than opening it)."""
     places = ["桐庐县", "建德市", "临安区"]
     parts = "\n\n".join(
         ROUNDUP_PARTS[style].format(place=place, short=place[:-1], suffix=place[-1]) for place in places
@@ -235,3 +239,11 @@ def test_canonical_names_and_levels(raw: str, canonical: str | None, level: str 
     assert canonical_body(raw) == canonical
     if canonical:
         assert level_of(canonical) == level
+
+
+def test_one_closing_credit_is_a_byline_not_the_subject() -> None:
+    page = (
+        "委员同心汇 履职在基层\n2024-06-05\n\n日前，某市桐庐县政协委员活动小组举办主题活动，"
+        "桐庐县政协组织委员调研12次。\n\n（杭州市政协 张某）\n"
+    )
+    assert [s.body_hint for s in split_sections(parse_article(page, "credit"))] == ["桐庐县政协"]

@@ -36,6 +36,12 @@ _PARAGRAPH_LEAD = re.compile(
 )
 _T = TypeVar("_T")
 _AUTHOR = re.compile(r"^\s*[(（]\s*(?:作者|文章作者|本文作者)\s*(?:系|为|是|单位\s*[:：]?)?\s*(.+?)\s*[)）]\s*$")
+# A part's credit at its end: "(某县政协供稿)", "(来源：某县政协办公室)", a line "——某县政协".
+_CREDIT = re.compile(
+    r"(?:[(（]\s*(?:来源|供稿|稿件来源)?\s*[:：]?\s*([^()（）\n]{2,30}?)\s*(?:供稿|供|提供|报送)?\s*[)）]"
+    r"|^\s*[—-]{1,2}\s*([^\n]{2,30}))\s*$",
+    re.MULTILINE,
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,15 @@ def _heading_body(article: Article, start: int, end: int, lead: re.Match[str]) -
     if marked and (place := _PLACE_HEADING.match(folded, at, end)):
         return place_body(place.group(1))  # "■ 济宁：…", "一、某某县"
     return None
+
+
+def _credited(article: Article, start: int, end: int) -> str | None:
+    """The committee a line's closing credit names ("…。(某县政协供稿)", "——某县政协"), if any."""
+    credit = _CREDIT.search(article.folded, max(start, end - 40), end)
+    if credit is None:
+        return None
+    at = credit.start(1) if credit.group(1) is not None else credit.start(2)
+    return _first_named(article, at, end)
 
 
 def _place_line_body(article: Article, start: int, end: int) -> str | None:
@@ -197,12 +212,18 @@ def split_sections(article: Article) -> list[Section]:
     first, last = article.kept[0][0], article.kept[-1][1]
     headings: list[tuple[int, str, str]] = []  # (line start, body, heading text)
     authors: list[tuple[int, str]] = []  # (line end, body)
+    # Closing credits: they split a roundup of several committees' pieces, but one credit alone is
+    # often the reporter's office (…(某市政协 某某)), not the committee reported on.
+    credits: list[tuple[int, str]] = []
     breaks: list[int] = []  # marked title lines that name no committee ("■ 区县政协陆续进入“两会时间”")
     for start, end in article.kept:
         line = article.folded[start:end]
         lead = _HEADING_LEAD.match(article.folded, start, end)
         assert lead is not None  # every group is optional
         marked = bool(lead.group("number") or lead.group("bullet") or lead.group("bracket"))
+        if "政协" in article.folded[max(start, end - 40) : end] and (body := _credited(article, start, end)):
+            credits.append((end, body))
+            continue
         if not marked and "政协" not in article.folded[start : min(end, start + 60)]:
             # A place alone on its line, over a paragraph that opens with its bare committee
             # ("桐庐县" / "县政协…"), heads a part too; any other such line is text.
@@ -236,9 +257,10 @@ def split_sections(article: Article) -> list[Section]:
             if end < last and end not in heading_starts:  # a part about no committee
                 sections.append(Section(len(sections), end, next_start(end), None, None))
         return sections
-    if len({body for _, body in authors}) >= 2:
+    signed = authors if len({body for _, body in authors}) >= 2 else credits
+    if len({body for _, body in signed}) >= 2:
         begin = first
-        for end, body in authors:
+        for end, body in signed:
             sections.append(Section(len(sections), begin, end, None, body))
             begin = end
         tail = _lines_in(article, begin, last)
