@@ -18,6 +18,8 @@ import logging
 import math
 import os
 import re
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,11 +50,24 @@ from ..limits import Limiter, Permit
 from ..prompt import PromptTemplate, load_prompt
 from ..schema import Reply, Usage, strict_json_schema
 from . import JSON_MODE_ORDER, ChunkRequest, ChunkResult
+from .early_http import EarlyHttp, EarlyRequestError, RawReply, early_usable
 
 if TYPE_CHECKING:
     import openai
 
     from ..settings import Settings
+else:
+
+    class _Openai:
+        """The openai package, imported where first used: importing it costs a second or more of CPU,
+        which the first requests to a local endpoint need not wait for (see `_SdkLoader`)."""
+
+        def __getattr__(self, name: str) -> Any:
+            import openai
+
+            return getattr(openai, name)
+
+    openai = _Openai()
 
 log = logging.getLogger(__name__)
 
@@ -499,6 +514,69 @@ def truncated_error(settings: Settings, content: str | None, usage: Usage) -> Tr
     )
 
 
+class _SdkLoader:
+    """Imports the openai package in a thread of its own, started once the first plain request to a
+    local endpoint is out: the import (a second or more of CPU) then overlaps the wait for answers."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._load, name="summarizer-import-openai", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            import openai  # noqa: F401
+        except Exception:  # the SDK path imports it again, and says what is wrong
+            log.debug("importing openai in the background failed", exc_info=True)
+        finally:
+            self.done.set()
+
+    async def wait(self) -> None:
+        """Until the package has loaded (or failed to), without blocking the event loop."""
+        self.start()
+        if not self.done.is_set():
+            await asyncio.get_running_loop().run_in_executor(None, self.done.wait)
+
+
+def early_headers(key: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers the SDK sends that a server may look at, for a request sent before it loaded."""
+    env = os.environ if environ is None else environ
+    headers = {
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "User-Agent": f"AsyncOpenAI/Python {_sdk_version()}",
+        "Authorization": f"Bearer {key}",
+    }
+    for name, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
+        if env.get(variable):
+            headers[name] = env[variable]
+    return headers
+
+
+@lru_cache(maxsize=1)
+def _sdk_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openai")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _http_module() -> Any:
+    """The HTTP package the SDK is built on (httpx, or httpx2 in newer releases)."""
+    import importlib
+
+    return importlib.import_module(type(openai.DEFAULT_CONNECTION_LIMITS).__module__.split(".")[0])
+
+
 class OpenAIBackend:
     """Summarise chunks with any OpenAI-compatible chat completions endpoint."""
 
@@ -539,6 +617,11 @@ class OpenAIBackend:
         if not offline:
             self._credentials()  # fail on a missing key now, not at the first chunk
         self._clients: list[openai.AsyncOpenAI] = []
+        # Until the SDK has loaded, requests to a local http:// endpoint go out as plain HTTP.
+        self._loader: _SdkLoader | None = None
+        if not offline and "openai" not in sys.modules and early_usable(configured_base_url(settings)):
+            self._loader = _SdkLoader()
+        self._early: EarlyHttp | None = None
         self._turn = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._official = official_api(configured_base_url(settings))
@@ -588,6 +671,14 @@ class OpenAIBackend:
         self._turn = (self._turn + 1) % len(self._clients)
         return self._clients[self._turn]
 
+    def _client(self) -> openai.AsyncOpenAI | None:
+        """The SDK client for this request, or None while the SDK loads (the request goes out plain)."""
+        if self._loader is not None and not self._loader.done.is_set():
+            return None
+        if self._early is not None and not self._early.closed:
+            self._early.close()
+        return self._state()
+
     def _request(self, mode: str) -> RequestTemplate:
         """The request template for a JSON mode, built once per run."""
         template = self._requests.get(mode)
@@ -597,6 +688,8 @@ class OpenAIBackend:
         return template
 
     async def aclose(self) -> None:
+        if self._early is not None:
+            self._early.close()
         clients, self._clients = self._clients, []
         if clients and self._loop is asyncio.get_running_loop():
             await asyncio.gather(*(client.close() for client in clients))
@@ -616,15 +709,67 @@ class OpenAIBackend:
     def _request_args(self, messages: list[dict[str, str]], mode: str) -> dict[str, Any]:
         return request_body(self.settings, messages, mode, self._official)
 
-    async def _post(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], mode: str) -> Any:
+    async def _post(self, client: openai.AsyncOpenAI | None, messages: list[dict[str, str]], mode: str) -> Any:
         """POST the pre-encoded body: the SDK's error mapping and transport, without re-walking the
-        body (its parameter transform cost several ms a request). Returns the reply's JSON (or text)."""
+        body (its parameter transform cost several ms a request). Returns the reply's JSON (or text).
+        Without a client (the SDK is loading) the body goes out plain: `_post_early`."""
         payload = self._request(mode).encode(messages)
+        if client is None:
+            return await self._post_early(payload)
+        return await self._post_sdk(client, payload)
+
+    async def _post_sdk(self, client: openai.AsyncOpenAI, payload: bytes) -> Any:
         reply = await client.post("/chat/completions", cast_to=object, content=payload)
         if isinstance(reply, str):  # a body not labelled JSON: read it if it is JSON anyway, as the SDK did
             with contextlib.suppress(ValueError):
                 reply = json.loads(reply)
         return reply
+
+    async def _post_early(self, payload: bytes) -> Any:
+        """POST through a plain connection while the SDK loads (its import starts once this request is
+        out). A 200 JSON answer is read here, as the SDK reads it; anything else (an error status, a
+        broken connection) is handed to the SDK as it came, so its errors and retries are the same."""
+        assert self._loader is not None
+        loader = self._loader
+        if self._early is None:
+            key, base_url = self._credentials()
+            self._early = EarlyHttp(base_url or "", early_headers(key))
+        try:
+            raw = await self._early.post("/chat/completions", payload, on_sent=loader.start)
+        except EarlyRequestError as exc:
+            await loader.wait()
+            if not exc.sent:  # nothing reached the server: ask through the SDK instead
+                return await self._post_sdk(self._state(), payload)
+            return await self._replay(payload, exc)
+        if raw.json_body():
+            with contextlib.suppress(ValueError):
+                return json.loads(raw.body)
+        await loader.wait()
+        return await self._replay(payload, raw)
+
+    async def _replay(self, payload: bytes, answer: RawReply | EarlyRequestError) -> Any:
+        """What the SDK makes of an answer a plain request got (or of the way its connection broke), as
+        if it had sent the request itself: the same errors, or the same reply."""
+        http = _http_module()
+
+        def respond(request: Any) -> Any:
+            if isinstance(answer, EarlyRequestError):
+                raise http.ReadError(str(answer), request=request)
+            headers = [(k, v) for k, v in answer.headers if k != "transfer-encoding"]
+            return http.Response(answer.status, headers=headers, content=answer.body, request=request)
+
+        key, base_url = self._credentials()
+        client = openai.AsyncOpenAI(
+            api_key=key,
+            base_url=base_url,
+            timeout=self.settings.timeout,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(transport=http.MockTransport(respond)),
+        )
+        try:
+            return await self._post_sdk(client, payload)
+        finally:
+            await client.close()
 
     def cache_modes(self) -> list[str | None]:
         """The JSON modes whose cached replies this run may reuse: its own, and in `auto` the ones it
@@ -651,8 +796,6 @@ class OpenAIBackend:
         return True
 
     def _wait(self, state: RetryCallState) -> float:
-        import openai
-
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, openai.RateLimitError):
             delay = retry_after_seconds(exc.response.headers)
@@ -667,10 +810,8 @@ class OpenAIBackend:
     async def _send(self, messages: list[dict[str, str]], counters: _Counters, attempt: int) -> Any:
         """One HTTP attempt, after waiting for a slot and for any 429 pause (re-sent at once in the
         next JSON mode when the server refuses this one)."""
-        import openai
-
-        client = self._state()
         async with self._slot(messages) as permit:
+            client = self._client()
             if attempt > 1:
                 counters.transport_retries += 1
                 log.debug("request attempt %d", attempt)
@@ -712,8 +853,6 @@ class OpenAIBackend:
                 return reply
 
     async def _send_with_retries(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
-        import openai
-
         def transient(exc: BaseException) -> bool:
             if isinstance(exc, _Malformed | _AttemptTimeout):
                 return True
@@ -734,8 +873,6 @@ class OpenAIBackend:
 
     async def _complete(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
         """One chat completion; transient failures retried by tenacity, the rest mapped to our errors."""
-        import openai
-
         attempts = max(1, self.settings.transport_attempts)
         try:
             return await self._send_with_retries(messages, counters)
