@@ -19,7 +19,7 @@ import pytest
 
 from fake_openai import FakeOpenAI, Response, Seen, chat, error
 from helpers import ARTICLES, DUMMY_KEY, ROOT, assert_matches_gold, fast_settings
-from summarizer.backends.early_http import EarlyHttp, EarlyRequestError, RawReply, early_usable
+from summarizer.backends.local_http import LocalHttp, LocalHttpError, RawReply, local_http_usable
 from summarizer.backends.openai_backend import OpenAIBackend, _SdkLoader
 from summarizer.batch import run_batch
 from summarizer.errors import AuthError, ProviderError
@@ -399,15 +399,15 @@ def test_a_plain_request_to_no_server_fails_as_the_sdk_does(monkeypatch: pytest.
 def test_a_connection_broken_under_a_plain_request_is_a_connection_error_the_sdk_retries(
     fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    post, broken = EarlyHttp.post, []
+    post, broken = LocalHttp.post, []
 
-    async def break_first(self: EarlyHttp, path: str, body: bytes, on_sent: Any = None) -> RawReply:
+    async def break_first(self: LocalHttp, path: str, body: bytes, on_sent: Any = None) -> RawReply:
         if not broken:
             broken.append(path)
-            raise EarlyRequestError("ConnectionResetError: reset by peer", sent=True)
+            raise LocalHttpError("ConnectionResetError: reset by peer", sent=True)
         return await post(self, path, body, on_sent)
 
-    monkeypatch.setattr(EarlyHttp, "post", break_first)
+    monkeypatch.setattr(LocalHttp, "post", break_first)
     backend, _ = _early(fast_settings(use_cache=False))
     summary = summarise_article(SEEDS[0], backend.settings, backend=backend)
     assert_matches_gold(summary, SEEDS[0])
@@ -438,12 +438,12 @@ def test_plain_requests_read_content_length_chunked_and_close_delimited_answers(
     async def main() -> list[RawReply | str]:
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        http = EarlyHttp(f"http://127.0.0.1:{port}/v1/", {"Authorization": "Bearer k"})
+        http = LocalHttp(f"http://127.0.0.1:{port}/v1/", {"Authorization": "Bearer k"})
         got: list[RawReply | str] = []
         for _ in range(4):
             try:
                 got.append(await http.post("/chat/completions", b'{"x": 1}'))
-            except EarlyRequestError as exc:
+            except LocalHttpError as exc:
                 got.append(f"broken, sent={exc.sent}")
         http.close()
         server.close()
@@ -473,4 +473,38 @@ def test_plain_requests_read_content_length_chunked_and_close_delimited_answers(
 def test_only_plain_local_endpoints_without_a_proxy_get_plain_first_requests(
     base_url: str | None, environ: dict[str, str], usable: bool
 ) -> None:
-    assert early_usable(base_url, environ) is usable
+    assert local_http_usable(base_url, environ) is usable
+
+
+def _count_connections(fake: FakeOpenAI) -> list[int]:
+    opened = [0]
+    handler = fake.httpd.RequestHandlerClass
+    setup = handler.setup
+
+    def counting(self: Any) -> None:
+        opened[0] += 1
+        setup(self)
+
+    handler.setup = counting  # type: ignore[method-assign]
+    return opened
+
+
+def test_the_sdk_reaches_a_local_server_over_connections_kept_alive(fake: FakeOpenAI, tmp_path: Path) -> None:
+    opened = _count_connections(fake)
+    out = tmp_path / "results.jsonl"
+    report = run_batch(_seed_folder(tmp_path), out, fast_settings(use_cache=False, concurrency=2), quiet=True)
+    assert report.done == 5
+    for article_id, summary in load_predictions(out).items():
+        assert_matches_gold(summary, next(p for p in SEEDS if p.stem == article_id))
+    assert fake.count > 5 and opened[0] <= 2  # as many connections as requests in flight, not one a request
+
+
+def test_with_a_proxy_configured_requests_go_through_the_sdks_own_transport(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there ...
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # ... and the fake is reached directly, by the SDK's transport
+    fake.script.append(error(429, "slow down", headers={"retry-after": "0"}))
+    summary = summarise_article(SEEDS[0], fast_settings(use_cache=False))
+    assert_matches_gold(summary, SEEDS[0])
+    assert summary.meta is not None and summary.meta.usage.transport_retries == 1

@@ -50,7 +50,7 @@ from ..limits import Limiter, Permit
 from ..prompt import PromptTemplate, load_prompt
 from ..schema import Reply, Usage, strict_json_schema
 from . import JSON_MODE_ORDER, ChunkRequest, ChunkResult
-from .early_http import EarlyHttp, EarlyRequestError, RawReply, early_usable
+from .local_http import LocalHttp, LocalHttpError, RawReply, local_http_usable
 
 if TYPE_CHECKING:
     import openai
@@ -577,6 +577,45 @@ def _http_module() -> Any:
     return importlib.import_module(type(openai.DEFAULT_CONNECTION_LIMITS).__module__.split(".")[0])
 
 
+def local_http_client(connections: LocalHttp, timeout: float) -> Any:
+    """The SDK's HTTP client with requests to the local endpoint carried over `connections` (anything
+    else, such as a redirect to another host, goes through the default transport). The default pool
+    looks at every connection it holds twice a request: at -j 32 that cost more CPU than the rest
+    of the request."""
+    http = _http_module()
+
+    class Transport(http.AsyncBaseTransport):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            self.other: Any = None
+
+        async def handle_async_request(self, request: Any) -> Any:
+            url = request.url
+            if url.scheme != "http" or url.host != connections.host or (url.port or 80) != connections.port:
+                if self.other is None:
+                    self.other = http.AsyncHTTPTransport()
+                return await self.other.handle_async_request(request)
+            head = [f"{request.method} ".encode() + url.raw_path + b" HTTP/1.1"]
+            head += [name + b": " + value for name, value in request.headers.raw]
+            body = await request.aread()
+            read = (request.extensions.get("timeout") or {}).get("read")
+            try:
+                async with asyncio.timeout(read):
+                    raw = await connections.exchange(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            except TimeoutError:
+                raise http.ReadTimeout("no answer within the read timeout", request=request) from None
+            except LocalHttpError as exc:
+                raise (http.ReadError if exc.sent else http.ConnectError)(str(exc), request=request) from None
+            headers = [(k, v) for k, v in raw.headers if k != "transfer-encoding"]
+            return http.Response(raw.status, headers=headers, content=raw.body, request=request)
+
+        async def aclose(self) -> None:
+            connections.close()
+            if self.other is not None:
+                await self.other.aclose()
+
+    return openai.DefaultAsyncHttpxClient(transport=Transport(), timeout=timeout)
+
+
 class OpenAIBackend:
     """Summarise chunks with any OpenAI-compatible chat completions endpoint."""
 
@@ -619,9 +658,10 @@ class OpenAIBackend:
         self._clients: list[openai.AsyncOpenAI] = []
         # Until the SDK has loaded, requests to a local http:// endpoint go out as plain HTTP.
         self._loader: _SdkLoader | None = None
-        if not offline and "openai" not in sys.modules and early_usable(configured_base_url(settings)):
+        if not offline and "openai" not in sys.modules and local_http_usable(configured_base_url(settings)):
             self._loader = _SdkLoader()
-        self._early: EarlyHttp | None = None
+        self._local: LocalHttp | None = None  # connections to a local http:// endpoint (see local_http)
+        self._local_loop: asyncio.AbstractEventLoop | None = None
         self._turn = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._official = official_api(configured_base_url(settings))
@@ -643,7 +683,8 @@ class OpenAIBackend:
         its connections alive between requests. Up to POOL_CONNECTIONS in flight it is one client whose
         pool is as large as the concurrency; beyond, requests take turns among clients of that size
         (together as large as the concurrency): the HTTP pool looks at every connection it holds for
-        every request and every answer, which at -j 128 cost more CPU than the request itself."""
+        every request and every answer, which at -j 128 cost more CPU than the request itself. A local
+        http:// endpoint gets one client whose requests travel over `local_http_client`."""
         loop = asyncio.get_running_loop()
         if not self._clients or self._loop is not loop:
             import openai
@@ -652,6 +693,17 @@ class OpenAIBackend:
             concurrency = max(1, self.settings.concurrency)
             count = math.ceil(concurrency / POOL_CONNECTIONS)
             self._clients = []
+            if local_http_usable(base_url):  # one client whose pool costs the same at any size
+                count, http_client = 0, local_http_client(self._local_http(), self.settings.timeout)
+                self._clients.append(
+                    openai.AsyncOpenAI(
+                        api_key=key,
+                        base_url=base_url,
+                        timeout=self.settings.timeout,
+                        max_retries=0,
+                        http_client=http_client,
+                    )
+                )
             for index in range(count):
                 size = concurrency // count + (1 if index < concurrency % count else 0)
                 # The SDK's own limits type (httpx's or its successor's), sized to its share of the slots.
@@ -671,12 +723,18 @@ class OpenAIBackend:
         self._turn = (self._turn + 1) % len(self._clients)
         return self._clients[self._turn]
 
+    def _local_http(self) -> LocalHttp:
+        """The connections to the local endpoint, for the running event loop (a loop has its own)."""
+        loop = asyncio.get_running_loop()
+        if self._local is None or self._local_loop is not loop:
+            key, base_url = self._credentials()
+            self._local, self._local_loop = LocalHttp(base_url or "", early_headers(key)), loop
+        return self._local
+
     def _client(self) -> openai.AsyncOpenAI | None:
         """The SDK client for this request, or None while the SDK loads (the request goes out plain)."""
         if self._loader is not None and not self._loader.done.is_set():
             return None
-        if self._early is not None and not self._early.closed:
-            self._early.close()
         return self._state()
 
     def _request(self, mode: str) -> RequestTemplate:
@@ -688,8 +746,8 @@ class OpenAIBackend:
         return template
 
     async def aclose(self) -> None:
-        if self._early is not None:
-            self._early.close()
+        if self._local is not None:
+            self._local.close()
         clients, self._clients = self._clients, []
         if clients and self._loop is asyncio.get_running_loop():
             await asyncio.gather(*(client.close() for client in clients))
@@ -731,12 +789,9 @@ class OpenAIBackend:
         broken connection) is handed to the SDK as it came, so its errors and retries are the same."""
         assert self._loader is not None
         loader = self._loader
-        if self._early is None:
-            key, base_url = self._credentials()
-            self._early = EarlyHttp(base_url or "", early_headers(key))
         try:
-            raw = await self._early.post("/chat/completions", payload, on_sent=loader.start)
-        except EarlyRequestError as exc:
+            raw = await self._local_http().post("/chat/completions", payload, on_sent=loader.start)
+        except LocalHttpError as exc:
             await loader.wait()
             if not exc.sent:  # nothing reached the server: ask through the SDK instead
                 return await self._post_sdk(self._state(), payload)
@@ -747,13 +802,13 @@ class OpenAIBackend:
         await loader.wait()
         return await self._replay(payload, raw)
 
-    async def _replay(self, payload: bytes, answer: RawReply | EarlyRequestError) -> Any:
+    async def _replay(self, payload: bytes, answer: RawReply | LocalHttpError) -> Any:
         """What the SDK makes of an answer a plain request got (or of the way its connection broke), as
         if it had sent the request itself: the same errors, or the same reply."""
         http = _http_module()
 
         def respond(request: Any) -> Any:
-            if isinstance(answer, EarlyRequestError):
+            if isinstance(answer, LocalHttpError):
                 raise http.ReadError(str(answer), request=request)
             headers = [(k, v) for k, v in answer.headers if k != "transfer-encoding"]
             return http.Response(answer.status, headers=headers, content=answer.body, request=request)

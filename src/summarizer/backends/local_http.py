@@ -1,7 +1,7 @@
-"""Plain HTTP/1.1 POSTs for a run's first requests to a local endpoint, sent while the openai package
-is still being imported (a second or more of CPU): the first chunks are asked at once instead of
-after the import. Only the happy answer (200, JSON) is read here; anything else, and every request
-once the package has loaded, goes through the SDK.
+"""Plain HTTP/1.1 keep-alive connections to a local `http://` endpoint, used two ways by the OpenAI
+backend: for a run's first requests, sent while the openai package is still being imported (a second
+or more of CPU), and afterwards as the transport under the SDK's own client (the SDK builds every
+request and reads every answer; this only carries the bytes, more cheaply than the default pool).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 MAX_BODY_BYTES = 64 * 2**20  # a larger answer counts as a broken connection
 
 
-class EarlyRequestError(Exception):
+class LocalHttpError(Exception):
     """A plain request failed. `sent` says whether the body may have reached the server."""
 
     def __init__(self, message: str, sent: bool) -> None:
@@ -42,7 +42,7 @@ class RawReply:
         return self.status == 200 and encoding == "identity" and (kind == "application/json" or kind.endswith("+json"))
 
 
-def early_usable(base_url: str | None, environ: dict[str, str] | None = None) -> bool:
+def local_http_usable(base_url: str | None, environ: dict[str, str] | None = None) -> bool:
     """May the first requests to this endpoint go out as plain HTTP? Only to an `http://` endpoint
     (a local server) with no proxy configured: TLS, proxies and OpenAI's own API are the SDK's."""
     if not base_url:
@@ -57,8 +57,9 @@ def early_usable(base_url: str | None, environ: dict[str, str] | None = None) ->
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-class EarlyHttp:
-    """Keep-alive connections to one `http://` endpoint, each carrying one request at a time."""
+class LocalHttp:
+    """Keep-alive connections to one `http://` endpoint, each carrying one request at a time. Idle
+    connections wait in a list: taking one and giving it back costs the same however many there are."""
 
     def __init__(self, base_url: str, headers: dict[str, str]) -> None:
         parts = urlsplit(base_url)
@@ -77,14 +78,25 @@ class EarlyHttp:
         the request is written.
 
         Raises:
-            EarlyRequestError: no connection, or it broke before a whole answer came back.
+            LocalHttpError: no connection, or it broke before a whole answer came back.
+        """
+        lines = [f"POST {self.prefix}{path} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in self._headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        return await self.exchange(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body, on_sent)
+
+    async def exchange(self, request: bytes, on_sent: Callable[[], None] | None = None) -> RawReply:
+        """Send one whole HTTP/1.1 request (head and body) and read the whole answer.
+
+        Raises:
+            LocalHttpError: no connection, or it broke before a whole answer came back.
         """
         connection = await self._connect()
         try:
-            reply, keep = await self._exchange(connection, path, body, on_sent)
+            reply, keep = await self._exchange(connection, request, on_sent)
         except (OSError, EOFError, ValueError, asyncio.IncompleteReadError) as exc:
             _close(connection)
-            raise EarlyRequestError(f"{type(exc).__name__}: {exc}", sent=True) from None
+            raise LocalHttpError(f"{type(exc).__name__}: {exc}", sent=True) from None
         except BaseException:
             _close(connection)
             raise
@@ -103,17 +115,14 @@ class EarlyHttp:
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         except OSError as exc:
-            raise EarlyRequestError(f"cannot connect: {exc}", sent=False) from None
+            raise LocalHttpError(f"cannot connect: {exc}", sent=False) from None
         return reader, writer
 
     async def _exchange(
-        self, connection: _Connection, path: str, body: bytes, on_sent: Callable[[], None] | None
+        self, connection: _Connection, request: bytes, on_sent: Callable[[], None] | None
     ) -> tuple[RawReply, bool]:
         reader, writer = connection
-        lines = [f"POST {self.prefix}{path} HTTP/1.1"]
-        lines += [f"{name}: {value}" for name, value in self._headers.items()]
-        lines.append(f"Content-Length: {len(body)}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        writer.write(request)
         await writer.drain()
         if on_sent is not None:
             on_sent()
