@@ -217,6 +217,9 @@ def batch(
 
     Example: summarizer batch articles/ --via batch-file -o results.jsonl --model gpt-4o-mini --submit
     """
+    from rich.console import Console
+    from rich.table import Table
+
     from .batch import run_batch
 
     if via not in ("online", "batch-file"):
@@ -241,10 +244,6 @@ def batch(
             fail("--via batch-file asks a model: use --backend openai (or auto) with --model", 2)
         write_batch_file(directory, output, settings, glob=glob, force=force, submit=submit)
     report = run_guarded(run_batch, directory, output, settings, glob=glob, force=force, quiet=quiet)
-    # Imported once the run is over: the first request does not wait for it.
-    from rich.console import Console
-    from rich.table import Table
-
     if report.notice:
         notice(report.notice)
     table = Table(
