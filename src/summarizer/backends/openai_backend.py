@@ -690,33 +690,25 @@ class OpenAIBackend:
             import openai
 
             key, base_url = self._credentials()
-            concurrency = max(1, self.settings.concurrency)
-            count = math.ceil(concurrency / POOL_CONNECTIONS)
-            self._clients = []
-            if local_http_usable(base_url):  # one client whose pool costs the same at any size
-                count, http_client = 0, local_http_client(self._local_http(), self.settings.timeout)
-                self._clients.append(
-                    openai.AsyncOpenAI(
-                        api_key=key,
-                        base_url=base_url,
-                        timeout=self.settings.timeout,
-                        max_retries=0,
-                        http_client=http_client,
+            if local_http_usable(base_url):  # one client: its connections cost the same at any number
+                http_clients = [local_http_client(self._local_http(), self.settings.timeout)]
+            else:
+                concurrency = max(1, self.settings.concurrency)
+                count = math.ceil(concurrency / POOL_CONNECTIONS)
+                http_clients = []
+                for index in range(count):
+                    size = concurrency // count + (1 if index < concurrency % count else 0)
+                    # The SDK's own limits type (httpx's or its successor's), sized to its share of the slots.
+                    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+                        max_connections=size, max_keepalive_connections=size
                     )
+                    http_clients.append(openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.settings.timeout))
+            self._clients = [
+                openai.AsyncOpenAI(
+                    api_key=key, base_url=base_url, timeout=self.settings.timeout, max_retries=0, http_client=client
                 )
-            for index in range(count):
-                size = concurrency // count + (1 if index < concurrency % count else 0)
-                # The SDK's own limits type (httpx's or its successor's), sized to its share of the slots.
-                limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=size, max_keepalive_connections=size)
-                self._clients.append(
-                    openai.AsyncOpenAI(
-                        api_key=key,
-                        base_url=base_url,
-                        timeout=self.settings.timeout,
-                        max_retries=0,
-                        http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.settings.timeout),
-                    )
-                )
+                for client in http_clients
+            ]
             self._official = official_api(str(self._clients[0].base_url))
             self._loop = loop
             del key
