@@ -418,7 +418,7 @@ def test_plain_requests_read_content_length_chunked_and_close_delimited_answers(
     answers = [
         b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{"a":1}',
         b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n4\r\n":2}\r\n0\r\n\r\n',
-        b"HTTP/1.0 503 Busy\r\nRetry-After: 1\r\n\r\nbusy",
+        [b"HTTP/1.0 503 Busy\r\nRetry-After: 1\r\n\r\nbu", b"sy"],  # the body in two writes
         b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{",  # cut short
     ]
     seen: list[bytes] = []
@@ -429,9 +429,11 @@ def test_plain_requests_read_content_length_chunked_and_close_delimited_answers(
             length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
             seen.append(head + await reader.readexactly(length))
             answer = answers.pop(0)
-            writer.write(answer)
-            await writer.drain()
-            if not answer.startswith(b"HTTP/1.1 200 OK\r\nContent-Type") and b"chunked" not in answer:
+            for part in answer if isinstance(answer, list) else [answer]:
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            if isinstance(answer, list) or answer.endswith(b"{"):
                 break
         writer.close()
 

@@ -136,14 +136,16 @@ class LocalHttp:
             headers.append((name.strip().lower(), value.strip()))
         reply = RawReply(int(status), headers, b"")
         length = reply.header("content-length")
-        if "chunked" in (reply.header("transfer-encoding") or "").lower():
+        if reply.status in (204, 304):
+            pass  # no body, whatever the headers say
+        elif "chunked" in (reply.header("transfer-encoding") or "").lower():
             reply.body = await _read_chunked(reader)
         elif length is not None:
             if int(length) > MAX_BODY_BYTES:
                 raise ValueError(f"an answer of {length} bytes")
             reply.body = await reader.readexactly(int(length))
         else:  # the body runs to the end of the connection
-            reply.body = await reader.read(MAX_BODY_BYTES)
+            reply.body = await _read_to_end(reader)
             return reply, False
         keep = version == "HTTP/1.1" and (reply.header("connection") or "").lower() != "close"
         return reply, keep
@@ -154,6 +156,17 @@ class LocalHttp:
         idle, self._idle = self._idle, []
         for connection in idle:
             _close(connection)
+
+
+async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while part := await reader.read(65536):
+        total += len(part)
+        if total > MAX_BODY_BYTES:
+            raise ValueError(f"an answer of more than {MAX_BODY_BYTES} bytes")
+        parts.append(part)
+    return b"".join(parts)
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
