@@ -4,22 +4,28 @@ answers that drip. All against the loopback fake in tests/fake_openai.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fake_openai import FakeOpenAI, Response, Seen, chat, error
 from helpers import ARTICLES, DUMMY_KEY, ROOT, assert_matches_gold, fast_settings
+from summarizer.backends.local_http import LocalHttp, LocalHttpError, RawReply, local_http_usable
+from summarizer.backends.openai_backend import OpenAIBackend, _SdkLoader
 from summarizer.batch import run_batch
-from summarizer.errors import ProviderError
+from summarizer.errors import AuthError, ProviderError
 from summarizer.evaluate import load_predictions
 from summarizer.pipeline import summarise_article
+from summarizer.settings import Settings
 
 SEEDS = [p for p in ARTICLES if p.name[:3] in ("000", "001", "002", "003", "004")]
 
@@ -315,3 +321,192 @@ def test_a_failure_mid_article_counts_every_chunk_that_was_sent(fake: FakeOpenAI
     report = run_batch(folder, tmp_path / "results.jsonl", fast_settings(concurrency=2), quiet=True)
     assert report.failed == 1
     assert report.usage.requests == fake.count >= 3  # the chunks answered before the failure, too
+
+
+# --- the first requests, sent while the openai package is still loading ---------------------------
+
+
+class _StillLoading(_SdkLoader):
+    """The package import never finishes on its own: every request goes out as plain HTTP until the
+    backend has to wait for the SDK (an answer only the SDK reads); then it is there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+
+    def start(self) -> None:
+        self.started += 1
+
+    async def wait(self) -> None:
+        self.done.set()
+
+
+def _early(settings: Settings) -> tuple[OpenAIBackend, _StillLoading]:
+    backend, loader = OpenAIBackend(settings), _StillLoading()
+    backend._loader = loader
+    return backend, loader
+
+
+def test_first_requests_sent_before_the_sdk_has_loaded_give_the_same_summary(fake: FakeOpenAI) -> None:
+    settings = fast_settings(use_cache=False)
+    through_sdk = summarise_article(SEEDS[0], settings)
+    asked = list(fake.requests)
+    backend, loader = _early(settings)
+    early = summarise_article(SEEDS[0], settings, backend=backend)
+    assert early.bodies == through_sdk.bodies and early.meta is not None and through_sdk.meta is not None
+    assert early.meta.usage == through_sdk.meta.usage
+    plain = fake.requests[len(asked) :]
+    assert loader.started and not loader.done.is_set()  # every request went out plain; the import was begun
+    assert sorted(json.dumps(s.body, sort_keys=True) for s in plain) == sorted(
+        json.dumps(s.body, sort_keys=True) for s in asked
+    )
+    assert all(s.headers["authorization"] == f"Bearer {DUMMY_KEY}" for s in plain)
+    assert all(s.headers["content-type"] == "application/json" for s in plain)
+
+
+def test_an_error_answer_to_a_plain_request_is_read_by_the_sdk(fake: FakeOpenAI) -> None:
+    fake.script.append(error(429, "slow down", headers={"retry-after": "0"}))
+    backend, loader = _early(fast_settings(use_cache=False))
+    summary = summarise_article(SEEDS[0], backend.settings, backend=backend)
+    assert_matches_gold(summary, SEEDS[0])
+    assert loader.done.is_set()  # the 429 waited for the SDK, which raised its RateLimitError
+    assert summary.meta is not None and summary.meta.usage.transport_retries == 1
+
+
+def test_a_refused_response_format_on_a_plain_request_moves_the_run_to_json_object(fake: FakeOpenAI) -> None:
+    _refusing(fake, 400, ("json_schema",))
+    backend, _ = _early(fast_settings(use_cache=False))
+    summary = summarise_article(SEEDS[0], backend.settings, backend=backend)
+    assert_matches_gold(summary, SEEDS[0])
+    assert summary.meta is not None and summary.meta.json_mode == "object"
+
+
+def test_a_refused_key_on_a_plain_request_is_the_same_error(fake: FakeOpenAI) -> None:
+    fake.default = lambda seen: error(401, "invalid api key")
+    backend, _ = _early(fast_settings(use_cache=False))
+    with pytest.raises(AuthError, match="refused the credentials"):
+        summarise_article(SEEDS[0], backend.settings, backend=backend)
+
+
+def test_a_plain_request_to_no_server_fails_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", DUMMY_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # the discard port: nothing listens
+    backend, _ = _early(fast_settings(use_cache=False, transport_attempts=2))
+    with pytest.raises(ProviderError, match="cannot connect"):
+        summarise_article(SEEDS[0], backend.settings, backend=backend)
+
+
+def test_a_connection_broken_under_a_plain_request_is_a_connection_error_the_sdk_retries(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    post, broken = LocalHttp.post, []
+
+    async def break_first(self: LocalHttp, path: str, body: bytes, on_sent: Any = None) -> RawReply:
+        if not broken:
+            broken.append(path)
+            raise LocalHttpError("ConnectionResetError: reset by peer", sent=True)
+        return await post(self, path, body, on_sent)
+
+    monkeypatch.setattr(LocalHttp, "post", break_first)
+    backend, _ = _early(fast_settings(use_cache=False))
+    summary = summarise_article(SEEDS[0], backend.settings, backend=backend)
+    assert_matches_gold(summary, SEEDS[0])
+    assert broken and summary.meta is not None and summary.meta.usage.transport_retries == 1
+
+
+def test_plain_requests_read_content_length_chunked_and_close_delimited_answers() -> None:
+    answers = [
+        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{"a":1}',
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n4\r\n":2}\r\n0\r\n\r\n',
+        [b"HTTP/1.0 503 Busy\r\nRetry-After: 1\r\n\r\nbu", b"sy"],  # the body in two writes
+        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{",  # cut short
+    ]
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while answers:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            seen.append(head + await reader.readexactly(length))
+            answer = answers.pop(0)
+            for part in answer if isinstance(answer, list) else [answer]:
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            if isinstance(answer, list) or answer.endswith(b"{"):
+                break
+        writer.close()
+
+    async def main() -> list[RawReply | str]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        http = LocalHttp(f"http://127.0.0.1:{port}/v1/", {"Authorization": "Bearer k"})
+        got: list[RawReply | str] = []
+        for _ in range(4):
+            try:
+                got.append(await http.post("/chat/completions", b'{"x": 1}'))
+            except LocalHttpError as exc:
+                got.append(f"broken, sent={exc.sent}")
+        http.close()
+        server.close()
+        return got
+
+    first, second, third, fourth = asyncio.run(main())
+    assert isinstance(first, RawReply) and first.json_body() and json.loads(first.body) == {"a": 1}
+    assert isinstance(second, RawReply) and json.loads(second.body) == {"a": 2} and not second.json_body()
+    assert isinstance(third, RawReply) and third.status == 503 and third.header("retry-after") == "1"
+    assert third.body == b"busy"  # an HTTP/1.0 answer without a length runs to the end of the connection
+    assert fourth == "broken, sent=True"
+    assert seen[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"Authorization: Bearer k" in seen[0] and seen[0].endswith(b'{"x": 1}')
+
+
+@pytest.mark.parametrize(
+    ("base_url", "environ", "usable"),
+    [
+        ("http://127.0.0.1:8080/v1", {}, True),
+        ("http://localhost/v1", {}, True),
+        ("https://api.openai.com/v1", {}, False),  # TLS stays the SDK's
+        (None, {}, False),  # OpenAI's own API
+        ("http://127.0.0.1:8080/v1", {"HTTP_PROXY": "http://proxy:3128"}, False),
+        ("http://user:secret@127.0.0.1/v1", {}, False),
+    ],
+)
+def test_only_plain_local_endpoints_without_a_proxy_get_plain_first_requests(
+    base_url: str | None, environ: dict[str, str], usable: bool
+) -> None:
+    assert local_http_usable(base_url, environ) is usable
+
+
+def _count_connections(fake: FakeOpenAI) -> list[int]:
+    opened = [0]
+    handler = fake.httpd.RequestHandlerClass
+    setup = handler.setup
+
+    def counting(self: Any) -> None:
+        opened[0] += 1
+        setup(self)
+
+    handler.setup = counting  # type: ignore[method-assign]
+    return opened
+
+
+def test_the_sdk_reaches_a_local_server_over_connections_kept_alive(fake: FakeOpenAI, tmp_path: Path) -> None:
+    opened = _count_connections(fake)
+    out = tmp_path / "results.jsonl"
+    report = run_batch(_seed_folder(tmp_path), out, fast_settings(use_cache=False, concurrency=2), quiet=True)
+    assert report.done == 5
+    for article_id, summary in load_predictions(out).items():
+        assert_matches_gold(summary, next(p for p in SEEDS if p.stem == article_id))
+    assert fake.count > 5 and opened[0] <= 2  # as many connections as requests in flight, not one a request
+
+
+def test_with_a_proxy_configured_requests_go_through_the_sdks_own_transport(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there ...
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # ... and the fake is reached directly, by the SDK's transport
+    fake.script.append(error(429, "slow down", headers={"retry-after": "0"}))
+    summary = summarise_article(SEEDS[0], fast_settings(use_cache=False))
+    assert_matches_gold(summary, SEEDS[0])
+    assert summary.meta is not None and summary.meta.usage.transport_retries == 1

@@ -18,6 +18,8 @@ import logging
 import math
 import os
 import re
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,11 +50,24 @@ from ..limits import Limiter, Permit
 from ..prompt import PromptTemplate, load_prompt
 from ..schema import Reply, Usage, strict_json_schema
 from . import JSON_MODE_ORDER, ChunkRequest, ChunkResult
+from .local_http import LocalHttp, LocalHttpError, RawReply, local_http_usable
 
 if TYPE_CHECKING:
     import openai
 
     from ..settings import Settings
+else:
+
+    class _Openai:
+        """The openai package, imported where first used: importing it costs a second or more of CPU,
+        which the first requests to a local endpoint need not wait for (see `_SdkLoader`)."""
+
+        def __getattr__(self, name: str) -> Any:
+            import openai
+
+            return getattr(openai, name)
+
+    openai = _Openai()
 
 log = logging.getLogger(__name__)
 
@@ -499,6 +514,108 @@ def truncated_error(settings: Settings, content: str | None, usage: Usage) -> Tr
     )
 
 
+class _SdkLoader:
+    """Imports the openai package in a thread of its own, started once the first plain request to a
+    local endpoint is out: the import (a second or more of CPU) then overlaps the wait for answers."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._load, name="summarizer-import-openai", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            import openai  # noqa: F401
+        except Exception:  # the SDK path imports it again, and says what is wrong
+            log.debug("importing openai in the background failed", exc_info=True)
+        finally:
+            self.done.set()
+
+    async def wait(self) -> None:
+        """Until the package has loaded (or failed to), without blocking the event loop."""
+        self.start()
+        if not self.done.is_set():
+            await asyncio.get_running_loop().run_in_executor(None, self.done.wait)
+
+
+def early_headers(key: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers the SDK sends that a server may look at, for a request sent before it loaded."""
+    env = os.environ if environ is None else environ
+    headers = {
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "User-Agent": f"AsyncOpenAI/Python {_sdk_version()}",
+        "Authorization": f"Bearer {key}",
+    }
+    for name, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
+        if env.get(variable):
+            headers[name] = env[variable]
+    return headers
+
+
+@lru_cache(maxsize=1)
+def _sdk_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openai")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _http_module() -> Any:
+    """The HTTP package the SDK is built on (httpx, or httpx2 in newer releases)."""
+    import importlib
+
+    return importlib.import_module(type(openai.DEFAULT_CONNECTION_LIMITS).__module__.split(".")[0])
+
+
+def local_http_client(connections: LocalHttp, timeout: float) -> Any:
+    """The SDK's HTTP client with requests to the local endpoint carried over `connections` (anything
+    else, such as a redirect to another host, goes through the default transport). The default pool
+    looks at every connection it holds twice a request: at -j 32 that cost more CPU than the rest
+    of the request."""
+    http = _http_module()
+
+    class Transport(http.AsyncBaseTransport):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            self.other: Any = None
+
+        async def handle_async_request(self, request: Any) -> Any:
+            url = request.url
+            if url.scheme != "http" or url.host != connections.host or (url.port or 80) != connections.port:
+                if self.other is None:
+                    self.other = http.AsyncHTTPTransport()
+                return await self.other.handle_async_request(request)
+            head = [f"{request.method} ".encode() + url.raw_path + b" HTTP/1.1"]
+            head += [name + b": " + value for name, value in request.headers.raw]
+            body = await request.aread()
+            read = (request.extensions.get("timeout") or {}).get("read")
+            try:
+                async with asyncio.timeout(read):
+                    raw = await connections.exchange(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            except TimeoutError:
+                raise http.ReadTimeout("no answer within the read timeout", request=request) from None
+            except LocalHttpError as exc:
+                raise (http.ReadError if exc.sent else http.ConnectError)(str(exc), request=request) from None
+            headers = [(k, v) for k, v in raw.headers if k != "transfer-encoding"]
+            return http.Response(raw.status, headers=headers, content=raw.body, request=request)
+
+        async def aclose(self) -> None:
+            connections.close()
+            if self.other is not None:
+                await self.other.aclose()
+
+    return openai.DefaultAsyncHttpxClient(transport=Transport(), timeout=timeout)
+
+
 class OpenAIBackend:
     """Summarise chunks with any OpenAI-compatible chat completions endpoint."""
 
@@ -539,6 +656,12 @@ class OpenAIBackend:
         if not offline:
             self._credentials()  # fail on a missing key now, not at the first chunk
         self._clients: list[openai.AsyncOpenAI] = []
+        # Until the SDK has loaded, requests to a local http:// endpoint go out as plain HTTP.
+        self._loader: _SdkLoader | None = None
+        if not offline and "openai" not in sys.modules and local_http_usable(configured_base_url(settings)):
+            self._loader = _SdkLoader()
+        self._local: LocalHttp | None = None  # connections to a local http:// endpoint (see local_http)
+        self._local_loop: asyncio.AbstractEventLoop | None = None
         self._turn = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._official = official_api(configured_base_url(settings))
@@ -560,33 +683,51 @@ class OpenAIBackend:
         its connections alive between requests. Up to POOL_CONNECTIONS in flight it is one client whose
         pool is as large as the concurrency; beyond, requests take turns among clients of that size
         (together as large as the concurrency): the HTTP pool looks at every connection it holds for
-        every request and every answer, which at -j 128 cost more CPU than the request itself."""
+        every request and every answer, which at -j 128 cost more CPU than the request itself. A local
+        http:// endpoint gets one client whose requests travel over `local_http_client`."""
         loop = asyncio.get_running_loop()
         if not self._clients or self._loop is not loop:
             import openai
 
             key, base_url = self._credentials()
-            concurrency = max(1, self.settings.concurrency)
-            count = math.ceil(concurrency / POOL_CONNECTIONS)
-            self._clients = []
-            for index in range(count):
-                size = concurrency // count + (1 if index < concurrency % count else 0)
-                # The SDK's own limits type (httpx's or its successor's), sized to its share of the slots.
-                limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=size, max_keepalive_connections=size)
-                self._clients.append(
-                    openai.AsyncOpenAI(
-                        api_key=key,
-                        base_url=base_url,
-                        timeout=self.settings.timeout,
-                        max_retries=0,
-                        http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.settings.timeout),
+            if local_http_usable(base_url):  # one client: its connections cost the same at any number
+                http_clients = [local_http_client(self._local_http(), self.settings.timeout)]
+            else:
+                concurrency = max(1, self.settings.concurrency)
+                count = math.ceil(concurrency / POOL_CONNECTIONS)
+                http_clients = []
+                for index in range(count):
+                    size = concurrency // count + (1 if index < concurrency % count else 0)
+                    # The SDK's own limits type (httpx's or its successor's), sized to its share of the slots.
+                    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+                        max_connections=size, max_keepalive_connections=size
                     )
+                    http_clients.append(openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.settings.timeout))
+            self._clients = [
+                openai.AsyncOpenAI(
+                    api_key=key, base_url=base_url, timeout=self.settings.timeout, max_retries=0, http_client=client
                 )
+                for client in http_clients
+            ]
             self._official = official_api(str(self._clients[0].base_url))
             self._loop = loop
             del key
         self._turn = (self._turn + 1) % len(self._clients)
         return self._clients[self._turn]
+
+    def _local_http(self) -> LocalHttp:
+        """The connections to the local endpoint, for the running event loop (a loop has its own)."""
+        loop = asyncio.get_running_loop()
+        if self._local is None or self._local_loop is not loop:
+            key, base_url = self._credentials()
+            self._local, self._local_loop = LocalHttp(base_url or "", early_headers(key)), loop
+        return self._local
+
+    def _client(self) -> openai.AsyncOpenAI | None:
+        """The SDK client for this request, or None while the SDK loads (the request goes out plain)."""
+        if self._loader is not None and not self._loader.done.is_set():
+            return None
+        return self._state()
 
     def _request(self, mode: str) -> RequestTemplate:
         """The request template for a JSON mode, built once per run."""
@@ -597,6 +738,8 @@ class OpenAIBackend:
         return template
 
     async def aclose(self) -> None:
+        if self._local is not None:
+            self._local.close()
         clients, self._clients = self._clients, []
         if clients and self._loop is asyncio.get_running_loop():
             await asyncio.gather(*(client.close() for client in clients))
@@ -616,15 +759,64 @@ class OpenAIBackend:
     def _request_args(self, messages: list[dict[str, str]], mode: str) -> dict[str, Any]:
         return request_body(self.settings, messages, mode, self._official)
 
-    async def _post(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], mode: str) -> Any:
+    async def _post(self, client: openai.AsyncOpenAI | None, messages: list[dict[str, str]], mode: str) -> Any:
         """POST the pre-encoded body: the SDK's error mapping and transport, without re-walking the
-        body (its parameter transform cost several ms a request). Returns the reply's JSON (or text)."""
+        body (its parameter transform cost several ms a request). Returns the reply's JSON (or text).
+        Without a client (the SDK is loading) the body goes out plain: `_post_early`."""
         payload = self._request(mode).encode(messages)
+        if client is None:
+            return await self._post_early(payload)
+        return await self._post_sdk(client, payload)
+
+    async def _post_sdk(self, client: openai.AsyncOpenAI, payload: bytes) -> Any:
         reply = await client.post("/chat/completions", cast_to=object, content=payload)
         if isinstance(reply, str):  # a body not labelled JSON: read it if it is JSON anyway, as the SDK did
             with contextlib.suppress(ValueError):
                 reply = json.loads(reply)
         return reply
+
+    async def _post_early(self, payload: bytes) -> Any:
+        """POST through a plain connection while the SDK loads (its import starts once this request is
+        out). A 200 JSON answer is read here, as the SDK reads it; anything else (an error status, a
+        broken connection) is handed to the SDK as it came, so its errors and retries are the same."""
+        assert self._loader is not None
+        loader = self._loader
+        try:
+            raw = await self._local_http().post("/chat/completions", payload, on_sent=loader.start)
+        except LocalHttpError as exc:
+            await loader.wait()
+            if not exc.sent:  # nothing reached the server: ask through the SDK instead
+                return await self._post_sdk(self._state(), payload)
+            return await self._replay(payload, exc)
+        if raw.json_body():
+            with contextlib.suppress(ValueError):
+                return json.loads(raw.body)
+        await loader.wait()
+        return await self._replay(payload, raw)
+
+    async def _replay(self, payload: bytes, answer: RawReply | LocalHttpError) -> Any:
+        """What the SDK makes of an answer a plain request got (or of the way its connection broke), as
+        if it had sent the request itself: the same errors, or the same reply."""
+        http = _http_module()
+
+        def respond(request: Any) -> Any:
+            if isinstance(answer, LocalHttpError):
+                raise http.ReadError(str(answer), request=request)
+            headers = [(k, v) for k, v in answer.headers if k != "transfer-encoding"]
+            return http.Response(answer.status, headers=headers, content=answer.body, request=request)
+
+        key, base_url = self._credentials()
+        client = openai.AsyncOpenAI(
+            api_key=key,
+            base_url=base_url,
+            timeout=self.settings.timeout,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(transport=http.MockTransport(respond)),
+        )
+        try:
+            return await self._post_sdk(client, payload)
+        finally:
+            await client.close()
 
     def cache_modes(self) -> list[str | None]:
         """The JSON modes whose cached replies this run may reuse: its own, and in `auto` the ones it
@@ -651,8 +843,6 @@ class OpenAIBackend:
         return True
 
     def _wait(self, state: RetryCallState) -> float:
-        import openai
-
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, openai.RateLimitError):
             delay = retry_after_seconds(exc.response.headers)
@@ -667,10 +857,8 @@ class OpenAIBackend:
     async def _send(self, messages: list[dict[str, str]], counters: _Counters, attempt: int) -> Any:
         """One HTTP attempt, after waiting for a slot and for any 429 pause (re-sent at once in the
         next JSON mode when the server refuses this one)."""
-        import openai
-
-        client = self._state()
         async with self._slot(messages) as permit:
+            client = self._client()
             if attempt > 1:
                 counters.transport_retries += 1
                 log.debug("request attempt %d", attempt)
@@ -712,8 +900,6 @@ class OpenAIBackend:
                 return reply
 
     async def _send_with_retries(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
-        import openai
-
         def transient(exc: BaseException) -> bool:
             if isinstance(exc, _Malformed | _AttemptTimeout):
                 return True
@@ -734,8 +920,6 @@ class OpenAIBackend:
 
     async def _complete(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
         """One chat completion; transient failures retried by tenacity, the rest mapped to our errors."""
-        import openai
-
         attempts = max(1, self.settings.transport_attempts)
         try:
             return await self._send_with_retries(messages, counters)
