@@ -152,6 +152,24 @@ def test_an_article_with_a_chunk_the_cache_does_not_keep_gets_no_article_entry(t
     assert FakeBackend.calls == 2 * calls  # asked again, as the chunk cache alone would
 
 
+# --- per-article work ----------------------------------------------------------------------------
+
+
+def test_a_roundup_is_split_and_its_year_checked_once_however_many_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planning and grounding share the article's sections, and grounding asks about the year once
+    per article, not once per part."""
+    import summarizer.ground as ground
+    import summarizer.sections as sections
+    from summarizer.pipeline import summarise_article
+
+    splits = count_calls(monkeypatch, sections, "split_sections")
+    years = count_calls(monkeypatch, ground, "_year_supported")
+    summary = summarise_article(EVAL / "115_zhejiang_roundup.txt", Settings(backend="rules", use_cache=False))
+    assert summary.meta is not None and summary.meta.chunks >= 5 and len(summary.bodies) >= 5
+    assert len(splits) == 1
+    assert len(years) == len({body.year for body in summary.bodies if body.year is not None}) == 1
+
+
 # --- the producer --------------------------------------------------------------------------------
 
 

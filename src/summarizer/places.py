@@ -239,6 +239,27 @@ def written_as_place(stem: str, full: str, text: str) -> bool:
     return full in text or any(form.format(stem) in text for form in _MEDIA_AROUND)
 
 
+@dataclass(frozen=True)
+class _Tails:
+    """What the gazetteer knows of the tails of a run of characters written before 政协."""
+
+    place: str | None  # the canonical place of the longest tail that is a division
+    length: int  # that tail's length
+    shorts: tuple[tuple[str, str], ...]  # else the tails that are short forms, longest first, with the full name
+    generic: bool  # and whether a tail is a generic word (全区, 各级)
+
+
+@lru_cache(maxsize=16384)  # pure, and a page names the same few places before each 政协
+def _known_tails(run: str) -> _Tails:
+    tails = [run[i:] for i in range(len(run) - 1)]
+    places = gazetteer()
+    for tail in tails:  # longest first: 呼和浩特市赛罕区 -> the gazetteer knows 赛罕区
+        if tail in places and (place := canonical_place(tail)):
+            return _Tails(place, len(tail), (), False)
+    shorts = short_names()
+    return _Tails(None, 0, tuple((t, shorts[t]) for t in tails if t in shorts), any(_is_generic(t) for t in tails))
+
+
 def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     """The place written just before `pos` (where 政协 starts): (canonical place, bare suffix, length)."""
     window = text[max(0, pos - 18) : pos]
@@ -254,23 +275,20 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
         return None, run, len(raw_run)
     if run.endswith("全国"):
         return "全国", None, 2 + extra
-    tails = [run[i:] for i in range(len(run) - 1)]
-    places = gazetteer()
-    for tail in tails:  # longest first: 呼和浩特市赛罕区 -> the gazetteer knows 赛罕区
-        if tail in places and (place := canonical_place(tail)):
-            return place, None, len(tail) + extra
+    known = _known_tails(run)
+    if known.place is not None:
+        return known.place, None, known.length + extra
     run_start = pos - len(raw_run)
     line_start = text.rfind("\n", 0, run_start) + 1
     # The name opens its line (after a bullet or a number at most): a heading, or a paragraph of a
     # roundup that starts with its committee.
     opens_line = _LINE_LEAD.fullmatch(text, line_start, run_start) is not None
-    shorts = short_names()
-    for tail in tails:  # 淮南政协, 宁津政协: a place written without its suffix
+    for stem, full in known.shorts:  # 淮南政协, 宁津政协: a place written without its suffix
         # Many short forms are words too (合作, 振兴, 光明): one counts where the page also writes the
         # place in full or names its media after it, or where it opens a line as the whole name.
-        if tail in shorts and (written_as_place(tail, shorts[tail], text) or (opens_line and tail == run)):
-            return shorts[tail], None, len(tail) + extra
-    if any(_is_generic(tail) for tail in tails):  # 全区政协, 各级政协, 市县政协
+        if written_as_place(stem, full, text) or (opens_line and stem == run):
+            return full, None, len(stem) + extra
+    if known.generic:  # 全区政协, 各级政协, 市县政协
         return None, None, 0
     # A heading line that opens with a name the current gazetteer lacks (a division since merged or
     # renamed, as in older reports): trusted only there, never glued to a word mid-sentence.
