@@ -300,3 +300,14 @@ def test_a_traditional_copy_gives_the_same_committees_and_spans() -> None:
     assert [b.body for b in trad.bodies] == [b.body for b in simple.bodies] == ["新化县政协", "隆回县政协"]
     assert [[m.span for m in b.metrics] for b in trad.bodies] == [[m.span for m in b.metrics] for b in simple.bodies]
     assert trad.bodies[0].metrics[0].evidence != simple.bodies[0].metrics[0].evidence  # quoted as written
+
+
+def test_a_traditional_page_keeps_its_hedges() -> None:
+    """The rules read the folded text (餘 as 余); grounding reads hedges there too, so 30餘件 stays
+    approximate on a traditional-character page."""
+    article = parse_article(
+        "桐廬縣政協履職綜述\n2023-12-20\n\n今年以來，桐廬縣政協共收到提案30餘件，組織委員約300人次參加視察。\n", "t"
+    )
+    summary = asyncio.run(summarise_article_async(article, RulesBackend(), Settings(backend="rules")))
+    metrics = {(m.value, m.unit): m.approx for b in summary.bodies for m in b.metrics}
+    assert metrics == {(30, "件"): True, (300, "人次"): True}

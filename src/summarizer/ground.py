@@ -457,8 +457,9 @@ def ground_bodies(
                 continue
             quote = text[span[0] : span[1]]
             number = find_value(metric.value, quote)
-            # Approximate if the article hedges the number, even just past the quote (协商会20次|以上).
-            approx = number is not None and is_approx_at(text, span[0] + number.start, span[0] + number.end)
+            # Approximate if the article hedges the number, even just past the quote (协商会20次|以上);
+            # read on the folded text, so a traditional page's hedges (30餘件, 約300人) count too.
+            approx = number is not None and is_approx_at(article.folded, span[0] + number.start, span[0] + number.end)
             if number is None or not metric.unit.strip():
                 warnings.append(f"dropped metric {metric.name!r}: value {metric.value} not in its evidence")
                 failures.append(f"metric {metric.name!r}: value {metric.value} cannot be read from {quote!r}")
