@@ -176,6 +176,7 @@ ROUNDUP_PARTS = {
     "走进X，": "走进{short}，{suffix}政协收到提案180件。",
     "place line": "{place}\n{suffix}政协开展协商议事活动12场次。",
     "short name": "{short}政协开展协商议事活动12场次。",
+    "X：, no committee": "{place}：开展协商议事活动12场次，打造协商品牌。",
     "closing credit": "今年以来，开展协商议事活动12场次。（{place}政协供稿）",
     "closing dash": "今年以来，开展协商议事活动12场次。\n——{place}政协",
 }
@@ -247,3 +248,17 @@ def test_one_closing_credit_is_a_byline_not_the_subject() -> None:
         "桐庐县政协组织委员调研12次。\n\n（杭州市政协 张某）\n"
     )
     assert [s.body_hint for s in split_sections(parse_article(page, "credit"))] == ["桐庐县政协"]
+
+
+def test_a_roundup_in_one_paragraph_splits_at_its_committees() -> None:
+    page = (
+        "各地政协履职综述\n2024-05-20\n\n今年以来，各市政协扎实履职：济南市政协开展协商议事活动12场次；"
+        "青岛市政协组织委员视察调研20次。淄博市政协收到提案180件。\n"
+    )
+    sections = [s for s in split_sections(parse_article(page, "paragraph")) if s.body_hint]
+    assert [s.body_hint for s in sections] == ["济南市政协", "青岛市政协", "淄博市政协"]
+    assert "视察调研20次" in page[sections[1].start : sections[1].end]
+    single = (
+        "济南市政协召开常委会议\n2024-05-20\n\n会议由市政协主席主持。济南市政协开展协商12场次。青岛市政协考察团参加。\n"
+    )
+    assert [s.body_hint for s in split_sections(parse_article(single, "single"))] == ["济南市政协"]

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .schema import Level
-from .text import PLACE_SUFFIX, PLACE_SUFFIXES, SESSION
+from .text import PLACE_SUFFIX, PLACE_SUFFIXES, SENTENCE_END, SESSION
 
 # Provincial-level divisions (short name -> full name). Stable since 1997.
 PROVINCES: dict[str, str] = {
@@ -292,7 +292,12 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
         return None, None, 0
     # A heading line that opens with a name the current gazetteer lacks (a division since merged or
     # renamed, as in older reports): trusted only there, never glued to a word mid-sentence.
-    heading = _NON_SPACE.search(text, line_start, run_start) is None and len(run) <= 6 and run[0] not in _STOP_LEAD
+    heading = (
+        _NON_SPACE.search(text, line_start, run_start) is None
+        and len(run) <= 6
+        and run[0] not in _STOP_LEAD
+        and _heading_line(text, line_start, pos)
+    )
     if (
         heading
         and not run.startswith(_CAPTION_LEADS)
@@ -305,6 +310,14 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
         if run.endswith(suffix):  # "翻开自治区十三届政协", "紧扣县政协": a verb before a bare suffix
             return None, suffix, len(suffix) + extra
     return None, None, 0
+
+
+def _heading_line(text: str, line_start: int, pos: int) -> bool:
+    """Is the line a heading ("某某县政协：…", a short title) rather than a sentence ("会议由市政协主席主持。")?"""
+    after = text[pos + 2 : pos + 3]  # what follows 政协
+    line_end = text.find("\n", pos)
+    line = text[line_start : len(text) if line_end < 0 else line_end].strip()
+    return after in (":", "：", " ", "\u3000", "】", "]", "") or (len(line) <= 40 and line[-1] not in SENTENCE_END)
 
 
 _CAPTION_LEADS = ("图为", "图片", "图:", "摄影")

@@ -151,7 +151,9 @@ def _lead_body(article: Article, start: int, end: int) -> str | None:
     place = _PLACE_LEAD.match(article.folded, at, end)
     if place is None or (body := place_body(place.group(1))) is None:
         return None
-    return body if _opens_with_bare(article, place.end(), end, body) else None
+    # "X：…" heads its paragraph whatever follows; "在X，" only before X's bare committee.
+    headed = place.group(0).rstrip().endswith(":") and not place.group(0).startswith(("在", "走进", "来到"))
+    return body if headed or _opens_with_bare(article, place.end(), end, body) else None
 
 
 def _opens_with_bare(article: Article, start: int, end: int, body: str) -> bool:
@@ -273,10 +275,16 @@ def split_sections(article: Article) -> list[Section]:
     leads = [
         (start, body)
         for start, end in article.kept
-        if "政协" in article.folded[start : min(end, start + 50)] and (body := _lead_body(article, start, end))
+        if (
+            "政协" in article.folded[start : min(end, start + 50)]
+            or ":" in article.folded[start : min(end, start + 14)]
+        )
+        and (body := _lead_body(article, start, end))
     ]
-    same_level = len({level_of(body) for _, body in leads}) == 1  # sister committees, not a visitor
-    if len(leads) >= 3 and len({body for _, body in leads}) >= 3 and same_level:
+    if not _is_roundup(leads):
+        # Or one paragraph that runs through them: "甲县政协…。乙县政协…；丙县政协…。"
+        leads = _sentence_leads(article)
+    if _is_roundup(leads):
         if leads[0][0] > first:
             sections.append(_intro(article, first, leads[0][0]))
         merged = _first_of_runs(leads, lambda lead: lead[1])
@@ -286,6 +294,30 @@ def split_sections(article: Article) -> list[Section]:
         return sections
     strong = [body for _, body, _ in headings] + [body for _, body in authors]
     return [Section(0, first, last, None, infer_body(article, first, last, strong))]
+
+
+def _is_roundup(leads: list[tuple[int, str]]) -> bool:
+    """Three or more sister committees (one level: not a visitor) each opening a part."""
+    bodies = {body for _, body in leads}
+    return len(leads) >= 3 and len(bodies) >= 3 and len({level_of(body) for body in bodies}) == 1
+
+
+_SENTENCE_START = re.compile(r"[。;:!?]\s*")
+
+
+def _sentence_leads(article: Article) -> list[tuple[int, str]]:
+    """Sentences that open with a committee as their subject, at any point of a paragraph."""
+    leads = []
+    for start, end in article.kept:
+        if article.folded.count("政协", start, end) < 2:
+            continue  # a paragraph naming one committee at most opens no second part
+        for stop in _SENTENCE_START.finditer(article.folded, start, end):
+            at = stop.end()
+            if at < end and "政协" in article.folded[at : min(end, at + 40)] and (body := _lead_body(article, at, end)):
+                leads.append((at, body))
+        if leads and leads[-1][0] > start and (body := _lead_body(article, start, end)):
+            leads.append((start, body))  # the paragraph's own opening sentence
+    return sorted(leads)
 
 
 @per_article
