@@ -262,3 +262,19 @@ def test_a_roundup_in_one_paragraph_splits_at_its_committees() -> None:
         "济南市政协召开常委会议\n2024-05-20\n\n会议由市政协主席主持。济南市政协开展协商12场次。青岛市政协考察团参加。\n"
     )
     assert [s.body_hint for s in split_sections(parse_article(single, "single"))] == ["济南市政协"]
+
+
+def test_a_roundup_of_cities_keeps_its_province_part_but_a_visitor_makes_none() -> None:
+    def bodies(text: str) -> list[str | None]:
+        page = f"政协履职综述\n2024-05-20\n\n{text}\n"
+        return [s.body_hint for s in split_sections(parse_article(page, "x")) if s.body_hint]
+
+    cities = "济南市政协开展协商12场次。\n\n青岛市政协视察调研20次。\n\n淄博市政协收到提案180件。"
+    assert bodies("山东省政协组织委员视察30次。\n\n" + cities) == [
+        "山东省政协",
+        "济南市政协",
+        "青岛市政协",
+        "淄博市政协",
+    ]
+    visited = "济南市政协开展协商12场次。\n\n山东省政协副主席出席活动。\n\n济南市政协收到提案180件。"
+    assert bodies(visited) == ["济南市政协"]

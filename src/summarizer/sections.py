@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -297,9 +298,11 @@ def split_sections(article: Article) -> list[Section]:
 
 
 def _is_roundup(leads: list[tuple[int, str]]) -> bool:
-    """Three or more sister committees (one level: not a visitor) each opening a part."""
-    bodies = {body for _, body in leads}
-    return len(leads) >= 3 and len(bodies) >= 3 and len({level_of(body) for body in bodies}) == 1
+    """Three or more sister committees (of one level) each opening a part. A committee of another
+    level (the province over its cities) then opens a part of its own, but one visitor in a
+    single report makes no roundup."""
+    by_level = Counter(level_of(body) for body in {body for _, body in leads})
+    return len(leads) >= 3 and any(count >= 3 for count in by_level.values())
 
 
 _SENTENCE_START = re.compile(r"[。;:!?]\s*")
