@@ -92,8 +92,9 @@ def test_initiatives_favour_what_the_committee_set_up() -> None:
         ("本届以来,《关于加快养老服务发展的提案》得到较好办理。", "《关于加快养老服务发展的提案》"),
         ("3月4日,全市政协主席座谈会在某区召开。", "全市政协主席座谈会"),  # the event as subject
         ("区政协围绕“贯彻市委全会精神”增开一次专题议政性常委会会议。", "专题议政性常委会会议"),
+        ("遴选重点提案20件,由市委、市政府领导领衔督办。", "市委、市政府领导领衔督办"),
     ],
-    ids=["quoted name", "document title", "event as subject", "actor inside quotes"],
+    ids=["quoted name", "document title", "event as subject", "actor inside quotes", "leaders supervise"],
 )
 def test_initiatives_not_led_by_a_verb_of_their_own(text: str, expected: str) -> None:
     names = [f.name for f in find_initiatives(text, 0, len(text))]

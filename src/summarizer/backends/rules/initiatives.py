@@ -299,6 +299,10 @@ def find_initiatives(
     for match in _HELD.finditer(text, start, end):  # 全市政协主席座谈会在某地召开
         if match.start() not in skip_ranges and not _acted_by_other(match.group(1)):
             candidates.append(FoundInitiative(_shorten_name(match.group(1)), match.start(1), match.end(), 2.5))
+    for match in _LED.finditer(text, start, end):  # 由市委、市政府领导领衔督办: the committee's process
+        if match.start() not in skip_ranges:
+            name = _shorten_name(match.group(1).removeprefix("由"))
+            candidates.append(FoundInitiative(name, match.start(1), match.end(1), 3.0))
     for match in _VEHICLE.finditer(text, start, end):  # 以委员工作室为载体
         if match.start() in skip_ranges or _ABSTRACT.search(match.group(1)):
             continue
@@ -326,6 +330,9 @@ _HELD = re.compile(
     r"(?<=[\n,。;:!?])\s*([^\n,。;:!?]{4,40}?(?:会议|座谈会|协商会|推进会|联席会|论坛|讲坛|讲座|培训班|观摩会|恳谈会)"
     r"(?:第[一二三四五六七八九十\d]{1,3}[讲期次])?)(?:[在于][^\n,。;:!?]{1,12})?(?:召开|举行|开讲|举办|开班|揭牌)(?=[\n,。;!?])"
 )
+# Key proposals supervised by Party and government leaders, a standing process of the committee,
+# written with the leaders as subject: 由市委、市政府领导领衔督办.
+_LED = re.compile(r"(?<=[\n,。;:!?])\s*([^\n,。;:!?]{0,24}?领衔督办)")
 _DOCUMENT_END = re.compile(
     r"(?:办法|意见|方案|要点|规定|细则|条例|计划|报告|提案|决定|规划|制度|规则|纲要|汇编|选编|指引|导引|手册)$"
 )
