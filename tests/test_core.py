@@ -278,3 +278,14 @@ def test_a_roundup_of_cities_keeps_its_province_part_but_a_visitor_makes_none() 
     ]
     visited = "济南市政协开展协商12场次。\n\n山东省政协副主席出席活动。\n\n济南市政协收到提案180件。"
     assert bodies(visited) == ["济南市政协"]
+
+
+def test_a_part_led_by_its_committee_starts_at_the_title_line_above_it() -> None:
+    page = (
+        "各地政协履职综述\n2024-05-20\n\n济南市政协开展协商12场次。\n\n青岛市政协视察调研20次。\n\n"
+        "协商与监督双向发力\n\n淄博市政协收到提案180件。\n"
+    )
+    sections = [s for s in split_sections(parse_article(page, "titled")) if s.body_hint]
+    assert [s.body_hint for s in sections] == ["济南市政协", "青岛市政协", "淄博市政协"]
+    assert page[sections[2].start :].startswith("协商与监督双向发力")
+    assert all(s.inferred for s in sections)  # guessed from paragraph openings, not headings

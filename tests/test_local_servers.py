@@ -381,6 +381,15 @@ def test_a_refused_response_format_on_a_plain_request_moves_the_run_to_json_obje
     assert summary.meta is not None and summary.meta.json_mode == "object"
 
 
+def test_a_redirect_answering_a_plain_request_is_sent_again_through_the_sdk(fake: FakeOpenAI) -> None:
+    moved = Response(status=307, body="", headers={"location": f"{fake.base_url}/chat/completions?moved=1"})
+    fake.script.append(moved)
+    backend, loader = _early(fast_settings(use_cache=False, transport_attempts=1))
+    summary = summarise_article(SEEDS[0], backend.settings, backend=backend)
+    assert_matches_gold(summary, SEEDS[0])  # with one attempt: the redirect cost no retry
+    assert loader.done.is_set()  # the request went again through the SDK, which follows redirects
+
+
 def test_a_refused_key_on_a_plain_request_is_the_same_error(fake: FakeOpenAI) -> None:
     fake.default = lambda seen: error(401, "invalid api key")
     backend, _ = _early(fast_settings(use_cache=False))
@@ -418,8 +427,11 @@ def test_plain_requests_read_content_length_chunked_and_close_delimited_answers(
     answers = [
         b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{"a":1}',
         b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n4\r\n":2}\r\n0\r\n\r\n',
+        # an interim answer first: the real one follows it
+        b'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{"a":3}',
         [b"HTTP/1.0 503 Busy\r\nRetry-After: 1\r\n\r\nbu", b"sy"],  # the body in two writes
         b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{",  # cut short
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n',  # closed between chunks
     ]
     seen: list[bytes] = []
 
@@ -433,7 +445,7 @@ def test_plain_requests_read_content_length_chunked_and_close_delimited_answers(
                 writer.write(part)
                 await writer.drain()
                 await asyncio.sleep(0.05)
-            if isinstance(answer, list) or answer.endswith(b"{"):
+            if isinstance(answer, list) or answer.endswith((b"{", b'{"a\r\n')):
                 break
         writer.close()
 
@@ -442,7 +454,7 @@ def test_plain_requests_read_content_length_chunked_and_close_delimited_answers(
         port = server.sockets[0].getsockname()[1]
         http = LocalHttp(f"http://127.0.0.1:{port}/v1/", {"Authorization": "Bearer k"})
         got: list[RawReply | str] = []
-        for _ in range(4):
+        for _ in range(6):
             try:
                 got.append(await http.post("/chat/completions", b'{"x": 1}'))
             except LocalHttpError as exc:
@@ -451,12 +463,14 @@ def test_plain_requests_read_content_length_chunked_and_close_delimited_answers(
         server.close()
         return got
 
-    first, second, third, fourth = asyncio.run(main())
+    first, second, interim, third, fourth, fifth = asyncio.run(asyncio.wait_for(main(), 20))  # fail, not hang
     assert isinstance(first, RawReply) and first.json_body() and json.loads(first.body) == {"a": 1}
     assert isinstance(second, RawReply) and json.loads(second.body) == {"a": 2} and not second.json_body()
+    assert isinstance(interim, RawReply) and interim.status == 200 and json.loads(interim.body) == {"a": 3}
     assert isinstance(third, RawReply) and third.status == 503 and third.header("retry-after") == "1"
     assert third.body == b"busy"  # an HTTP/1.0 answer without a length runs to the end of the connection
     assert fourth == "broken, sent=True"
+    assert fifth == "broken, sent=True"  # a chunked answer cut between chunks is not a whole answer
     assert seen[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:")
     assert b"Authorization: Bearer k" in seen[0] and seen[0].endswith(b'{"x": 1}')
 

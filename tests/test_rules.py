@@ -16,6 +16,7 @@ from summarizer.backends.rules.year import anchor_year, infer_year
 from summarizer.pipeline import summarise_article_async
 from summarizer.schema import ArticleSummary
 from summarizer.settings import Settings
+from summarizer.text import fold_text
 
 
 def metrics_of(text: str) -> list[tuple[str, float, str, bool]]:
@@ -312,3 +313,17 @@ def test_a_traditional_page_keeps_its_hedges() -> None:
     summary = asyncio.run(summarise_article_async(article, RulesBackend(), Settings(backend="rules")))
     metrics = {(m.value, m.unit): m.approx for b in summary.bodies for m in b.metrics}
     assert metrics == {(30, "件"): True, (300, "人次"): True}
+
+
+def test_a_full_width_comma_is_no_thousands_separator() -> None:
+    """The rules read the folded page, where ，is ,; the page as written tells 35，120 from 1,200."""
+    for written, value in (("参与委员35，120名群众受益。", 120), ("提出意见建议1,200余条。", 1200)):
+        folded = fold_text(written)
+        assert [m.value for m in find_metrics(folded, 0, len(folded), original=written)][-1] == value
+
+
+def test_another_committees_meeting_is_not_the_sections_initiative() -> None:
+    text = "3月5日,全国政协十四届二次会议在北京召开。县政协组织委员集中收看开幕会直播。"
+    assert not any("全国政协" in f.name for f in find_initiatives(text, 0, len(text), own="某县政协"))
+    own = "2月5日,政协黄龙县第十届委员会第四次会议召开,各界别委员参加。"
+    assert any("第四次会议" in f.name for f in find_initiatives(own, 0, len(own), own="黄龙县政协"))

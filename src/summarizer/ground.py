@@ -344,8 +344,10 @@ class _Parts:
 @per_article
 def _roundup_parts(article: Article) -> _Parts:
     parts = tuple(s for s in article_sections(article) if s.body_hint)
-    if len({_body_key(s.body_hint or "") for s in parts}) < 2:
-        return _Parts((), ())  # one committee's report: a visiting committee's figures are its own
+    if len({_body_key(s.body_hint or "") for s in parts}) < 2 or any(s.inferred for s in parts):
+        # One committee's report (a visiting committee's figures are its own), or parts guessed
+        # from how paragraphs open: whom the backend gave an item to stands.
+        return _Parts((), ())
     return _Parts(tuple(s.start for s in parts), parts)
 
 

@@ -54,6 +54,9 @@ class Section:
     end: int
     heading: str | None
     body_hint: str | None
+    # Split where paragraphs or sentences open with a committee, not at a heading or a credit: a
+    # guess good enough for the rules, too weak to overrule whom a model gives an item to.
+    inferred: bool = False
 
 
 def _lines_in(article: Article, start: int, end: int) -> list[tuple[int, int]]:
@@ -286,15 +289,29 @@ def split_sections(article: Article) -> list[Section]:
         # Or one paragraph that runs through them: "甲县政协…。乙县政协…；丙县政协…。"
         leads = _sentence_leads(article)
     if _is_roundup(leads):
+        leads = [(_titled_from(article, start), body) for start, body in leads]
         if leads[0][0] > first:
             sections.append(_intro(article, first, leads[0][0]))
         merged = _first_of_runs(leads, lambda lead: lead[1])
         for i, (start, body) in enumerate(merged):
             end = merged[i + 1][0] if i + 1 < len(merged) else last
-            sections.append(Section(len(sections), start, end, None, body))
+            sections.append(Section(len(sections), start, end, None, body, inferred=True))
         return sections
     strong = [body for _, body, _ in headings] + [body for _, body in authors]
     return [Section(0, first, last, None, infer_body(article, first, last, strong))]
+
+
+def _titled_from(article: Article, start: int) -> int:
+    """Where a part led by its committee begins: at a short title line right above the paragraph
+    ("建言与协商双向发力" over "某市政协…"), which names no committee and ends no sentence."""
+    index = bisect_right(article.kept, (start, -1)) - 1
+    if index < 0 or article.kept[index][1] > start:
+        return start  # the lead is not at a line start, or no line comes before it
+    line_start, line_end = article.kept[index]
+    line = article.folded[line_start:line_end].strip()
+    if 0 < len(line) <= 30 and line[-1] not in SENTENCE_END and "政协" not in line and line_start >= article.header_end:
+        return line_start
+    return start
 
 
 def _is_roundup(leads: list[tuple[int, str]]) -> bool:

@@ -126,15 +126,11 @@ class LocalHttp:
         await writer.drain()
         if on_sent is not None:
             on_sent()
-        status_line = await reader.readline()
-        version, status, *_ = status_line.decode("latin-1").split(" ", 2)
-        if not version.startswith("HTTP/1."):
-            raise ValueError(f"not an HTTP/1.x answer: {status_line[:40]!r}")
-        headers = []
-        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            headers.append((name.strip().lower(), value.strip()))
-        reply = RawReply(int(status), headers, b"")
+        while True:  # an interim answer (100 Continue, 103 Early Hints) precedes the real one
+            version, status, headers = await _read_head(reader)
+            if not 100 <= status < 200:
+                break
+        reply = RawReply(status, headers, b"")
         length = reply.header("content-length")
         if reply.status in (204, 304):
             pass  # no body, whatever the headers say
@@ -158,6 +154,28 @@ class LocalHttp:
             _close(connection)
 
 
+async def _read_head(reader: asyncio.StreamReader) -> tuple[str, int, list[tuple[str, str]]]:
+    """An answer's status line and headers (names in lower case).
+
+    Raises:
+        ValueError: not an HTTP/1.x answer.
+        asyncio.IncompleteReadError: the connection closed before the head was whole.
+    """
+    status_line = await reader.readline()
+    if not status_line:
+        raise asyncio.IncompleteReadError(b"", None)
+    version, status, *_ = status_line.decode("latin-1").split(" ", 2)
+    if not version.startswith("HTTP/1."):
+        raise ValueError(f"not an HTTP/1.x answer: {status_line[:40]!r}")
+    headers = []
+    while (line := await reader.readline()) not in (b"\r\n", b"\n"):
+        if not line:
+            raise asyncio.IncompleteReadError(b"", None)
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name.strip().lower(), value.strip()))
+    return version, int(status), headers
+
+
 async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
     parts: list[bytes] = []
     total = 0
@@ -173,10 +191,14 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     parts: list[bytes] = []
     total = 0
     while True:
-        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+        size_line = await reader.readline()
+        if not size_line:  # the connection closed between chunks: the answer is not whole
+            raise asyncio.IncompleteReadError(b"".join(parts), None)
+        size = int(size_line.split(b";")[0].strip() or b"0", 16)
         if size == 0:
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                pass  # trailers
+            while (trailer := await reader.readline()) not in (b"\r\n", b"\n"):
+                if not trailer:
+                    raise asyncio.IncompleteReadError(b"".join(parts), None)
             return b"".join(parts)
         total += size
         if total > MAX_BODY_BYTES:

@@ -792,6 +792,8 @@ class OpenAIBackend:
             with contextlib.suppress(ValueError):
                 return json.loads(raw.body)
         await loader.wait()
+        if 300 <= raw.status < 400:  # a redirect: the SDK sends it again and follows it
+            return await self._post_sdk(self._state(), payload)
         return await self._replay(payload, raw)
 
     async def _replay(self, payload: bytes, answer: RawReply | LocalHttpError) -> Any:

@@ -210,7 +210,7 @@ class RulesBackend:
                 evidence=text[m.start : m.end],
                 span=(m.start, m.end),
             )
-            for m in find_metrics(folded, start, end, skip, quoted)
+            for m in find_metrics(folded, start, end, skip, quoted, original=text)
         ]
         initiatives = [
             RawInitiative(
@@ -218,7 +218,7 @@ class RulesBackend:
                 evidence=text[i.start : i.end],
                 span=(i.start, i.end),
             )
-            for i in find_initiatives(folded, start, end, skip, quoted=quoted)
+            for i in find_initiatives(folded, start, end, skip, quoted=quoted, own=section.body_hint)
         ]
         section_text = folded[section.start : section.end]
         year = infer_year(fold_text(article.headline), section_text, folded, article.published)

@@ -4,7 +4,7 @@ A candidate is a clause with an action verb (建立/出台/制定/构建/打造/
 whose object carries a name (《…》, “…”) or ends in a mechanism word (制度, 机制, 平台, 工作室 ...);
 a named programme or document with no verb before it (“某某”品牌, 《关于…的提案》); or an event
 reported as the subject (某某座谈会在某地召开). Candidates are scored (documents and new mechanisms
-first), deduplicated and capped; a short part with fewer than three gets its plain actions too.
+first), deduplicated and capped; a part with fewer than three gets its plain actions up to three.
 Actions of the Party committee or the government are not the committee's own.
 """
 
@@ -15,6 +15,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from ...article import Ranges
+from ...places import canonical_body
 from ...text import CJK, HEDGE_SUFFIX, QUOTE_MARKS
 
 _STRONG = (
@@ -231,8 +232,10 @@ def find_initiatives(
     skip: list[tuple[int, int]] | None = None,
     limit: int = 10,
     quoted: list[tuple[int, int]] | None = None,
+    own: str | None = None,
 ) -> list[FoundInitiative]:
-    """The section's most telling initiatives, best first, at most `limit`."""
+    """The section's most telling initiatives, best first, at most `limit`; `own` is the committee
+    the section reports on (another committee's meeting named in it is not its initiative)."""
     skip_ranges = Ranges(skip or [])
     quoted_ranges = Ranges(quoted or [])
     candidates: list[FoundInitiative] = []
@@ -268,7 +271,7 @@ def find_initiatives(
             continue  # 聚焦加快实施“强首府”工程: the committee serves someone else's programme
         named = bool(_NAMED.search(thing))
         mechanism = bool(_MECHANISM.search(thing))
-        # 组织委员捐资助学: an action with no named thing, kept in reserve for a short part
+        # 组织委员捐资助学: an action with no named thing, kept in reserve for a part with few named ones
         reserve = not (named or mechanism)
         if reserve and (len(evidence) > 30 or verb.group(0) in _ADOPTING or _ABSTRACT.search(obj)):
             continue
@@ -297,8 +300,9 @@ def find_initiatives(
         )
     candidates += _named_mentions(text, start, end, skip_ranges, len(candidates))
     for match in _HELD.finditer(text, start, end):  # 全市政协主席座谈会在某地召开
-        if match.start() not in skip_ranges and not _acted_by_other(match.group(1)):
-            candidates.append(FoundInitiative(_shorten_name(match.group(1)), match.start(1), match.end(), 2.5))
+        subject = match.group(1)
+        if match.start() not in skip_ranges and not _acted_by_other(subject) and not _held_by_other(subject, own):
+            candidates.append(FoundInitiative(_shorten_name(subject), match.start(1), match.end(), 2.5))
     for match in _LED.finditer(text, start, end):  # 由市委、市政府领导领衔督办: the committee's process
         if match.start() not in skip_ranges:
             name = _shorten_name(match.group(1).removeprefix("由"))
@@ -308,8 +312,8 @@ def find_initiatives(
             continue
         candidates.append(FoundInitiative(_shorten_name(match.group(1)), match.start(), match.end(), 3.0))
     chosen = _select(candidates, text, limit)
-    # Every committee a report covers did a few things (labelled 3 to 10 a body): a short roundup
-    # part with fewer named ones gets its plain actions, in the order it reports them.
+    # Every committee a report covers did a few things (labelled 3 to 10 a body): a part with fewer
+    # than three named ones gets its plain actions up to three, in the order it reports them.
     for at, said, verb_word in plain:
         if len(chosen) >= min(limit, _FEWEST):
             break
@@ -337,6 +341,17 @@ _DOCUMENT_END = re.compile(
     r"(?:办法|意见|方案|要点|规定|细则|条例|计划|报告|提案|决定|规划|制度|规则|纲要|汇编|选编|指引|导引|手册)$"
 )
 _FOLLOWING = re.compile(r"(?:落实|贯彻|学习|根据|依照|按照|依据|对照|遵照)[^,。;\n]{0,6}$")
+
+
+_HOLDER = re.compile(r"^\s*((?:中国人民政治协商会议|政协)[^\s,。]{2,16}?委员会|[^\s,。]{0,12}?政协)")
+
+
+def _held_by_other(subject: str, own: str | None) -> bool:
+    """Does an event's subject name another committee as its holder (全国政协十四届二次会议 on a
+    county's page: the county's members watched it)?"""
+    holder = _HOLDER.match(subject)
+    name = canonical_body(holder.group(1)) if holder else None
+    return own is not None and name is not None and name != own
 
 
 def _named_mentions(text: str, start: int, end: int, skip_ranges: Ranges, order: int) -> list[FoundInitiative]:

@@ -185,14 +185,26 @@ def find_metrics(
     end: int,
     skip: list[tuple[int, int]] | None = None,
     quoted: list[tuple[int, int]] | None = None,
+    original: str | None = None,
 ) -> list[FoundMetric]:
-    """Every metric in text[start:end]; `skip` are ranges not to read (captions, headings)."""
+    """Every metric in text[start:end]; `skip` are ranges not to read (captions, headings).
+
+    `text` is the folded page; `original`, the page as written, tells a thousands separator (1,200)
+    from a full-width comma between clauses (参与委员35，120名群众受益), which fold alike.
+    """
     if quoted is None:
         quoted = quoted_ranges(text, start, end)
     excluded = Ranges(quoted + list(skip or []))
     found: list[FoundMetric] = []
     seen: dict[tuple[float, str], list[str]] = {}  # names already reported per (value, unit)
-    for match in _metric_matches(text, start, end):
+    for found_match in _metric_matches(text, start, end):
+        match: re.Match[str] | None = found_match
+        num = found_match.group("num")
+        if "," in num and original is not None and "，" in original[found_match.start("num") : found_match.end("num")]:
+            # a clause break, not a thousands separator: the figure is the number after it
+            match = _METRIC.match(text, found_match.start("num") + num.rindex(",") + 1, end)
+        if match is None:
+            continue
         number_start = match.start("num")
         if number_start in excluded:
             continue
