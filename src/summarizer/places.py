@@ -279,10 +279,10 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     if known.place is not None:
         return known.place, None, known.length + extra
     run_start = pos - len(raw_run)
-    line_start = text.rfind("\n", 0, run_start) + 1
+    line_start = _line_start_if_led(text, run_start)
     # The name opens its line (after a bullet or a number at most): a heading, or a paragraph of a
     # roundup that starts with its committee.
-    opens_line = _LINE_LEAD.fullmatch(text, line_start, run_start) is not None
+    opens_line = line_start is not None and _LINE_LEAD.fullmatch(text, line_start, run_start) is not None
     for stem, full in known.shorts:  # 淮南政协, 宁津政协: a place written without its suffix
         # Many short forms are words too (合作, 振兴, 光明): one counts where the page also writes the
         # place in full or names its media after it, or where it opens a line as the whole name.
@@ -293,7 +293,8 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     # A heading line that opens with a name the current gazetteer lacks (a division since merged or
     # renamed, as in older reports): trusted only there, never glued to a word mid-sentence.
     heading = (
-        _NON_SPACE.search(text, line_start, run_start) is None
+        line_start is not None
+        and _NON_SPACE.search(text, line_start, run_start) is None
         and len(run) <= 6
         and run[0] not in _STOP_LEAD
         and _heading_line(text, line_start, pos)
@@ -310,6 +311,19 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
         if run.endswith(suffix):  # "翻开自治区十三届政协", "紧扣县政协": a verb before a bare suffix
             return None, suffix, len(suffix) + extra
     return None, None, 0
+
+
+_LEAD_ENDS = frozenset("■□●◎◆★▲【[(、.)")  # what the last character of a line's lead may be
+
+
+def _line_start_if_led(text: str, run_start: int) -> int | None:
+    """Where the run's line starts, if only spaces, bullets or a number can stand between the two;
+    else None. Most runs follow a word or a comma, and then the line (which may be a whole page long)
+    is not searched for its start."""
+    before = text[run_start - 1] if run_start else "\n"
+    if not (before.isspace() or before in _LEAD_ENDS):
+        return None
+    return text.rfind("\n", 0, run_start) + 1
 
 
 def _heading_line(text: str, line_start: int, pos: int) -> bool:
