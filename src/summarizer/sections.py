@@ -110,19 +110,21 @@ def _place_line_body(article: Article, start: int, end: int) -> str | None:
     line = article.folded[start:end].strip()
     if not 2 <= len(line) <= 12 or not is_place(line) or (body := place_body(line)) is None:
         return None
-    index = bisect_right(article.kept, (end, len(article.folded) + 1))
-    if index >= len(article.kept):
-        return None
-    next_start, next_end = article.kept[index]
-    return body if _opens_with_bare(article, next_start, next_end, body) else None
+    below = _next_line(article, end)
+    return body if below is not None and _opens_with_bare(article, *below, body) else None
+
+
+def _next_line(article: Article, after: int) -> tuple[int, int] | None:
+    """The first kept line after `after`, if any."""
+    index = bisect_right(article.kept, (after, len(article.folded) + 1))
+    return article.kept[index] if index < len(article.kept) else None
 
 
 def _next_line_names(article: Article, after: int, body: str) -> bool:
     """Does the first kept line after `after` name `body` near its start?"""
-    index = bisect_right(article.kept, (after, len(article.folded) + 1))
-    if index >= len(article.kept):
+    if (below := _next_line(article, after)) is None:
         return False
-    start, end = article.kept[index]
+    start, end = below
     return any(m.name == body for m in find_mentions(article.folded, start, min(end, start + 80)))
 
 
@@ -327,17 +329,21 @@ _SENTENCE_START = re.compile(r"[。;:!?]\s*")
 
 def _sentence_leads(article: Article) -> list[tuple[int, str]]:
     """Sentences that open with a committee as their subject, at any point of a paragraph."""
-    leads = []
+    leads: list[tuple[int, str]] = []
     for start, end in article.kept:
         if article.folded.count("政协", start, end) < 2:
             continue  # a paragraph naming one committee at most opens no second part
-        for stop in _SENTENCE_START.finditer(article.folded, start, end):
-            at = stop.end()
-            if at < end and "政协" in article.folded[at : min(end, at + 40)] and (body := _lead_body(article, at, end)):
-                leads.append((at, body))
-        if leads and leads[-1][0] > start and (body := _lead_body(article, start, end)):
-            leads.append((start, body))  # the paragraph's own opening sentence
-    return sorted(leads)
+        found = [
+            (at, body)
+            for stop in _SENTENCE_START.finditer(article.folded, start, end)
+            if (at := stop.end()) < end
+            and "政协" in article.folded[at : min(end, at + 40)]
+            and (body := _lead_body(article, at, end))
+        ]
+        if found and (body := _lead_body(article, start, end)):
+            found.insert(0, (start, body))  # the paragraph's own opening sentence
+        leads += found
+    return leads
 
 
 @per_article
