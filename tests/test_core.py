@@ -15,7 +15,7 @@ from summarizer.ground import ground_bodies, locate
 from summarizer.numbers import is_approx_at, parse_chinese, value_readable
 from summarizer.places import canonical_body, gazetteer, level_of
 from summarizer.schema import ReplyBody, ReplyInitiative, ReplyMetric
-from summarizer.sections import split_sections
+from summarizer.sections import Section, split_sections
 
 PAGE = """首页 >> 地方政协 >> 正文
 
@@ -168,6 +168,11 @@ ROUNDUP_HEADINGS = {
 }
 
 
+def committee_parts(page: str) -> list[Section]:
+    """The parts of a page that report on a committee."""
+    return [s for s in split_sections(parse_article(page, "page")) if s.body_hint]
+
+
 # Roundups that name each part's place and then its committee bare (县政协), by a short name, or
 # only in a closing credit.
 ROUNDUP_PARTS = {
@@ -190,7 +195,7 @@ def test_roundup_parts_led_by_their_place(style: str) -> None:
         ROUNDUP_PARTS[style].format(place=place, short=place[:-1], suffix=place[-1]) for place in places
     )
     page = f"政协委员基层行\n2024-05-20 来源：新闻网\n\n近日,各地政协扎实履职。\n\n{parts}\n"
-    found = [s.body_hint for s in split_sections(parse_article(page, "roundup")) if s.body_hint]
+    found = [s.body_hint for s in committee_parts(page)]
     assert found == [f"{place}政协" for place in places]
 
 
@@ -255,7 +260,7 @@ def test_a_roundup_in_one_paragraph_splits_at_its_committees() -> None:
         "各地政协履职综述\n2024-05-20\n\n今年以来，各市政协扎实履职：济南市政协开展协商议事活动12场次；"
         "青岛市政协组织委员视察调研20次。淄博市政协收到提案180件。\n"
     )
-    sections = [s for s in split_sections(parse_article(page, "paragraph")) if s.body_hint]
+    sections = committee_parts(page)
     assert [s.body_hint for s in sections] == ["济南市政协", "青岛市政协", "淄博市政协"]
     assert "视察调研20次" in page[sections[1].start : sections[1].end]
     single = (
@@ -267,7 +272,7 @@ def test_a_roundup_in_one_paragraph_splits_at_its_committees() -> None:
 def test_a_roundup_of_cities_keeps_its_province_part_but_a_visitor_makes_none() -> None:
     def bodies(text: str) -> list[str | None]:
         page = f"政协履职综述\n2024-05-20\n\n{text}\n"
-        return [s.body_hint for s in split_sections(parse_article(page, "x")) if s.body_hint]
+        return [s.body_hint for s in committee_parts(page)]
 
     cities = "济南市政协开展协商12场次。\n\n青岛市政协视察调研20次。\n\n淄博市政协收到提案180件。"
     assert bodies("山东省政协组织委员视察30次。\n\n" + cities) == [
@@ -285,7 +290,7 @@ def test_a_part_led_by_its_committee_starts_at_the_title_line_above_it() -> None
         "各地政协履职综述\n2024-05-20\n\n济南市政协开展协商12场次。\n\n青岛市政协视察调研20次。\n\n"
         "协商与监督双向发力\n\n淄博市政协收到提案180件。\n"
     )
-    sections = [s for s in split_sections(parse_article(page, "titled")) if s.body_hint]
+    sections = committee_parts(page)
     assert [s.body_hint for s in sections] == ["济南市政协", "青岛市政协", "淄博市政协"]
     assert page[sections[2].start :].startswith("协商与监督双向发力")
     assert all(s.inferred for s in sections)  # guessed from paragraph openings, not headings
