@@ -11,8 +11,9 @@ Actions of the Party committee or the government are not the committee's own.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from ...article import Ranges
 from ...places import canonical_body
@@ -100,7 +101,19 @@ _WEAK = (
     "通报",
 )
 _ADOPTING = ("落实", "贯彻", "学习", "坚持", "发挥")  # acting on someone else's document or slogan
-_VERB = re.compile("|".join(sorted(_STRONG + _WEAK, key=len, reverse=True)))
+
+
+def _alternation(words: tuple[str, ...]) -> str:
+    """`a|b|...`, longest first, with the words that share a first character grouped (建(?:立|成|强)):
+    the regex engine tries an alternation's words one by one at every position, so grouped it tries
+    only the few that can start there. Same matches as the plain longest-first alternation."""
+    by_first: dict[str, list[str]] = {}
+    for word in sorted(words, key=len, reverse=True):
+        by_first.setdefault(word[0], []).append(re.escape(word[1:]))
+    return "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in by_first.items())
+
+
+_VERB = re.compile(_alternation(_STRONG + _WEAK))
 _MECHANISM = re.compile(
     r"(?:制度|机制|体系|平台|模式|品牌|工作室|工作站|联络站|活动站|议事厅|议事堂|栏目|智库|台账|清单|方案|办法|意见|规则|"
     r"计划|行动|活动|工程|调研法|工作法|格局|大纲|协商会|推进会|座谈会|研讨会|论坛|讲堂|专题协商|专题调研|课题|"
@@ -108,6 +121,8 @@ _MECHANISM = re.compile(
     r"议事室|专班|监督员|讲坛|书院|刊物|期刊|协议|接待日|重点提案|联络组|社情民意|微建议|会议|讲座)"
 )
 _MECHANISM_END = re.compile(_MECHANISM.pattern + r"(?:建设|工作)?$")
+# The most characters a _MECHANISM_END match spans: only a text's tail needs searching.
+_MECHANISM_END_REACH = max(len(word) for word in _MECHANISM.pattern[3:-1].split("|")) + len("建设")
 _ABSTRACT_END = re.compile(r"(?:实践|走访)$")
 _ABSTRACT = re.compile(r"(?:方式|方法|作用|水平|能力|意识|精神|思想|部署|要求|成效|质效|效能|氛围|优势|基础|导向|原则)")
 _SERVING = re.compile(r"(?:聚焦|围绕|助力|助推|服务|紧扣)(?:加快|持续|全面)?$")
@@ -126,12 +141,21 @@ _MAX_NAME = 20
 _FEWEST = 3
 
 
-@dataclass(frozen=True)
-class FoundInitiative:
+class FoundInitiative(NamedTuple):  # a tuple: thousands are made and most are dropped
     name: str
     start: int
     end: int
     score: float
+
+
+def _ends_in_mechanism(text: str) -> bool:
+    """Does a mechanism word (制度, 平台, 工作室 ..., then perhaps 建设/工作) end the text?"""
+    return _MECHANISM_END.search(text, max(0, len(text) - _MECHANISM_END_REACH)) is not None
+
+
+def _has_name(text: str) -> bool:
+    """Does the text hold a 《title》 or “name”? (the marks are checked first: most clauses have none)"""
+    return ("《" in text or "“" in text) and _NAMED.search(text) is not None
 
 
 def _name_for(evidence: str, verb: str) -> str:
@@ -171,9 +195,11 @@ def _acted_by_other(head: str) -> bool:
     """
     if "“" in head or "《" in head:
         head = _QUOTED.sub("", head)
+    if _ACTOR.search(head) is None:
+        return False  # most clauses name no actor: no need to look for the 政协
     actor = [m.end() for m in _ACTOR.finditer(head)]
     own = [m.end() for m in _SELF.finditer(head)]
-    return bool(actor) and (not own or actor[-1] > own[-1])
+    return not own or actor[-1] > own[-1]
 
 
 def _balanced(evidence: str) -> bool:
@@ -182,7 +208,7 @@ def _balanced(evidence: str) -> bool:
 
 def _balanced_prefix(evidence: str) -> str:
     """Cut before a quote or title the scrape broke off: 修订《甲办法》《乙办 -> 修订《甲办法》"""
-    if not _OPENERS.search(evidence):
+    if "“" not in evidence and "《" not in evidence:
         return evidence  # most clauses quote nothing
     depth, cut = 0, len(evidence)
     for index, ch in enumerate(evidence):
@@ -197,32 +223,68 @@ def _balanced_prefix(evidence: str) -> str:
     return evidence[:cut] if depth else evidence
 
 
-_OPENERS = re.compile(r"[“《]")
 _QUOTED = re.compile(r"“[^”]*”|《[^》]*》")
 _NEWLINE = re.compile("\n")
 _CJK_HEAD = re.compile(r"[\u4e00-\u9fff]{0,10}")
-# Clause ends; two or more spaces (or a tab) separate a scraped page's columns (标题  2025-02-10).
-_CLAUSE_MARK = re.compile(r"[“《”》\n,。;!?;!?,\t]|  +")
 
 
 def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Clauses split at , ; 。 ! ?, line ends and column gaps, never inside “…” or 《…》."""
-    out, depth, begin = [], 0, start
-    for mark in _CLAUSE_MARK.finditer(text, start, end):
-        ch, index = mark.group(0)[0], mark.start()
-        if ch in "“《":
+    # One regex pass per stretch outside quotes rather than a step per mark: the breaks are most of
+    # a page's marks, the quote marks few.
+    breaks = [
+        mark.span()
+        for stretch_start, stretch_end in _unquoted(text, start, end)
+        for mark in _CLAUSE_BREAK.finditer(text, stretch_start, stretch_end)
+    ]
+    begins = [start] + [after for _, after in breaks]
+    stops = [at for at, _ in breaks] + [end]
+    return [(begin, stop) for begin, stop in zip(begins, stops, strict=True) if stop > begin]
+
+
+# What ends a clause outside quotes: , ; 。 ! ?, a line end, a tab, two or more spaces (a scraped
+# page's columns: 标题  2025-02-10).
+_CLAUSE_BREAK = re.compile(r"[\n,。;!?;!?,\t]|  +")
+_QUOTE_MARK = re.compile(r"[“《”》]")
+
+
+def _unquoted(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The [start, end) stretches of text[start:end] outside “…” and 《…》. Quotes nest; a closing
+    mark with nothing open counts for nothing, and a line end closes whatever is still open (it
+    starts the next stretch, so it still ends a clause)."""
+    out, depth, stretch, last = [], 0, start, start
+    for mark in _QUOTE_MARK.finditer(text, start, end):
+        at = mark.start()
+        if depth and (line_end := text.find("\n", last, at)) >= 0:
+            depth, stretch = 0, line_end
+        if text[at] in "“《":
+            if depth == 0:
+                out.append((stretch, at))
             depth += 1
-        elif ch in "”》":
-            depth = max(0, depth - 1)
-        elif ch == "\n" or depth == 0:
-            if index > begin:
-                out.append((begin, index))
-            begin = mark.end()
-            if ch == "\n":
-                depth = 0
-    if end > begin:
-        out.append((begin, end))
+        elif depth:
+            depth -= 1
+            if depth == 0:
+                stretch = at + 1
+        last = at + 1
+    if depth and (line_end := text.find("\n", last, end)) >= 0:
+        depth, stretch = 0, line_end
+    if depth == 0:
+        out.append((stretch, end))
     return out
+
+
+def _clauses_with_verbs(
+    clauses: list[tuple[int, int]], text: str, start: int, end: int
+) -> Iterator[tuple[int, int, int]]:
+    """The clauses that hold an action verb, each with where its first verb starts: one pass for
+    the verbs and a look-up for each, since most clauses have none."""
+    starts = [clause_start for clause_start, _ in clauses]
+    last = -1
+    for verb in _VERB.finditer(text, start, end):
+        index = bisect_right(starts, verb.start()) - 1
+        if index > last and verb.start() < clauses[index][1]:  # the clause's first verb
+            last = index
+            yield clauses[index][0], clauses[index][1], verb.start()
 
 
 def find_initiatives(
@@ -240,24 +302,23 @@ def find_initiatives(
     quoted_ranges = Ranges(quoted or [])
     candidates: list[FoundInitiative] = []
     plain: list[tuple[int, str, str]] = []  # (start, evidence, verb): named only if used
-    sentence_start = start
-    verbs = [m.start() for m in _VERB.finditer(text, start, end)]  # one pass; most clauses have none
-    for clause_start, clause_end in _clauses(text, start, end):
-        if text[clause_start - 1 : clause_start] in "。!?\n":
-            sentence_start = clause_start
-        first = bisect_left(verbs, clause_start)
-        if first == len(verbs) or verbs[first] >= clause_end or clause_start in skip_ranges:
+    clauses = _clauses(text, start, end)
+    # Where each clause's sentence starts (after 。 ! ? or a line end): a 政协 named there counts.
+    sentence_starts = [start] + [at for at, _ in clauses if text[at - 1 : at] in "。!?\n"]
+    for clause_start, clause_end, first_verb in _clauses_with_verbs(clauses, text, start, end):
+        if clause_start in skip_ranges:
             continue
+        sentence_start = sentence_starts[bisect_right(sentence_starts, clause_start) - 1]
         body = text[clause_start:clause_end]
-        verb = _VERB.match(body, verbs[first] - clause_start)
+        verb = _VERB.match(body, first_verb - clause_start)
         if verb is not None and clause_start + verb.start() in quoted_ranges:  # a verb inside “…” names nothing
             verb = next((v for v in _VERB.finditer(body) if clause_start + v.start() not in quoted_ranges), None)
         if not verb:
             continue
         evidence = _balanced_prefix(body[verb.start() :].strip())
-        if len(evidence) > 45 and "、" in evidence[30:] and not _NAMED.search(evidence[30:]):
+        if len(evidence) > 45 and "、" in evidence[30:] and not _has_name(evidence[30:]):
             evidence = evidence[: 30 + evidence[30:].index("、")]  # a long list: keep its head
-        limit_chars = 80 if _NAMED.search(evidence) else 60
+        limit_chars = 80 if _has_name(evidence) else 60
         if len(evidence) < 5 or len(evidence) > limit_chars or not _balanced(evidence):
             continue
         obj = evidence[len(verb.group(0)) :].lstrip("了")
@@ -269,7 +330,7 @@ def find_initiatives(
             continue  # 加强和改进… (a fragment), 创新工作机制 (too generic), …的关键之年
         if _SERVING.search(body[: verb.start()].strip()):
             continue  # 聚焦加快实施“强首府”工程: the committee serves someone else's programme
-        named = bool(_NAMED.search(thing))
+        named = _has_name(thing)
         mechanism = bool(_MECHANISM.search(thing))
         # 组织委员捐资助学: an action with no named thing, kept in reserve for a part with few named ones
         reserve = not (named or mechanism)
@@ -286,7 +347,7 @@ def find_initiatives(
             continue
         score = 2.0 if verb.group(0) in _STRONG else 1.0
         score += 1.5 if "《" in obj else 1.0 if named else 0.0
-        score += 1.5 if _MECHANISM_END.search(obj) else 0.5 if mechanism else 0.0
+        score += 1.5 if _ends_in_mechanism(obj) else 0.5 if mechanism else 0.0
         score -= 1.5 if _ABSTRACT.search(obj) or _ABSTRACT_END.search(obj) else 0.0
         score -= 0.5 if len(evidence) > 30 else 0.0
         score += 0.5 if "政协" in text[max(sentence_start, clause_start - 200) : clause_end] else 0.0
@@ -299,11 +360,11 @@ def find_initiatives(
             FoundInitiative(_name_for(evidence, verb.group(0)), span_start, span_start + len(evidence), score)
         )
     candidates += _named_mentions(text, start, end, skip_ranges, len(candidates))
-    for match in _HELD.finditer(text, start, end):  # 全市政协主席座谈会在某地召开
+    for match in _clause_matches(_HELD, _HELD_END, _HELD_REACH, text, start, end):  # 全市政协主席座谈会在某地召开
         subject = match.group(1)
         if match.start() not in skip_ranges and not _acted_by_other(subject) and not _held_by_other(subject, own):
             candidates.append(FoundInitiative(_shorten_name(subject), match.start(1), match.end(), 2.5))
-    for match in _LED.finditer(text, start, end):  # 由市委、市政府领导领衔督办: the committee's process
+    for match in _clause_matches(_LED, _LED_END, _LED_REACH, text, start, end):  # 由市委、市政府领导领衔督办
         if match.start() not in skip_ranges:
             name = _shorten_name(match.group(1).removeprefix("由"))
             candidates.append(FoundInitiative(name, match.start(1), match.end(1), 3.0))
@@ -337,6 +398,33 @@ _HELD = re.compile(
 # Key proposals supervised by Party and government leaders, a standing process of the committee,
 # written with the leaders as subject: 由市委、市政府领导领衔督办.
 _LED = re.compile(r"(?<=[\n,。;:!?])\s*([^\n,。;:!?]{0,24}?领衔督办)")
+
+# Where a _HELD or _LED match can end, and the most characters it spans after its leading spaces:
+# subject (40) + event word (3) + 第N讲 (5) + place (13) + verb (2); leaders (24) + 领衔督办 (4).
+_HELD_END, _HELD_REACH = re.compile(r"(?:召开|举行|开讲|举办|开班|揭牌)(?=[\n,。;!?])"), 63
+_LED_END, _LED_REACH = re.compile("领衔督办"), 28
+
+
+def _clause_matches(
+    pattern: re.Pattern[str], ends: re.Pattern[str], reach: int, text: str, start: int, end: int
+) -> Iterator[re.Match[str]]:
+    """`pattern.finditer(text, start, end)` for a pattern that starts after a clause break and,
+    but for its leading spaces, stays inside one clause, ending where `ends` matches: so it is tried
+    only in the `reach` characters (and any spaces) before each end. The plain scan tries it after
+    every clause break of the section, which on a long page costs more than the rest of the rule.
+    """
+    position = start
+    for tail in ends.finditer(text, start, end):
+        low = max(position, tail.end() - reach)
+        while low > position and text[low - 1].isspace():
+            low -= 1
+        # + 1: the break a pattern may look ahead to
+        match = pattern.search(text, low, min(end, tail.end() + 1))
+        if match is not None:
+            yield match
+            position = match.end()
+
+
 _DOCUMENT_END = re.compile(
     r"(?:办法|意见|方案|要点|规定|细则|条例|计划|报告|提案|决定|规划|制度|规则|纲要|汇编|选编|指引|导引|手册)$"
 )
@@ -361,9 +449,9 @@ def _named_mentions(text: str, start: int, end: int, skip_ranges: Ranges, order:
         if match.start() in skip_ranges:
             continue
         if quoted is not None:
-            if not (tail or _MECHANISM_END.search(quoted)) or _ABSTRACT.search(tail or ""):
+            if not (tail or _ends_in_mechanism(quoted)) or _ABSTRACT.search(tail or ""):
                 continue
-            score = 1.0 + (1.5 if tail and _MECHANISM_END.search(tail) else 0.5)
+            score = 1.0 + (1.5 if tail and _ends_in_mechanism(tail) else 0.5)
         else:
             if not (publication or _DOCUMENT_END.search(title)):
                 continue
@@ -380,9 +468,21 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     """Best first, but one per paragraph before a second from any: reports spread their programmes
     over paragraphs, so a long list of mechanisms in one paragraph should not crowd out the rest."""
 
-    # “四强化” and 「四强化」 are one name; computed once per candidate, compared many times
-    key = {id(c): QUOTE_MARKS.sub("", c.name) for c in candidates}
-    said = {id(c): QUOTE_MARKS.sub("", text[c.start : c.end]) for c in candidates}
+    # “四强化” and 「四强化」 are one name. Computed when an item is first compared, once: most
+    # candidates are never compared by name (overlap decides, or the limit is reached first).
+    keys: dict[int, str] = {}
+    saids: dict[int, str] = {}
+
+    def key(item: FoundInitiative) -> str:
+        if id(item) not in keys:
+            keys[id(item)] = QUOTE_MARKS.sub("", item.name)
+        return keys[id(item)]
+
+    def said(item: FoundInitiative) -> str:
+        if id(item) not in saids:
+            saids[id(item)] = QUOTE_MARKS.sub("", text[item.start : item.end])
+        return saids[id(item)]
+
     # Paragraph numbers, counted only across the candidates' own stretch of text (a section of a
     # long page): only whether two are equal matters.
     low = min((c.start for c in candidates), default=0)
@@ -391,11 +491,10 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     paragraph = {id(c): bisect_right(breaks, c.start) for c in candidates}
 
     def duplicate(item: FoundInitiative, chosen: list[FoundInitiative]) -> bool:
-        # the same name in the same words (a repeat), or an overlapping quote; 制定X计划 and 列入X计划 differ
-        a = said[id(item)]
+        # an overlapping quote, or the same name in the same words (a repeat); 制定X计划 and 列入X计划 differ
         return any(
-            (key[id(item)] == key[id(c)] and (a in said[id(c)] or said[id(c)] in a))
-            or (item.start < c.end and c.start < item.end)
+            (item.start < c.end and c.start < item.end)
+            or (key(item) == key(c) and (said(item) in said(c) or said(c) in said(item)))
             for c in chosen
         )
 
@@ -410,6 +509,7 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     for item in ranked:  # then the rest by score
         if len(chosen) >= limit:
             break
-        if item not in chosen and not duplicate(item, chosen):
+        # by identity: equal candidates share a span, so duplicate() tells them apart anyway
+        if not any(item is c for c in chosen) and not duplicate(item, chosen):
             chosen.append(item)
     return sorted(chosen[:limit], key=lambda c: -c.score)
