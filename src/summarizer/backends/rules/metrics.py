@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...article import Ranges
 from ...numbers import as_number, is_approx_at, parse_chinese
@@ -61,8 +61,7 @@ _CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,6}")
 _FREQUENCY = re.compile(r"每(?:年|月|季度?|周|半年|天|日|次)[^,。;!?]{0,12}$")
 
 
-@dataclass(frozen=True)
-class FoundMetric:
+class FoundMetric(NamedTuple):  # a tuple: cheaper to make than a frozen dataclass, one per figure
     name: str
     value: int | float
     unit: str
@@ -152,10 +151,26 @@ def _value(raw: str, hedged: bool = False) -> float | None:
     return value
 
 
+_UNIT_AS = {"％": "%", "个小时": "小时"}  # measure words reported in another form
 _NUMBER_START = re.compile(r"[\d一二两三四五六七八九十百千]")
 _DIGIT_RUN = re.compile(r"[\d.]+")
 _PRE_LONGEST = 2  # 超过, 将近, 共计, 累计: the hedge and total words before a number
 _PRE_ENDS = frozenset("近约过超逾计")  # the last characters of those words
+
+
+_DIGITS_CN = frozenset("一二两三四五六七八九")
+
+
+def _lone_numeral(text: str, at: int) -> bool:
+    """Can no figure start at this Chinese numeral? In `_CN_NUM` a digit (一…九) starts a number only
+    before 十/百/千/万, and 百/千 only before 余/多; most such characters in a report are words (统一,
+    一些, 千方百计), and each would otherwise cost a failed try of the whole pattern."""
+    ch, following = text[at], text[at + 1 : at + 2]
+    if ch in _DIGITS_CN:
+        return following not in ("十", "百", "千", "万")
+    if ch in ("百", "千"):
+        return following not in ("余", "多")
+    return False
 
 
 def _metric_matches(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
@@ -164,6 +179,9 @@ def _metric_matches(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
     position = start
     while (hit := _NUMBER_START.search(text, position, end)) is not None:
         at = hit.start()
+        if _lone_numeral(text, at):
+            position = at + 1  # 一 in 统一, 进一步: cheaper to rule out here than by trying the pattern
+            continue
         longest = min(_PRE_LONGEST, at - max(start, position)) if text[at - 1 : at] in _PRE_ENDS else 0
         for back in range(longest, -1, -1):
             match = _METRIC.match(text, at - back, end)
@@ -230,7 +248,7 @@ def find_metrics(
         value = _value(match.group("num"), bool(match.group("approx")))
         if value is None:
             continue
-        unit = {"％": "%", "个小时": "小时"}.get(match.group("unit"), match.group("unit"))
+        unit = _UNIT_AS.get(match.group("unit"), match.group("unit"))
         # A range (3至5次) is reported by its lower bound, marked approximate.
         approx = is_approx_at(text, number_start, match.end("num"))  # the one rule grounding applies too
         noun = "" if unit == "%" else _noun_after(text, match.end(), min(end, match.end() + 20))
