@@ -1,0 +1,146 @@
+"""The rules' speed shortcuts give the answers of the plain code they replace.
+
+Each shortcut (a windowed regex search, a clause split by regex, a grouped alternation, a pattern
+rewritten to open with a literal) is compared with the straightforward version, written out here, on
+random strings built from the characters the shortcut cares about.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from summarizer.backends.rules import initiatives, metrics, year
+
+
+def _random_texts(pieces: list[str], count: int, seed: int, longest: int = 30) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, longest))) for _ in range(count)]
+
+
+def _bounds(text: str, rng: random.Random) -> tuple[int, int]:
+    start = rng.randint(0, len(text))
+    return start, rng.randint(start, len(text))
+
+
+_MARK = re.compile(r"[“《”》\n,。;!?;!?,\t]|  +")
+
+
+def _plain_clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The clause split as a walk over every mark, depth counted (the code `_clauses` replaced)."""
+    out, depth, begin = [], 0, start
+    for mark in _MARK.finditer(text, start, end):
+        ch, index = mark.group(0)[0], mark.start()
+        if ch in "“《":
+            depth += 1
+        elif ch in "”》":
+            depth = max(0, depth - 1)
+        elif ch == "\n" or depth == 0:
+            if index > begin:
+                out.append((begin, index))
+            begin = mark.end()
+            if ch == "\n":
+                depth = 0
+    if end > begin:
+        out.append((begin, end))
+    return out
+
+
+def test_clauses_split_as_the_mark_by_mark_walk() -> None:
+    rng = random.Random(1)
+    pieces = [*"“《”》\n,。;!?,\t ab", "  ", "政协", "召开会议"]
+    for text in _random_texts(pieces, 20_000, seed=1):
+        start, end = _bounds(text, rng)
+        assert initiatives._clauses(text, start, end) == _plain_clauses(text, start, end), (text, start, end)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ends", "reach", "pieces"),
+    [
+        (
+            initiatives._HELD,
+            initiatives._HELD_END,
+            initiatives._HELD_REACH,
+            [
+                *("会议", "座谈会", "论坛", "召开", "举行", "揭牌", "在", "于", "第二讲", "政协", "某地", "委员"),
+                *("一二三四五六七八九十", "甲乙丙丁戊己庚辛壬癸甲乙丙丁戊己", " ", "  ", "\n", ",", "。", ":", "!"),
+            ],
+        ),
+        (
+            initiatives._LED,
+            initiatives._LED_END,
+            initiatives._LED_REACH,
+            [
+                "领衔督办",
+                "领衔",
+                "督办",
+                "由",
+                "市委、市政府",
+                "领导",
+                "甲乙丙丁戊己庚辛壬癸",
+                " ",
+                "  ",
+                "\n",
+                ",",
+                ":",
+            ],
+        ),
+    ],
+)
+def test_windowed_clause_patterns_find_what_a_full_scan_finds(
+    pattern: re.Pattern[str], ends: re.Pattern[str], reach: int, pieces: list[str]
+) -> None:
+    rng = random.Random(2)
+    found = 0
+    for text in _random_texts(pieces, 20_000, seed=2, longest=40):
+        start, end = _bounds(text, rng)
+        plain = [(m.start(), m.span(1), m.end()) for m in pattern.finditer(text, start, end)]
+        windowed = [
+            (m.start(), m.span(1), m.end()) for m in initiatives._clause_matches(pattern, ends, reach, text, start, end)
+        ]
+        assert windowed == plain, (text, start, end)
+        found += bool(plain)
+    assert found > 50  # the strings do hold matches
+
+
+def test_grouped_verb_alternation_matches_the_plain_one() -> None:
+    words = initiatives._STRONG + initiatives._WEAK
+    plain = re.compile("|".join(sorted(words, key=len, reverse=True)))
+    rng = random.Random(3)
+    for text in _random_texts([*words, *"建出开发推创组实", "政协"], 5_000, seed=3):
+        start, end = _bounds(text, rng)
+        assert [m.span() for m in initiatives._VERB.finditer(text, start, end)] == [
+            m.span() for m in plain.finditer(text, start, end)
+        ]
+
+
+def test_mechanism_ending_is_read_from_the_tail() -> None:
+    words = initiatives._MECHANISM.pattern[3:-1].split("|")
+    for text in _random_texts([*words, "建设", "工作", "的", "甲", "“"], 5_000, seed=4, longest=8):
+        assert initiatives._ends_in_mechanism(text) == bool(initiatives._MECHANISM_END.search(text)), text
+
+
+def test_a_lone_numeral_never_starts_a_figure() -> None:
+    for numeral in "一二两三四五六七八九十百千":
+        for following in [*"十百千万余多个次人件年的", "", "0"]:
+            text = f"共{numeral}{following}项工作"
+            if metrics._lone_numeral(text, 1):
+                match = metrics._METRIC.match(text, 1)
+                assert match is None or match.start("num") != 1, text
+
+
+def test_year_patterns_match_as_written_with_the_lookbehind_first() -> None:
+    plain_year = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*年")
+    plain_dates = re.compile(
+        r"(?:19|20)\d{2}\s*年\s*\d{1,2}\s*月(?:\s*\d{1,2}\s*日)?|(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}"
+    )
+    rng = random.Random(5)
+    pieces = ["1", "2", "9", "0", "19", "20", "2024", "年", "月", "日", " ", "-", ".", "/", "a", "3"]
+    for text in _random_texts(pieces, 20_000, seed=5, longest=14):
+        start = rng.randint(0, len(text))
+        assert [m.span(1) for m in year._YEAR.finditer(text, start)] == [
+            m.span(1) for m in plain_year.finditer(text, start)
+        ]
+        assert year._DATES.sub("", text) == plain_dates.sub("", text)
