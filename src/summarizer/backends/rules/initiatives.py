@@ -243,10 +243,9 @@ def _clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 # What ends a clause outside quotes: , ; 。 ! ?, a line end, a tab, two or more spaces (a scraped
-# page's columns: 标题  2025-02-10).
-# Written as one character class first (a lone space is then dropped by the lookbehind, two or more
-# are taken whole) so the regex engine can skip ahead to the next such character; `[…]|  +` would be
-# tried at every position.
+# page's columns: 标题  2025-02-10). One character class first, then a lone space dropped by the
+# lookbehind and a run taken whole: so the regex engine skips ahead to the next such character, where
+# `[…]|  +` would be tried at every position.
 _CLAUSE_BREAK = re.compile(r"[\n,。;!?;!?,\t ](?:(?<=[^ ])| +)")
 _QUOTE_MARK = re.compile(r"[“《”》]")
 
