@@ -1,0 +1,38 @@
+"""Article preparation (cleaning, folding, sections, mentions, chunks) gives the same answers by its
+shortcuts as by the plain reading they replace."""
+
+from __future__ import annotations
+
+from summarizer.article import parse_article
+from summarizer.text import fold_text
+
+BODY = "某县政协召开常委会议，听取并审议了县政协2024年度提案工作情况的报告，会议强调要进一步提高提案质量。"
+
+
+def _kept_lines(page: str) -> list[str]:
+    article = parse_article(page, "page")
+    return [article.text[s:e] for s, e in article.kept]
+
+
+def test_furniture_words_anywhere_on_a_short_line_drop_it() -> None:
+    page = f"某县政协召开常委会议\n{BODY}\n本网 版权所有 2024\n网站首页 > 新闻中心\n联系我们 | 网站地图\n{BODY}\n"
+    assert _kept_lines(page) == ["某县政协召开常委会议", BODY, BODY]
+
+
+def test_a_long_paragraph_naming_furniture_words_is_kept() -> None:
+    long = BODY * 2 + "本文版权所有，转载请注明出处。"
+    assert len(long) > 100
+    assert long in _kept_lines(f"某县政协召开常委会议\n{long}\n")
+
+
+def test_the_footer_cuts_only_past_the_first_part_of_the_page() -> None:
+    early = f"某县政协召开常委会议\n相关新闻\n{BODY}\n{BODY}\n{BODY}\n"
+    assert _kept_lines(early).count(BODY) == 3  # a 相关新闻 line near the top is a heading, not the foot
+    late = f"某县政协召开常委会议\n{BODY}\n{BODY}\n \n  上一篇：某区政协调研\n{BODY}\n"
+    assert _kept_lines(late) == ["某县政协召开常委会议", BODY, BODY]
+
+
+def test_folding_maps_each_wide_character_to_its_ascii() -> None:
+    wide = "，；：！？（）％～．－\u3000\xa0﹐﹔﹕０１２３４５６７８９"
+    assert fold_text("政协" + wide + "会议") == "政协" + ",;:!?()%~.-  ,;:0123456789" + "会议"
+    assert fold_text("縣政協召開會議，委員１２０人") == "县政协召开会议,委员120人"
