@@ -4,6 +4,9 @@ shortcuts as by the plain reading they replace."""
 from __future__ import annotations
 
 from summarizer.article import parse_article
+from summarizer.chunk import chunk_article
+from summarizer.places import find_mentions, first_mention
+from summarizer.sections import Section
 from summarizer.text import fold_text
 
 BODY = "某县政协召开常委会议，听取并审议了县政协2024年度提案工作情况的报告，会议强调要进一步提高提案质量。"
@@ -36,3 +39,24 @@ def test_folding_maps_each_wide_character_to_its_ascii() -> None:
     wide = "，；：！？（）％～．－\u3000\xa0﹐﹔﹕０１２３４５６７８９"
     assert fold_text("政协" + wide + "会议") == "政协" + ",;:!?()%~.-  ,;:0123456789" + "会议"
     assert fold_text("縣政協召開會議，委員１２０人") == "县政协召开会议,委员120人"
+
+
+def test_first_mention_is_the_first_of_all_mentions_in_every_window() -> None:
+    page = (
+        "某县政协召开会议，市政协主席出席。\n一、淮南市政协：围绕中心建言\n"
+        "人民政协报报道，政协某某市委员会和全国政协调研组到县政协调研。\n"
+    )
+    folded = parse_article(page, "page").folded
+    for start in range(len(folded)):
+        for end in range(start, min(len(folded), start + 45) + 1):
+            listed = find_mentions(folded, start, end)
+            assert first_mention(folded, start, end) == (listed[0] if listed else None)
+
+
+def test_chunks_hold_exactly_the_kept_lines_inside_their_section() -> None:
+    page = "某县政协召开会议\n" + "\n".join(f"{BODY}第{i}段。" for i in range(30)) + "\n"
+    article = parse_article(page, "page")
+    middle = Section(0, article.kept[3][0] + 2, article.kept[20][1], None, None)  # starts inside a line
+    pieces = [piece for chunk in chunk_article(article, [middle], max_tokens=300, overlap=0) for piece in chunk.pieces]
+    inside = [(s, e) for s, e in article.kept if s >= middle.start and e <= middle.end]
+    assert pieces == inside
