@@ -60,3 +60,13 @@ def test_chunks_hold_exactly_the_kept_lines_inside_their_section() -> None:
     pieces = [piece for chunk in chunk_article(article, [middle], max_tokens=300, overlap=0) for piece in chunk.pieces]
     inside = [(s, e) for s, e in article.kept if s >= middle.start and e <= middle.end]
     assert pieces == inside
+
+
+def test_mentions_with_and_without_a_place_before_them() -> None:
+    text = "政协召开会议。(政协委员)参加淮南市政协、县政协、政协某某市委员会的活动,人民政协报报道。"
+    found = [(text[m.start : m.end], m.name, m.bare) for m in find_mentions(text)]
+    assert found == [
+        ("淮南市政协", "淮南市政协", None),
+        ("县政协", None, "县"),
+        ("政协某某市委员会", "某某市政协", None),
+    ]

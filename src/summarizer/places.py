@@ -266,6 +266,8 @@ def _known_tails(run: str) -> _Tails:
 
 def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     """The place written just before `pos` (where 政协 starts): (canonical place, bare suffix, length)."""
+    if pos == 0 or not "\u4e00" <= text[pos - 1] <= "\u9fff":
+        return None, None, 0  # no ideograph right before 政协 (the same answer as the search below)
     window = text[max(0, pos - 18) : pos]
     match = _CJK.search(window)
     if not match:
@@ -376,22 +378,22 @@ def _all_mentions(text: str) -> tuple[list[int], list[Mention]]:
     anchors: list[int] = []
     mentions: list[Mention] = []
     for match in _MENTION.finditer(text):
-        inner = match.group(1) or match.group(2)
-        if inner:
+        start, end = match.span()
+        if match.lastindex is not None:  # a full name (either group matched: it is never empty)
             name = canonical_body(match.group(0))
             bare = bare_suffix(match.group(0)) if name is None else None
             if name or bare:
-                anchors.append(match.start())
-                mentions.append(Mention(match.start(), match.end(), name, bare))
+                anchors.append(start)
+                mentions.append(Mention(start, end, name, bare))
             continue
-        if _NOT_THE_COMMITTEE.match(text, match.end()):
+        if _NOT_THE_COMMITTEE.match(text, end):
             continue  # 某某政协网, 人民政协报, 政协微信公众号: a medium, not the committee
-        place, bare, length = _place_before(text, match.start())
+        place, bare, length = _place_before(text, start)
         if place is None and bare is None:
             continue
         name = "全国政协" if place == "全国" else (place + "政协" if place else None)
-        anchors.append(match.start())
-        mentions.append(Mention(match.start() - length, match.end(), name, bare))
+        anchors.append(start)
+        mentions.append(Mention(start - length, end, name, bare))
     return anchors, mentions
 
 
