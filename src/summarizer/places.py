@@ -133,11 +133,15 @@ def canonical_place(place: str) -> str | None:
     return _PROVINCE_ALIASES.get(place) or _last_unit(place)
 
 
+_BODY_FORMS = tuple(map(re.compile, (r"^中国人民政治协商会议(.+?)委员会$", r"^政协(.+?)委员会$", r"^(.+?)政协$")))
+_WRAPPERS = re.compile(r"^(?:中国人民政治协商会议|政协)|委员会$|政协$")
+
+
 def canonical_body(raw: str) -> str | None:
     """`政协XX市委员会`, `中国人民政治协商会议XX委员会`, `XX十三届政协` -> `XX政协`; None if no place is named."""
     raw = raw.strip()
-    for pattern in (r"^中国人民政治协商会议(.+?)委员会$", r"^政协(.+?)委员会$", r"^(.+?)政协$"):
-        if match := re.match(pattern, raw):
+    for pattern in _BODY_FORMS:
+        if match := pattern.match(raw):
             inner = _SESSION_LEAD.sub("", _SESSION.sub("", match.group(1)))
             if inner == "全国":
                 return "全国政协"
@@ -148,7 +152,7 @@ def canonical_body(raw: str) -> str | None:
 
 def bare_suffix(raw: str) -> str | None:
     """`自治区十三届政协` -> `自治区`; `市政协` -> `市`; None when a place is named."""
-    core = re.sub(r"^(?:中国人民政治协商会议|政协)|委员会$|政协$", "", raw.strip())
+    core = _WRAPPERS.sub("", raw.strip())
     core = _SESSION.sub("", core)
     return core if core in PLACE_SUFFIXES else None
 
@@ -262,6 +266,8 @@ def _known_tails(run: str) -> _Tails:
 
 def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
     """The place written just before `pos` (where 政协 starts): (canonical place, bare suffix, length)."""
+    if pos == 0 or not "\u4e00" <= text[pos - 1] <= "\u9fff":
+        return None, None, 0  # no ideograph right before 政协 (the same answer as the search below)
     window = text[max(0, pos - 18) : pos]
     match = _CJK.search(window)
     if not match:
@@ -307,12 +313,13 @@ def _place_before(text: str, pos: int) -> tuple[str | None, str | None, int]:
         and not place.endswith(("自治区", "新区"))  # every autonomous region is in the table
     ):
         return place, None, len(run) + extra
-    for suffix in sorted(PLACE_SUFFIXES, key=len, reverse=True):
-        if run.endswith(suffix):  # "翻开自治区十三届政协", "紧扣县政协": a verb before a bare suffix
-            return None, suffix, len(suffix) + extra
+    if run.endswith(PLACE_SUFFIXES):  # "翻开自治区十三届政协", "紧扣县政协": a verb before a bare suffix
+        suffix = next(suffix for suffix in _SUFFIXES_LONGEST_FIRST if run.endswith(suffix))
+        return None, suffix, len(suffix) + extra
     return None, None, 0
 
 
+_SUFFIXES_LONGEST_FIRST = tuple(sorted(PLACE_SUFFIXES, key=len, reverse=True))
 _LEAD_ENDS = frozenset("■□●◎◆★▲【[(、.)")  # what the last character of a line's lead may be
 
 
@@ -355,28 +362,38 @@ def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Men
     return [mentions[i] for i in range(first, bisect_left(anchors, end)) if mentions[i].end <= end]
 
 
+def first_mention(text: str, start: int, end: int) -> Mention | None:
+    """The first of `find_mentions(text, start, end)`, if any, without listing the others: headings
+    and paragraph leads ask only what a line opens with."""
+    anchors, mentions = _all_mentions(text)
+    for i in range(bisect_left(anchors, start), bisect_left(anchors, end)):
+        if mentions[i].end <= end:
+            return mentions[i]
+    return None
+
+
 @lru_cache(maxsize=8)
 def _all_mentions(text: str) -> tuple[list[int], list[Mention]]:
     """(where each match starts, the mention) for every committee mention, in order."""
     anchors: list[int] = []
     mentions: list[Mention] = []
     for match in _MENTION.finditer(text):
-        inner = match.group(1) or match.group(2)
-        if inner:
+        start, end = match.span()
+        if match.lastindex is not None:  # a full name (either group matched: it is never empty)
             name = canonical_body(match.group(0))
             bare = bare_suffix(match.group(0)) if name is None else None
             if name or bare:
-                anchors.append(match.start())
-                mentions.append(Mention(match.start(), match.end(), name, bare))
+                anchors.append(start)
+                mentions.append(Mention(start, end, name, bare))
             continue
-        if _NOT_THE_COMMITTEE.match(text, match.end()):
+        if _NOT_THE_COMMITTEE.match(text, end):
             continue  # 某某政协网, 人民政协报, 政协微信公众号: a medium, not the committee
-        place, bare, length = _place_before(text, match.start())
+        place, bare, length = _place_before(text, start)
         if place is None and bare is None:
             continue
         name = "全国政协" if place == "全国" else (place + "政协" if place else None)
-        anchors.append(match.start())
-        mentions.append(Mention(match.start() - length, match.end(), name, bare))
+        anchors.append(start)
+        mentions.append(Mention(start - length, end, name, bare))
     return anchors, mentions
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .article import Article, per_article
-from .places import Mention, find_mentions, is_place, level_of, place_body, resolve_bare
+from .places import Mention, find_mentions, first_mention, is_place, level_of, place_body, resolve_bare
 from .text import SENTENCE_END, fold_text
 
 # What may stand before a committee that opens a roundup part: "一、", "(二)", "3.", "■", "【".
@@ -75,7 +75,7 @@ def _heading_body(article: Article, start: int, end: int, lead: re.Match[str]) -
     line = folded[start:end].strip()
     marked = bool(lead.group("number") or lead.group("bullet") or lead.group("bracket"))
     short = len(line) <= 60 and line[-1] not in SENTENCE_END
-    mention = next(iter(find_mentions(folded, at, min(end, at + 40))), None)
+    mention = first_mention(folded, at, min(end, at + 40))
     if mention is not None and mention.start > at and not is_place(folded[at : mention.start]):
         mention = None  # only a parent division may stand before it: 一、苏州市吴中区政协
     if mention is not None and mention.name:
@@ -151,7 +151,7 @@ def _lead_body(article: Article, start: int, end: int) -> str | None:
     place that opens it before its bare committee: "在X，县政协…", "X：市政协…"."""
     lead = _PARAGRAPH_LEAD.match(article.folded, start, end)
     at = lead.end() if lead else start
-    mention = next(iter(find_mentions(article.folded, at, min(end, at + 30))), None)
+    mention = first_mention(article.folded, at, min(end, at + 30))
     if mention is not None and mention.name and mention.start == at:
         return mention.name
     place = _PLACE_LEAD.match(article.folded, at, end)
@@ -164,7 +164,7 @@ def _lead_body(article: Article, start: int, end: int) -> str | None:
 
 def _opens_with_bare(article: Article, start: int, end: int, body: str) -> bool:
     """Does text from `start` name a bare committee of `body`'s kind early on (县政协 for 某县政协)?"""
-    mention = next(iter(find_mentions(article.folded, start, min(end, start + 30))), None)
+    mention = first_mention(article.folded, start, min(end, start + 30))
     return mention is not None and mention.bare is not None and body.removesuffix("政协").endswith(mention.bare)
 
 
@@ -224,15 +224,16 @@ def split_sections(article: Article) -> list[Section]:
     # often the reporter's office (…(某市政协 某某)), not the committee reported on.
     credits: list[tuple[int, str]] = []
     breaks: list[int] = []  # marked title lines that name no committee ("■ 区县政协陆续进入“两会时间”")
+    folded = article.folded
     for start, end in article.kept:
-        line = article.folded[start:end]
-        lead = _HEADING_LEAD.match(article.folded, start, end)
+        lead = _HEADING_LEAD.match(folded, start, end)
         assert lead is not None  # every group is optional
         marked = bool(lead.group("number") or lead.group("bullet") or lead.group("bracket"))
-        if "政协" in article.folded[max(start, end - 40) : end] and (body := _credited(article, start, end)):
+        if folded.find("政协", max(start, end - 40), end) >= 0 and (body := _credited(article, start, end)):
             credits.append((end, body))
             continue
-        if not marked and "政协" not in article.folded[start : min(end, start + 60)]:
+        line = folded[start:end]
+        if not marked and folded.find("政协", start, min(end, start + 60)) < 0:
             # A place alone on its line, over a paragraph that opens with its bare committee
             # ("桐庐县" / "县政协…"), heads a part too; any other such line is text.
             if (body := _place_line_body(article, start, end)) is not None:
@@ -281,10 +282,7 @@ def split_sections(article: Article) -> list[Section]:
     leads = [
         (start, body)
         for start, end in article.kept
-        if (
-            "政协" in article.folded[start : min(end, start + 50)]
-            or ":" in article.folded[start : min(end, start + 14)]
-        )
+        if (folded.find("政协", start, min(end, start + 50)) >= 0 or folded.find(":", start, min(end, start + 14)) >= 0)
         and (body := _lead_body(article, start, end))
     ]
     if not _is_roundup(leads):
@@ -337,7 +335,7 @@ def _sentence_leads(article: Article) -> list[tuple[int, str]]:
             (at, body)
             for stop in _SENTENCE_START.finditer(article.folded, start, end)
             if (at := stop.end()) < end
-            and "政协" in article.folded[at : min(end, at + 40)]
+            and article.folded.find("政协", at, min(end, at + 40)) >= 0
             and (body := _lead_body(article, at, end))
         ]
         if found and (body := _lead_body(article, start, end)):
