@@ -660,6 +660,23 @@ def test_the_rules_deadline_is_per_article_not_per_section(monkeypatch: pytest.M
         summarise_article(page, settings)  # 12 sections x 0.05 s > 0.3 s, though each is within it
 
 
+def test_the_rules_leave_no_timer_behind() -> None:
+    """One timer serves a whole article; when the article is done (or fails) it is gone, and the
+    SIGALRM handler that was there before is back."""
+    import signal
+
+    from summarizer.pipeline import summarise_article
+
+    before = signal.getsignal(signal.SIGALRM)
+    parts = "".join(f"【{name}政协】\n开展专题协商5次，提交提案30件。\n" for name in ROUNDUP_COUNTIES)
+    page = Path(tempfile.mkdtemp()) / "roundup.txt"
+    page.write_text("某市各县政协工作综述\n" + parts, "utf-8")
+    summary = summarise_article(page, Settings(backend="rules", use_cache=False))
+    assert len(summary.bodies) == len(ROUNDUP_COUNTIES)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is before
+
+
 def test_in_a_small_batch_slow_articles_do_not_use_up_the_others_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
