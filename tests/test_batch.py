@@ -660,6 +660,48 @@ def test_the_rules_deadline_is_per_article_not_per_section(monkeypatch: pytest.M
         summarise_article(page, settings)  # 12 sections x 0.05 s > 0.3 s, though each is within it
 
 
+def test_the_rules_leave_no_timer_behind() -> None:
+    """One timer serves a whole article; when the article is done (or fails) it is gone, and the
+    SIGALRM handler that was there before is back."""
+    import signal
+
+    from summarizer.pipeline import summarise_article
+
+    before = signal.getsignal(signal.SIGALRM)
+    parts = "".join(f"【{name}政协】\n开展专题协商5次，提交提案30件。\n" for name in ROUNDUP_COUNTIES)
+    page = Path(tempfile.mkdtemp()) / "roundup.txt"
+    page.write_text("某市各县政协工作综述\n" + parts, "utf-8")
+    summary = summarise_article(page, Settings(backend="rules", use_cache=False))
+    assert len(summary.bodies) == len(ROUNDUP_COUNTIES)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is before
+
+
+def test_a_failing_section_stops_a_cpu_bound_article_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU-bound backend's chunks run one after another: the first failure is the article's
+    error, and the sections after it are not worked on."""
+    import summarizer.backends.rules as rules
+    from summarizer.errors import OutputValidationError
+    from summarizer.pipeline import summarise_article
+
+    real = rules.find_metrics
+    asked: list[int] = []
+
+    def failing_on_third(text: str, start: int, *args: object, **kwargs: object) -> object:
+        asked.append(start)
+        if len(asked) == 3:
+            raise OutputValidationError("the third section cannot be read")
+        return real(text, start, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rules, "find_metrics", failing_on_third)
+    parts = "".join(f"【{name}政协】\n开展专题协商5次，提交提案30件。\n" for name in ROUNDUP_COUNTIES)
+    page = Path(tempfile.mkdtemp()) / "roundup.txt"
+    page.write_text("某市各县政协工作综述\n" + parts, "utf-8")
+    with pytest.raises(OutputValidationError, match=f"chunk 3/{len(ROUNDUP_COUNTIES)}: the third section"):
+        summarise_article(page, Settings(backend="rules", use_cache=False))
+    assert len(asked) == 3
+
+
 def test_in_a_small_batch_slow_articles_do_not_use_up_the_others_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

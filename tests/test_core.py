@@ -148,6 +148,37 @@ def test_grounding_drops_what_the_article_does_not_say() -> None:
     assert len(grounded.warnings) == 2
 
 
+def test_a_summary_is_judged_for_its_own_committee_and_year() -> None:
+    """Grounding remembers its verdict on a summary per article; the same words under another year
+    or committee still get a verdict of their own (the body's own year is no stray number)."""
+    from summarizer.ground import _summary_problem
+
+    article = parse_article("某某市政协2023年工作回顾\n\n一年来,市政协形成调研报告14篇,满意率达99.5%。", "s")
+    summary = "某某市政协2022年:形成调研报告14篇。"
+    assert _summary_problem(summary, "某某市政协", 2022, article) is None
+    assert _summary_problem(summary, "某某市政协", None, article) == "the number 2022"
+    assert _summary_problem(summary, "某某市政协", 2022, article) is None
+    assert _summary_problem("天津市政协形成调研报告14篇。", "某某市政协", None, article) == "the committee 天津市政协"
+    assert _summary_problem("天津市政协形成调研报告14篇。", "天津市政协", None, article) is None
+
+
+def test_outside_a_roundup_an_item_stays_with_the_committee_it_was_given_to() -> None:
+    """Only a roundup's parts move items between committees; a one-committee page has none, so
+    grounding does not look for an owner there (a visiting committee's figures are the host's)."""
+    article = parse_article("天津市政协召开常委会议\n\n天津市政协召开会议。北京市政协来津考察,开展视察12次。", "v")
+    reply = ReplyBody(
+        body="天津市政协",
+        level="provincial",
+        year=None,
+        summary="",
+        key_initiatives=[],
+        metrics=[ReplyMetric(name="视察", value=12, unit="次", approx=False, evidence="开展视察12次")],
+    )
+    grounded = ground_bodies([reply], article)
+    assert [(b.body, [m.value for m in b.metrics]) for b in grounded.bodies] == [("天津市政协", [12])]
+    assert not any("moved" in w for w in grounded.warnings)
+
+
 def test_numbers_and_approximation() -> None:
     assert parse_chinese("一千一百四十") == 1140
     assert parse_chinese("两万") == 20000

@@ -250,8 +250,25 @@ def _writes_number(article: Article, number: str, cut: bool) -> bool:
     return checked[key]
 
 
+@per_article
+def _summaries_checked(article: Article) -> dict[tuple[str, str, int | None], str | None]:
+    return {}
+
+
 def _summary_problem(summary: str, body: str, year: int | None, article: Article) -> str | None:
-    """What a summary says that the article does not: a number, or a committee other than its own."""
+    """What a summary says that the article does not: a number, or a committee other than its own.
+
+    Asked once per summary, committee and year: a long page cut from one template (a roundup
+    whose thousands of parts repeat the same few reports) asks about the same summaries again
+    and again, and looking for committees in each costs more than the rest of its grounding."""
+    checked = _summaries_checked(article)
+    key = (summary, body, year)
+    if key not in checked:
+        checked[key] = _check_summary(summary, body, year, article)
+    return checked[key]
+
+
+def _check_summary(summary: str, body: str, year: int | None, article: Article) -> str | None:
     folded, text = fold_text(summary), article.folded
     for match in _DIGIT_RUN.finditer(folded):
         number = match.group()
@@ -339,6 +356,7 @@ class _Parts:
 
     starts: tuple[int, ...]
     parts: tuple[Section, ...]
+    keys: tuple[str, ...]  # each part's committee, spelt as `_body_key` spells it
 
 
 @per_article
@@ -347,21 +365,23 @@ def _roundup_parts(article: Article) -> _Parts:
     if len({_body_key(s.body_hint or "") for s in parts}) < 2 or any(s.inferred for s in parts):
         # One committee's report (a visiting committee's figures are its own), or parts guessed
         # from how paragraphs open: whom the backend gave an item to stands.
-        return _Parts((), ())
-    return _Parts(tuple(s.start for s in parts), parts)
+        return _Parts((), (), ())
+    return _Parts(tuple(s.start for s in parts), parts, tuple(_body_key(s.body_hint or "") for s in parts))
 
 
-def _owner(article: Article, position: int, body: str) -> str | None:
-    """The committee an item quoted at `position` belongs to when that is not `body`: the one whose
-    part of a roundup holds the quote. None outside roundups, and None when the part itself names
-    `body` before the quote (a sub-heading the split missed, or the part reporting on it)."""
-    index = _roundup_parts(article)
+def _owner(article: Article, index: _Parts, position: int, body: str, key: str) -> str | None:
+    """The committee an item quoted at `position` belongs to when that is not `body` (whose
+    `_body_key` is `key`): the one whose part of the roundup (`index`) holds the quote. None outside
+    the parts, and None when the part itself names `body` before the quote (a sub-heading the split
+    missed, or the part reporting on it)."""
     at = bisect_right(index.starts, position) - 1
-    part = index.parts[at] if at >= 0 and position < index.parts[at].end else None
-    if part is None or part.body_hint is None or _body_key(part.body_hint) == _body_key(body):
+    if at < 0 or index.keys[at] == key:
+        return None
+    part = index.parts[at]
+    if position >= part.end or part.body_hint is None:
         return None
     if body in article.folded[part.start : position] or any(
-        m.name and _body_key(m.name) == _body_key(body) for m in find_mentions(article.folded, part.start, position)
+        m.name and _body_key(m.name) == key for m in find_mentions(article.folded, part.start, position)
     ):
         return None
     return part.body_hint
@@ -373,13 +393,17 @@ def _attribute(bodies: list[BodySummary], article: Article, warnings: list[str])
     The quote is the article's own text and the part's heading says whose work it reports (the rules
     attribute every item so), so the item is kept under the right name rather than dropped.
     """
+    parts = _roundup_parts(article)
+    if not parts.parts:
+        return bodies  # one committee's report: whom the backend gave each item to stands
     moved: dict[str, list[Initiative | Metric]] = {}
     out: list[BodySummary] = []
     for body in bodies:
+        key = _body_key(body.body)
         keep: list[Initiative | Metric] = []
         items: list[Initiative | Metric] = [*body.key_initiatives, *body.metrics]
         for item in items:
-            owner = _owner(article, item.span[0], body.body) if item.span else None
+            owner = _owner(article, parts, item.span[0], body.body, key) if item.span else None
             if owner is None:
                 keep.append(item)
                 continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,64 +268,95 @@ async def summarise_plan(
     ledger: list[Usage] = []  # what every request of this article cost, whatever becomes of it
     started = plan.started
 
+    def ask(chunk: Chunk) -> Coroutine[None, None, list[ChunkResult]]:
+        section = by_index[chunk.section_index]
+        return _extract_chunk(
+            backend, article, section, chunk, len(chunks), settings, cache, ledger, started, plan.looked_up
+        )
+
+    if backend.needs_network:
+        nested = await _gather_chunks(plan, ask, ledger)
+    else:
+        nested = await _chunks_in_turn(plan, ask, ledger)
+    store_article(backend, settings, cache, plan, nested)
+    return assemble_summary(article, backend, settings, len(chunks), [r for group in nested for r in group])
+
+
+async def _gather_chunks(
+    plan: Plan, ask: Callable[[Chunk], Coroutine[None, None, list[ChunkResult]]], ledger: list[Usage]
+) -> list[list[ChunkResult]]:
+    """Every chunk's results, the requests in flight together (a model answers them in parallel)."""
+
     async def done(result: ChunkResult) -> list[ChunkResult]:
         return [result]
 
     tasks = [
-        asyncio.ensure_future(
-            done(plan.hits[position])
-            if position in plan.hits
-            else _extract_chunk(
-                backend,
-                article,
-                by_index[c.section_index],
-                c,
-                len(chunks),
-                settings,
-                cache,
-                ledger,
-                started,
-                plan.looked_up,
-            )
-        )
-        for position, c in enumerate(chunks)
+        asyncio.ensure_future(done(plan.hits[position]) if position in plan.hits else ask(chunk))
+        for position, chunk in enumerate(plan.chunks)
     ]
     try:
-        nested = await asyncio.gather(*tasks)
+        return await asyncio.gather(*tasks)
     except SummarizerError as exc:
         # One chunk failed, so the article fails: stop its other chunks instead of paying for them,
         # and let the error carry what was spent (finished chunks and the failed one).
         for task in tasks:
             task.cancel()
         settled = await asyncio.gather(*tasks, return_exceptions=True)
-        spent = Usage()
-        if ledger:  # the backend keeps the ledger: every request, cancelled ones too
-            for entry in ledger:
-                spent = spent.add(entry)
-        else:
-            spent = exc.usage if isinstance(exc.usage, Usage) else spent
-            for outcome in settled:
-                for result in outcome if isinstance(outcome, list) else ():
-                    spent = spent.add(result.usage)
-        exc.usage = spent
+        exc.usage = _spent(exc, ledger, [outcome for outcome in settled if isinstance(outcome, list)])
         raise
     except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    store_article(backend, settings, cache, plan, nested)
-    return assemble_summary(article, backend, settings, len(chunks), [r for group in nested for r in group])
+
+
+async def _chunks_in_turn(
+    plan: Plan, ask: Callable[[Chunk], Coroutine[None, None, list[ChunkResult]]], ledger: list[Usage]
+) -> list[list[ChunkResult]]:
+    """Every chunk's results, one chunk after another: a CPU-bound backend never waits, so tasks
+    would run them in turn all the same, and a task per chunk only added scheduling (a roundup
+    has thousands of sections). The first failure ends the article."""
+    nested: list[list[ChunkResult]] = []
+    for position, chunk in enumerate(plan.chunks):
+        if position in plan.hits:
+            nested.append([plan.hits[position]])
+            continue
+        try:
+            nested.append(await ask(chunk))
+        except SummarizerError as exc:
+            exc.usage = _spent(exc, ledger, nested)
+            raise
+    return nested
+
+
+def _spent(exc: SummarizerError, ledger: list[Usage], finished: list[list[ChunkResult]]) -> Usage:
+    """What a failed article's requests cost: the backend's ledger when it keeps one (every
+    request, cancelled ones too), else the failed chunk's usage and the finished chunks'."""
+    spent = Usage()
+    if ledger:
+        for entry in ledger:
+            spent = spent.add(entry)
+        return spent
+    spent = exc.usage if isinstance(exc.usage, Usage) else spent
+    for results in finished:
+        for result in results:
+            spent = spent.add(result.usage)
+    return spent
+
+
+_NO_USAGE = Usage()
 
 
 def assemble_summary(
     article: Article, backend: Backend, settings: Settings, chunk_count: int, results: list[ChunkResult]
 ) -> ArticleSummary:
     """Merge an article's chunk results, in chunk order, into its summary and meta."""
-    usage, warnings = Usage(), list[str]()
+    usage = Usage()
     for result in results:
-        usage = usage.add(result.usage)
-        warnings.extend(w for w in result.warnings if w not in warnings)
+        if result.usage != _NO_USAGE:  # most results of an offline backend: no model traffic to add
+            usage = usage.add(result.usage)
+    warnings = list(dict.fromkeys(w for r in results for w in r.warnings))  # each once, in order
     bodies = merge_bodies([b for r in results for b in r.bodies])
     if not bodies:
         warnings.append("no CPPCC committee found in the article")

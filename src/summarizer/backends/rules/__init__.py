@@ -12,8 +12,7 @@ import signal
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -76,40 +75,88 @@ def _utf8_size(text: str) -> int:
     return len(text.encode())
 
 
-@contextmanager
-def _deadline(request: ChunkRequest, settings: Settings | None) -> Iterator[None]:
-    """Stop the rules on a page that runs past `cpu_seconds_per_100kb` of its size (at least 5 s).
+class _ArticleClock:
+    """Stops the rules on a page that runs past `cpu_seconds_per_100kb` of its size (at least 5 s).
 
     The time is the article's, counted from `request.started` across all of its sections (a
-    roundup may have thousands). The extraction is plain synchronous code, so a SIGALRM raised
-    while it runs lands in it and nowhere else. The alarm works on the main thread only (the batch
-    and its worker processes run the rules there); elsewhere, or without SIGALRM, the section runs
+    roundup may have thousands). One SIGALRM timer serves the whole article: it is set when the
+    article's first section starts and cleared after its last one, or as soon as a section fails
+    (setting and clearing it around every section cost a roundup as much as grounding it did).
+
+    The extraction is plain synchronous code, so an alarm that rings while a section runs lands in
+    it and nowhere else. One that rings between two sections (the pipeline's own work) raises
+    nothing there: it clears the timer, and the next section, finding the time up, stops the article
+    with the same error. The alarm works on the main thread only (the batch and its worker processes
+    run the rules there); elsewhere, without SIGALRM, or under a timer someone else set, sections run
     to the end.
     """
-    per_100kb = settings.cpu_seconds_per_100kb if settings is not None else 3.0
-    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    if not usable or per_100kb <= 0 or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-        yield
-        return
-    article = request.article
-    seconds = max(MIN_SECONDS, _utf8_size(article.text) / 100_000 * per_100kb)
 
-    def expire(*_: object) -> None:
-        raise ArticleTimeoutError(
-            f"{article.article_id}: the rules ran past {seconds:.0f} s on this {len(article.text):,}-character "
-            f"page; raise cpu_seconds_per_100kb (SUMMARIZER_CPU_SECONDS_PER_100KB) to allow more"
+    def __init__(self, settings: Settings | None) -> None:
+        self.per_100kb = settings.cpu_seconds_per_100kb if settings is not None else 3.0
+        self.request: ChunkRequest | None = None  # the section whose article the timer is set for
+        self.previous: signal._HANDLER = None  # the SIGALRM handler to put back (typeshed names its type)
+        self.in_section = False  # only then may the alarm raise
+
+    def run(self, request: ChunkRequest, extract: Callable[[ChunkRequest], ChunkResult]) -> ChunkResult:
+        """`extract(request)`, stopped with ArticleTimeoutError when the article's time runs out."""
+        self.in_section = True  # before the timer is set: an alarm from here on raises
+        try:
+            guarded = self._start(request)
+            result = extract(request)
+        except BaseException:
+            self.clear()
+            raise
+        finally:
+            self.in_section = False
+        if guarded and request.chunk.index >= request.chunk_count - 1:
+            self.clear()  # the article's last section
+        return result
+
+    def _start(self, request: ChunkRequest) -> bool:
+        """Check the article's time and set the timer for it if it is not set yet; False when the
+        alarm cannot be used (the section then runs unguarded)."""
+        current = self.request
+        same_article = current is not None and current.article is request.article and current.started == request.started
+        if not same_article:
+            self.clear()  # a previous article that stopped between sections
+            usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+            if not usable or self.per_100kb <= 0 or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+                return False
+        left = self._seconds(request) - (time.monotonic() - request.started)
+        if left <= 0:
+            self.clear()
+            raise self._expired(request)
+        if not same_article:
+            self.previous = signal.signal(signal.SIGALRM, self._ring)
+            signal.setitimer(signal.ITIMER_REAL, left)
+            self.request = request
+        return True
+
+    def _seconds(self, request: ChunkRequest) -> float:
+        return max(MIN_SECONDS, _utf8_size(request.article.text) / 100_000 * self.per_100kb)
+
+    def _expired(self, request: ChunkRequest) -> ArticleTimeoutError:
+        article = request.article
+        return ArticleTimeoutError(
+            f"{article.article_id}: the rules ran past {self._seconds(request):.0f} s on this "
+            f"{len(article.text):,}-character page; raise cpu_seconds_per_100kb (SUMMARIZER_CPU_SECONDS_PER_100KB) "
+            f"to allow more"
         )
 
-    left = seconds - (time.monotonic() - request.started)
-    if left <= 0:
-        expire()
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, left)
-    try:
-        yield
-    finally:
+    def _ring(self, *_: object) -> None:
+        request = self.request
+        running = self.in_section
+        self.clear()
+        if running and request is not None:
+            raise self._expired(request)
+
+    def clear(self) -> None:
+        """Stop the timer and put the previous SIGALRM handler back (a no-op when none is set)."""
+        if self.request is None:
+            return
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGALRM, self.previous)
+        self.request, self.previous = None, None
 
 
 # Modules and packages whose code cannot change what the rules extract (reporting, I/O, the model path).
@@ -178,18 +225,18 @@ class RulesBackend:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
+        self._clock = _ArticleClock(settings)
 
     async def extract(self, request: ChunkRequest) -> ChunkResult:
         return self.extract_sync(request)
 
     def extract_sync(self, request: ChunkRequest) -> ChunkResult:
-        """Extract one section, within the time an article of its size may take (see `_deadline`).
+        """Extract one section, within the time an article of its size may take (see `_ArticleClock`).
 
         Raises:
             ArticleTimeoutError: a pathological page ran past its time.
         """
-        with _deadline(request, self.settings):
-            return self._extract(request)
+        return self._clock.run(request, self._extract)
 
     def _extract(self, request: ChunkRequest) -> ChunkResult:
         article, section, chunk = request.article, request.section, request.chunk
@@ -231,4 +278,4 @@ class RulesBackend:
         return ChunkResult(bodies=grounded.bodies, warnings=grounded.warnings)
 
     async def aclose(self) -> None:
-        return None
+        self._clock.clear()  # an article left unfinished (interrupted between sections) keeps no timer
