@@ -293,6 +293,31 @@ def test_a_write_that_fails_in_the_writer_thread_stops_the_run_with_whole_lines(
     assert len(out.read_bytes().splitlines()) == 4 and out.read_bytes().endswith(b"\n")
 
 
+def test_a_paid_line_is_synced_at_once_and_lines_from_the_cache_within_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forced re-run from the cache must not wait on the disk once per article, but an answer that
+    cost a request still reaches the disk before the next one is asked for."""
+    import summarizer.batch.writer as writer_module
+    from summarizer.schema import Usage
+
+    clock = [1000.0]
+    monkeypatch.setattr(writer_module.time, "monotonic", lambda: clock[0])
+    writer, out = _writer(tmp_path)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(writer_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[-1])
+    fd = writer.results_fd
+    steps = [(0.0, 1, 1), (0.2, 0, 1), (0.5, 0, 1), (0.6, 1, 2), (1.0, 0, 2), (1.7, 0, 3)]
+    for i, (at, requests, syncs) in enumerate(steps):
+        clock[0] = 1000.0 + at
+        writer.handle(Outcome(f"a{i:03d}", "done", line=_line(i), usage=Usage(requests=requests)))
+        assert synced.count(fd) == syncs, f"after line {i}"
+    writer.close()
+    assert synced.count(fd) == 4  # the rest at the end
+    assert len(out.read_bytes().splitlines()) == len(steps)
+
+
 # --- the request template ------------------------------------------------------------------------
 
 

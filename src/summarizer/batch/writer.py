@@ -3,7 +3,8 @@ finished article (single write, fsync), superseded lines compacted away when the
 
 In the async pool the writing happens in a thread of its own fed by a bounded queue, so the event
 loop never waits on the disk; that thread fsyncs whenever it has caught up with the queue (a quiet
-run syncs every line, a busy one one fsync per group of lines) and at the end."""
+run syncs every line, a busy one one fsync per group of lines) and at the end. Lines that cost no
+request (served from the cache) are synced at most once a second, as an offline backend's are."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from .inputs import glob_regex
 from .report import BatchReport, Outcome, error_record
 
 log = logging.getLogger(__name__)
+# At most this long between fsyncs for lines that cost no request (served from the cache): a re-run
+# redoes them in milliseconds, so a forced re-run need not wait on the disk once per article.
+UNPAID_SYNC_SECONDS = 1.0
 
 
 def errors_path_for(output: Path) -> Path:
@@ -272,6 +276,7 @@ class ResultsWriter:
         self._queue: queue.Queue[Outcome | None] | None = None  # set when a writer thread runs
         self._thread: threading.Thread | None = None
         self._unsynced = False  # lines written since the last fsync
+        self._paid_unsynced = False  # one of them cost a request
         try:
             if not keep_errors:
                 errors_path.unlink()  # the errors file describes the latest run only
@@ -327,8 +332,14 @@ class ResultsWriter:
             # Caught up: what was handed over so far goes to disk now (a group commit).
             if self._unsynced and self._queue.empty() and self.broken is None:
                 now = time.monotonic()
-                if self.sync_every <= 0 or now - self._synced >= self.sync_every:
+                if self._sync_due(now, self._paid_unsynced):
                     self._sync(now)
+
+    def _sync_due(self, now: float, paid: bool) -> bool:
+        """Must the lines written so far reach the disk now? A paid answer does before the next one
+        is asked for (`sync_every` 0); lines that cost no request, at most UNPAID_SYNC_SECONDS later."""
+        interval = self.sync_every if paid else max(self.sync_every, UNPAID_SYNC_SECONDS)
+        return interval <= 0 or now - self._synced >= interval
 
     def _sync(self, now: float) -> None:
         try:
@@ -336,7 +347,7 @@ class ResultsWriter:
         except OSError as exc:
             self.broken = (self.output, exc)
             return
-        self._synced, self._unsynced = now, False
+        self._synced, self._unsynced, self._paid_unsynced = now, False, False
 
     def join(self) -> None:
         """Wait until the writer thread has written everything handed to it (a no-op without one)."""
@@ -362,16 +373,19 @@ class ResultsWriter:
         if self.broken is not None:
             return  # the run is stopping; a re-run redoes this article
         if outcome.kind == "done" and outcome.line is not None:
-            # A paid answer reaches the disk before the next one is asked for; an offline one, whose
-            # loss a re-run would redo in milliseconds, at most a second later (and at the end).
+            # A paid answer reaches the disk before the next one is asked for; an offline one or one
+            # from the cache, whose loss a re-run would redo in milliseconds, at most a second later
+            # (and at the end).
             now = time.monotonic()
-            sync = sync and (self.sync_every <= 0 or now - self._synced >= self.sync_every)
+            paid = outcome.usage.requests > 0
+            sync = sync and self._sync_due(now, paid or self._paid_unsynced)
             if not self._write(self.output, self._fd, outcome.line, sync):
                 return
             if sync:
-                self._synced = now
+                self._synced, self._unsynced, self._paid_unsynced = now, False, False
             else:
                 self._unsynced = True
+                self._paid_unsynced = self._paid_unsynced or paid
             if outcome.article_id in self.index.entries:
                 self.superseded.add(outcome.article_id)
             tally.done += 1
