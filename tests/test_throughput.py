@@ -152,6 +152,23 @@ def test_an_article_with_a_chunk_the_cache_does_not_keep_gets_no_article_entry(t
     assert FakeBackend.calls == 2 * calls  # asked again, as the chunk cache alone would
 
 
+def test_an_answer_naming_a_committee_without_items_is_kept(tmp_path: Path) -> None:
+    """Only an answer that found no committee is asked again; one naming a committee is kept (and its
+    article gets an entry) even when it lists no initiative or metric."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "meeting.txt").write_text("苏州市政协召开常委会议\n苏州市政协召开常委会议，听取了情况汇报。\n", "utf-8")
+    out = tmp_path / "results.jsonl"
+    batch(tmp_path, folder, out)
+    (line,) = map(json.loads, out.read_text().splitlines())
+    assert [b["body"] for b in line["bodies"]] == ["苏州市政协"] and not line["bodies"][0]["metrics"]
+    calls = FakeBackend.calls
+    again = batch(tmp_path, folder, out, force=True)
+    assert again.cached == 1 and FakeBackend.calls == calls  # served from the cache, not asked again
+    (redone,) = map(json.loads, out.read_text().splitlines())
+    assert redone["bodies"] == line["bodies"]
+
+
 # --- per-article work ----------------------------------------------------------------------------
 
 
