@@ -335,6 +335,38 @@ def test_a_paid_line_is_synced_at_once_and_lines_from_the_cache_within_a_second(
     assert len(out.read_bytes().splitlines()) == len(steps)
 
 
+def test_the_compaction_from_the_writers_line_numbers_is_the_one_from_reading_the_file(tmp_path: Path) -> None:
+    """The writer compacts with the line numbers it knows (from the index and its own appends), not
+    by reading the file back: the result must be what reading it gives, a killed run's mess included."""
+    from summarizer.batch import compact_results
+    from summarizer.batch.report import error_record
+
+    def line(article_id: str, version: str, key: str = "key") -> str:
+        return json.dumps({"article_id": article_id, "v": version, "meta": {"input_sha256": "s", "settings_key": key}})
+
+    out = tmp_path / "results.jsonl"
+    killed = [line("a0", "1"), line("a1", "1"), "not json", line("a0", "2"), line("a2", "1", "old"), line("a3", "1")]
+    out.write_text("\n".join(killed) + "\n" + line("a4", "cut")[:20])  # duplicates, garbage, a cut last line
+    writer, _ = _writer(tmp_path)
+    assert writer.index.lines == 4  # compacted at open: a1, a0 (its last line), a2, a3
+    writer.handle(Outcome("a1", "done", line=line("a1", "2")))
+    writer.handle(Outcome("a5", "done", line=line("a5", "1")))
+    writer.handle(Outcome("a1", "done", line=line("a1", "3")))
+    writer.handle(Outcome("a2", "failed", error=error_record("a2", None, "boom"), input_sha256="s"))  # old settings
+    assert writer.dropped == {"a2"}
+    unread = tmp_path / "unread.jsonl"
+    unread.write_bytes(out.read_bytes())
+    compact_results(unread, set(writer.dropped))  # reads the file to find each article's last line
+    writer.close()
+    assert out.read_bytes() == unread.read_bytes()
+    assert [(r["article_id"], r["v"]) for r in map(json.loads, out.read_text().splitlines())] == [
+        ("a0", "2"),
+        ("a3", "1"),
+        ("a5", "1"),
+        ("a1", "3"),
+    ]
+
+
 # --- the request template ------------------------------------------------------------------------
 
 
