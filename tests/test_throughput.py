@@ -152,6 +152,23 @@ def test_an_article_with_a_chunk_the_cache_does_not_keep_gets_no_article_entry(t
     assert FakeBackend.calls == 2 * calls  # asked again, as the chunk cache alone would
 
 
+def test_an_answer_naming_a_committee_without_items_is_kept(tmp_path: Path) -> None:
+    """Only an answer that found no committee is asked again; one naming a committee is kept (and its
+    article gets an entry) even when it lists no initiative or metric."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "meeting.txt").write_text("苏州市政协召开常委会议\n苏州市政协召开常委会议，听取了情况汇报。\n", "utf-8")
+    out = tmp_path / "results.jsonl"
+    batch(tmp_path, folder, out)
+    (line,) = map(json.loads, out.read_text().splitlines())
+    assert [b["body"] for b in line["bodies"]] == ["苏州市政协"] and not line["bodies"][0]["metrics"]
+    calls = FakeBackend.calls
+    again = batch(tmp_path, folder, out, force=True)
+    assert again.cached == 1 and FakeBackend.calls == calls  # served from the cache, not asked again
+    (redone,) = map(json.loads, out.read_text().splitlines())
+    assert redone["bodies"] == line["bodies"]
+
+
 # --- per-article work ----------------------------------------------------------------------------
 
 
@@ -291,6 +308,63 @@ def test_a_write_that_fails_in_the_writer_thread_stops_the_run_with_whole_lines(
     error = writer.error()
     assert error is not None and "stopped after 4 of 10" in str(error)
     assert len(out.read_bytes().splitlines()) == 4 and out.read_bytes().endswith(b"\n")
+
+
+def test_a_paid_line_is_synced_at_once_and_lines_from_the_cache_within_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forced re-run from the cache must not wait on the disk once per article, but an answer that
+    cost a request still reaches the disk before the next one is asked for."""
+    import summarizer.batch.writer as writer_module
+    from summarizer.schema import Usage
+
+    clock = [1000.0]
+    monkeypatch.setattr(writer_module.time, "monotonic", lambda: clock[0])
+    writer, out = _writer(tmp_path)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(writer_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[-1])
+    fd = writer.results_fd
+    steps = [(0.0, 1, 1), (0.2, 0, 1), (0.5, 0, 1), (0.6, 1, 2), (1.0, 0, 2), (1.7, 0, 3)]
+    for i, (at, requests, syncs) in enumerate(steps):
+        clock[0] = 1000.0 + at
+        writer.handle(Outcome(f"a{i:03d}", "done", line=_line(i), usage=Usage(requests=requests)))
+        assert synced.count(fd) == syncs, f"after line {i}"
+    writer.close()
+    assert synced.count(fd) == 4  # the rest at the end
+    assert len(out.read_bytes().splitlines()) == len(steps)
+
+
+def test_the_compaction_from_the_writers_line_numbers_is_the_one_from_reading_the_file(tmp_path: Path) -> None:
+    """The writer compacts with the line numbers it knows (from the index and its own appends), not
+    by reading the file back: the result must be what reading it gives, a killed run's mess included."""
+    from summarizer.batch import compact_results
+    from summarizer.batch.report import error_record
+
+    def line(article_id: str, version: str, key: str = "key") -> str:
+        return json.dumps({"article_id": article_id, "v": version, "meta": {"input_sha256": "s", "settings_key": key}})
+
+    out = tmp_path / "results.jsonl"
+    killed = [line("a0", "1"), line("a1", "1"), "not json", line("a0", "2"), line("a2", "1", "old"), line("a3", "1")]
+    out.write_text("\n".join(killed) + "\n" + line("a4", "cut")[:20])  # duplicates, garbage, a cut last line
+    writer, _ = _writer(tmp_path)
+    assert writer.index.lines == 4  # compacted at open: a1, a0 (its last line), a2, a3
+    writer.handle(Outcome("a1", "done", line=line("a1", "2")))
+    writer.handle(Outcome("a5", "done", line=line("a5", "1")))
+    writer.handle(Outcome("a1", "done", line=line("a1", "3")))
+    writer.handle(Outcome("a2", "failed", error=error_record("a2", None, "boom"), input_sha256="s"))  # old settings
+    assert writer.dropped == {"a2"}
+    unread = tmp_path / "unread.jsonl"
+    unread.write_bytes(out.read_bytes())
+    compact_results(unread, set(writer.dropped))  # reads the file to find each article's last line
+    writer.close()
+    assert out.read_bytes() == unread.read_bytes()
+    assert [(r["article_id"], r["v"]) for r in map(json.loads, out.read_text().splitlines())] == [
+        ("a0", "2"),
+        ("a3", "1"),
+        ("a5", "1"),
+        ("a1", "3"),
+    ]
 
 
 # --- the request template ------------------------------------------------------------------------

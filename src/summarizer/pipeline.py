@@ -73,8 +73,10 @@ def lookup_chunk(
 
 
 def _worth_keeping(result: ChunkResult) -> bool:
-    # An empty answer is not kept: a later run (a better model, a fixed server) asks again.
-    return any(b.key_initiatives or b.metrics for b in result.bodies)
+    # An empty answer (no committee found) is not kept: a later run (a better model, a fixed server)
+    # asks again. An answer naming a committee is kept even when it lists no initiative or metric:
+    # a chunk that only reports a meeting has none to find, and asking again finds none either.
+    return bool(result.bodies)
 
 
 def store_chunk(

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from .inputs import Candidate, discover, glob_regex
 from .pool import LimitedBackend, limited, summarise_candidate
-from .processes import POOL_THRESHOLD
 from .report import BatchReport, Outcome
-from .run import run_batch
+from .run import POOL_THRESHOLD, run_batch
 from .writer import check_paths, compact_results, errors_path_for, repair_and_index
 
 __all__ = [

@@ -94,6 +94,9 @@ def discover(root: Path, pattern: str, exclude: Iterable[Path] = ()) -> tuple[li
     for directory, dirnames, filenames in os.walk(root, followlinks=False, onerror=walk_errors.append):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = PurePosixPath(Path(directory).relative_to(root).as_posix())
+        # Where a plain file of this folder really is: the folder resolved once, not every file's
+        # path component by component (a tenth of a second of CPU per thousand files).
+        real_directory = Path(os.path.realpath(directory))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -137,7 +140,7 @@ def discover(root: Path, pattern: str, exclude: Iterable[Path] = ()) -> tuple[li
                     )
                     continue
             else:
-                target = path.resolve()
+                target = real_directory / name
             if target in excluded:
                 continue
             if article_id in seen:

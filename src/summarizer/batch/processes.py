@@ -24,7 +24,6 @@ from .writer import ResultsWriter
 _WORKER: dict[str, Any] = {}
 
 
-POOL_THRESHOLD = 200  # a CPU-bound backend uses a process pool above this many files
 _POOL_BATCH = 16  # files per task sent to a worker process
 
 

@@ -17,7 +17,6 @@ from ..progress import ProgressSink, choose_progress
 from ..settings import Settings
 from .inputs import discover
 from .pool import run_async
-from .processes import POOL_THRESHOLD, run_pool
 from .report import BatchReport
 from .writer import (
     ResultsWriter,
@@ -26,6 +25,8 @@ from .writer import (
     open_results,
     refuse_foreign_output,
 )
+
+POOL_THRESHOLD = 200  # a CPU-bound backend uses a process pool above this many files
 
 
 def run_batch(
@@ -85,6 +86,9 @@ def run_batch(
         if writer.broken is not None:
             pass  # recording the refused files failed already: start nothing
         elif not backend.needs_network and workers > 1 and len(candidates) > pool_threshold:
+            # Imported here: multiprocessing costs a model run about 60 ms before its first request.
+            from .processes import run_pool
+
             report.stopped = run_pool(candidates, backend, backend_name, settings, writer, force, workers, report.total)
             asyncio.run(backend.aclose())
         else:

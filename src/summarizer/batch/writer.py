@@ -3,7 +3,8 @@ finished article (single write, fsync), superseded lines compacted away when the
 
 In the async pool the writing happens in a thread of its own fed by a bounded queue, so the event
 loop never waits on the disk; that thread fsyncs whenever it has caught up with the queue (a quiet
-run syncs every line, a busy one one fsync per group of lines) and at the end."""
+run syncs every line, a busy one one fsync per group of lines) and at the end. Lines that cost no
+request (served from the cache) are synced at most once a second, as an offline backend's are."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from .inputs import glob_regex
 from .report import BatchReport, Outcome, error_record
 
 log = logging.getLogger(__name__)
+# At most this long between fsyncs for lines that cost no request (served from the cache): a re-run
+# redoes them in milliseconds, so a forced re-run need not wait on the disk once per article.
+UNPAID_SYNC_SECONDS = 1.0
 
 
 def errors_path_for(output: Path) -> Path:
@@ -42,6 +46,17 @@ class ResultsIndex:
 
     entries: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     needs_compaction: bool = False
+    # Per article id, the number of its last line, and how many lines the file holds: with the ids
+    # of the lines a run appends, the compaction at its end need not read the file back as JSON.
+    last_line: dict[str, int] = field(default_factory=dict)
+    lines: int = 0
+
+    def renumber_compacted(self) -> None:
+        """Number the lines as they are once `compact_results` has kept each article's last one."""
+        kept = sorted(self.last_line.values())
+        position = {old: new for new, old in enumerate(kept, start=1)}
+        self.last_line = {article_id: position[old] for article_id, old in self.last_line.items()}
+        self.lines = len(kept)
 
 
 def _line_fields(line: JsonLine) -> tuple[str, str | None, str | None] | None:
@@ -65,6 +80,7 @@ def repair_and_index(output: Path) -> ResultsIndex:
             if not line.complete:
                 break
             good_end += len(line.raw)
+            index.lines = line.number
             fields = _line_fields(line)
             if fields is None:
                 index.needs_compaction = True
@@ -73,6 +89,7 @@ def repair_and_index(output: Path) -> ResultsIndex:
             if article_id in index.entries:
                 index.needs_compaction = True
             index.entries[article_id] = (sha, key)
+            index.last_line[article_id] = line.number
         handle.seek(0, os.SEEK_END)
         if handle.tell() != good_end:
             log.warning("%s: cut %d bytes of an unfinished last line", output, handle.tell() - good_end)
@@ -105,18 +122,24 @@ def remove_stale_temps(output: Path) -> list[Path]:
     return removed
 
 
-def compact_results(output: Path, drop: set[str]) -> None:
-    """Rewrite `output` keeping the last line of each article and none of `drop`; atomic and synced."""
-    last: dict[str, int] = {}
-    with output.open("rb") as handle:
-        for line in json_lines(handle):
-            if (article_id := line.field("article_id")) is not None:
-                last[article_id] = line.number
+def compact_results(output: Path, drop: set[str], last: dict[str, int] | None = None) -> None:
+    """Rewrite `output` keeping the last line of each article and none of `drop`; atomic and synced.
+
+    `last`: the number of each article's last line, when the caller knows it (the writer does);
+    otherwise the file is read to find out.
+    """
+    if last is None:
+        last = {}
+        with output.open("rb") as handle:
+            for line in json_lines(handle):
+                if (article_id := line.field("article_id")) is not None:
+                    last[article_id] = line.number
     keep = {number for article_id, number in last.items() if article_id not in drop}
 
     def copy(temp: Path) -> None:
+        # Numbered as json_lines numbers them; the lines are copied, not parsed.
         with output.open("rb") as source, temp.open("wb") as target:
-            target.writelines(line.raw for line in json_lines(source) if line.number in keep)
+            target.writelines(raw for number, raw in enumerate(source, start=1) if number in keep)
 
     write_atomically(output, copy, durable=True, temp=_temp_path(output))
 
@@ -205,8 +228,9 @@ def open_results(output: Path) -> tuple[int, ResultsIndex]:
             log.warning("%s: removed %s, left by a run killed while rewriting it", output, stale.name)
         check_folder(output)
         index = repair_and_index(output)
-        if index.needs_compaction:
-            compact_results(output, set())  # duplicates or garbage from a killed run: clean up first
+        if index.needs_compaction:  # duplicates or garbage from a killed run: clean up first
+            compact_results(output, set(), index.last_line)
+            index.renumber_compacted()
     except BaseException:
         os.close(fd)
         raise
@@ -272,6 +296,9 @@ class ResultsWriter:
         self._queue: queue.Queue[Outcome | None] | None = None  # set when a writer thread runs
         self._thread: threading.Thread | None = None
         self._unsynced = False  # lines written since the last fsync
+        self._last_line = dict(index.last_line)  # per article id, its last line in the results file
+        self._lines = index.lines
+        self._paid_unsynced = False  # one of them cost a request
         try:
             if not keep_errors:
                 errors_path.unlink()  # the errors file describes the latest run only
@@ -327,8 +354,14 @@ class ResultsWriter:
             # Caught up: what was handed over so far goes to disk now (a group commit).
             if self._unsynced and self._queue.empty() and self.broken is None:
                 now = time.monotonic()
-                if self.sync_every <= 0 or now - self._synced >= self.sync_every:
+                if self._sync_due(now, self._paid_unsynced):
                     self._sync(now)
+
+    def _sync_due(self, now: float, paid: bool) -> bool:
+        """Must the lines written so far reach the disk now? A paid answer does before the next one
+        is asked for (`sync_every` 0); lines that cost no request, at most UNPAID_SYNC_SECONDS later."""
+        interval = self.sync_every if paid else max(self.sync_every, UNPAID_SYNC_SECONDS)
+        return interval <= 0 or now - self._synced >= interval
 
     def _sync(self, now: float) -> None:
         try:
@@ -336,7 +369,7 @@ class ResultsWriter:
         except OSError as exc:
             self.broken = (self.output, exc)
             return
-        self._synced, self._unsynced = now, False
+        self._synced, self._unsynced, self._paid_unsynced = now, False, False
 
     def join(self) -> None:
         """Wait until the writer thread has written everything handed to it (a no-op without one)."""
@@ -362,16 +395,21 @@ class ResultsWriter:
         if self.broken is not None:
             return  # the run is stopping; a re-run redoes this article
         if outcome.kind == "done" and outcome.line is not None:
-            # A paid answer reaches the disk before the next one is asked for; an offline one, whose
-            # loss a re-run would redo in milliseconds, at most a second later (and at the end).
+            # A paid answer reaches the disk before the next one is asked for; an offline one or one
+            # from the cache, whose loss a re-run would redo in milliseconds, at most a second later
+            # (and at the end).
             now = time.monotonic()
-            sync = sync and (self.sync_every <= 0 or now - self._synced >= self.sync_every)
+            paid = outcome.usage.requests > 0
+            sync = sync and self._sync_due(now, paid or self._paid_unsynced)
             if not self._write(self.output, self._fd, outcome.line, sync):
                 return
             if sync:
-                self._synced = now
+                self._synced, self._unsynced, self._paid_unsynced = now, False, False
             else:
                 self._unsynced = True
+                self._paid_unsynced = self._paid_unsynced or paid
+            self._lines += 1
+            self._last_line[outcome.article_id] = self._lines
             if outcome.article_id in self.index.entries:
                 self.superseded.add(outcome.article_id)
             tally.done += 1
@@ -413,7 +451,8 @@ class ResultsWriter:
             if self.broken is None:
                 os.fsync(self._fd)
                 if self.index.needs_compaction or self.superseded or self.dropped:
-                    compact_results(self.output, self.dropped)  # left whole if the rewrite fails
+                    # Left whole if the rewrite fails.
+                    compact_results(self.output, self.dropped, self._last_line)
         except OSError as exc:
             self.broken = (self.output, exc)
         finally:
