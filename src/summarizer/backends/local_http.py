@@ -1,7 +1,7 @@
-"""Plain HTTP/1.1 keep-alive connections to a local `http://` endpoint, used two ways by the OpenAI
-backend: for a run's first requests, sent while the openai package is still being imported (a second
-or more of CPU), and afterwards as the transport under the SDK's own client (the SDK builds every
-request and reads every answer; this only carries the bytes, more cheaply than the default pool).
+"""Plain HTTP/1.1 keep-alive connections to a local `http://` endpoint. The OpenAI backend sends every
+request to such an endpoint over them and reads a plain 200 JSON answer itself (the SDK's request
+building and answer handling cost more CPU than the rest of a request); the SDK, whose client carries
+its requests over the same connections, reads every other answer.
 """
 
 from __future__ import annotations
