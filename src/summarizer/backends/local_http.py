@@ -71,6 +71,7 @@ class LocalHttp:
             authority = f"[{self.host}]" if self.port == 80 else f"[{self.host}]:{self.port}"
         self._headers = {"Host": authority, **headers}
         self._idle: list[_Connection] = []
+        self._heads: dict[str, bytes] = {}  # by path: a request's head up to its Content-Length value
         self.closed = False
 
     async def post(self, path: str, body: bytes, on_sent: Callable[[], None] | None = None) -> RawReply:
@@ -80,10 +81,13 @@ class LocalHttp:
         Raises:
             LocalHttpError: no connection, or it broke before a whole answer came back.
         """
-        lines = [f"POST {self.prefix}{path} HTTP/1.1"]
-        lines += [f"{name}: {value}" for name, value in self._headers.items()]
-        lines.append(f"Content-Length: {len(body)}")
-        return await self.exchange(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body, on_sent)
+        head = self._heads.get(path)
+        if head is None:  # the same for every request to a path but its length: built once
+            lines = [f"POST {self.prefix}{path} HTTP/1.1"]
+            lines += [f"{name}: {value}" for name, value in self._headers.items()]
+            lines.append("Content-Length: ")
+            head = self._heads[path] = "\r\n".join(lines).encode("latin-1")
+        return await self.exchange(head + b"%d\r\n\r\n" % len(body) + body, on_sent)
 
     async def exchange(self, request: bytes, on_sent: Callable[[], None] | None = None) -> RawReply:
         """Send one whole HTTP/1.1 request (head and body) and read the whole answer.
