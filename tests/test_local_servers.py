@@ -20,7 +20,7 @@ import pytest
 from fake_openai import FakeOpenAI, Response, Seen, chat, error
 from helpers import ARTICLES, DUMMY_KEY, ROOT, assert_matches_gold, fast_settings
 from summarizer.backends.local_http import LocalHttp, LocalHttpError, RawReply, local_http_usable
-from summarizer.backends.openai_backend import OpenAIBackend, _SdkLoader
+from summarizer.backends.openai_backend import OpenAIBackend, RequestTemplate, _SdkLoader, request_body
 from summarizer.batch import run_batch
 from summarizer.errors import AuthError, ProviderError
 from summarizer.evaluate import load_predictions
@@ -524,3 +524,80 @@ def test_with_a_proxy_configured_requests_go_through_the_sdks_own_transport(
     summary = summarise_article(SEEDS[0], fast_settings(use_cache=False))
     assert_matches_gold(summary, SEEDS[0])
     assert summary.meta is not None and summary.meta.usage.transport_retries == 1
+
+
+def _through_the_sdk(settings: Settings) -> OpenAIBackend:
+    """A backend that sends every request through the SDK's client, as runs did before plain requests."""
+    backend = OpenAIBackend(settings)
+    backend._plain = False
+    return backend
+
+
+def test_every_request_to_a_local_server_goes_out_plain_and_gives_what_the_sdk_gave(fake: FakeOpenAI) -> None:
+    settings = fast_settings(use_cache=False)
+    through_sdk = summarise_article(SEEDS[0], settings, backend=_through_the_sdk(settings))
+    asked = list(fake.requests)
+    plain = summarise_article(SEEDS[0], settings)  # the SDK is loaded: requests still go out plain
+    sent = fake.requests[len(asked) :]
+    assert plain.bodies == through_sdk.bodies and plain.meta is not None and through_sdk.meta is not None
+    assert plain.meta.usage == through_sdk.meta.usage and plain.meta.json_mode == through_sdk.meta.json_mode
+    assert sorted(json.dumps(s.body, sort_keys=True) for s in sent) == sorted(
+        json.dumps(s.body, sort_keys=True) for s in asked
+    )
+    assert all("x-stainless-lang" in s.headers for s in asked)  # the SDK's own requests ...
+    assert not any("x-stainless-lang" in s.headers for s in sent)  # ... and none of the plain ones
+
+
+@pytest.mark.parametrize("mode", ["schema", "object", "plain"])
+def test_a_plain_request_body_is_what_the_sdk_sends_for_the_same_messages(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The pre-encoded body (the run's template with the chunk's text filled in) against the body
+    the SDK's own `chat.completions.create` builds from `request_body`, for every chunk of an article."""
+    import openai
+
+    encoded: list[tuple[list[dict[str, str]], bytes]] = []
+    encode = RequestTemplate.encode
+
+    def recording(self: RequestTemplate, messages: list[dict[str, str]]) -> bytes:
+        body = encode(self, messages)
+        encoded.append((messages, body))
+        return body
+
+    monkeypatch.setattr(RequestTemplate, "encode", recording)
+    settings = fast_settings(use_cache=False, json_mode=mode)
+    summary = summarise_article(SEEDS[0], settings)
+    assert summary.meta is not None and summary.meta.json_mode == mode and len(encoded) > 1
+    # As the server read them (chunks go out concurrently, in any order).
+    as_read = sorted(json.dumps(s.body, sort_keys=True) for s in fake.requests)
+    assert sorted(json.dumps(json.loads(body), sort_keys=True) for _, body in encoded) == as_read
+    plain_count = len(fake.requests)
+
+    async def ask_through_the_sdk() -> None:
+        client = openai.AsyncOpenAI(base_url=fake.base_url, max_retries=0)
+        try:
+            for messages, _ in encoded:
+                await client.chat.completions.create(**request_body(settings, messages, mode, official=False))
+        finally:
+            await client.close()
+
+    asyncio.run(ask_through_the_sdk())
+    by_sdk = [s.body for s in fake.requests[plain_count:]]
+    assert by_sdk == [json.loads(body) for _, body in encoded]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json; charset=utf-8", "application/vnd.x+json"])
+def test_a_200_chat_completion_under_any_content_type_is_read_as_the_sdk_reads_it(
+    fake: FakeOpenAI, content_type: str
+) -> None:
+    """JSON labels are read on the plain path; a body labelled otherwise goes to the SDK, which returns
+    its text, read as JSON anyway: either way the same summary, and nothing is sent twice."""
+
+    def labelled(seen: Seen) -> Response:
+        response = fake.gold(seen)
+        return Response(body=json.dumps(response.body, ensure_ascii=False), content_type=content_type)
+
+    fake.default = labelled
+    summary = summarise_article(SEEDS[0], fast_settings(use_cache=False))
+    assert_matches_gold(summary, SEEDS[0])
+    assert summary.meta is not None and summary.meta.usage.transport_retries == 0

@@ -259,3 +259,35 @@ def test_cache_hit_from_another_file_gets_spans_for_this_file(fake: FakeOpenAI, 
     shifted = [m.span for b in second.bodies for m in b.metrics]
     original = [m.span for b in first.bodies for m in b.metrics]
     assert shifted == [(s + 3, e + 3) for s, e in original if s is not None]  # type: ignore[misc]
+
+
+ONE_CHUNK = "临洮县政协召开提案工作推进会\n发布时间:2023-05-10\n临洮县政协围绕乡村振兴开展专题协商4次。\n"
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 4])
+def test_a_server_failing_every_time_gets_exactly_the_configured_attempts(
+    fake: FakeOpenAI, tmp_path: Path, attempts: int
+) -> None:
+    """The first attempt runs before tenacity is set up; the attempts counted must not change."""
+    import openai  # noqa: F401  (loaded, so no attempt's deadline waits for its import)
+
+    path = tmp_path / "one.txt"
+    path.write_text(ONE_CHUNK, encoding="utf-8")
+    fake.default = lambda seen: error(503, "overloaded")
+    with pytest.raises(ProviderError, match="HTTP 503"):
+        summarise_article(path, fast_settings(use_cache=False, transport_attempts=attempts))
+    assert fake.count == attempts
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+def test_transient_failures_then_an_answer_count_as_transport_retries(
+    fake: FakeOpenAI, tmp_path: Path, failures: int
+) -> None:
+    import openai  # noqa: F401  (loaded, so no attempt's deadline waits for its import)
+
+    path = tmp_path / "one.txt"
+    path.write_text(ONE_CHUNK, encoding="utf-8")
+    fake.script.extend([error(503, "overloaded"), error(429, "slow down", headers={"retry-after": "0"})][:failures])
+    summary = summarise_article(path, fast_settings(use_cache=False, transport_attempts=3))
+    assert summary.meta is not None and summary.meta.usage.transport_retries == failures
+    assert summary.meta.usage.requests == fake.count == failures + 1

@@ -1,7 +1,7 @@
-"""Plain HTTP/1.1 keep-alive connections to a local `http://` endpoint, used two ways by the OpenAI
-backend: for a run's first requests, sent while the openai package is still being imported (a second
-or more of CPU), and afterwards as the transport under the SDK's own client (the SDK builds every
-request and reads every answer; this only carries the bytes, more cheaply than the default pool).
+"""Plain HTTP/1.1 keep-alive connections to a local `http://` endpoint. The OpenAI backend sends every
+request to such an endpoint over them and reads a plain 200 JSON answer itself (the SDK's request
+building and answer handling cost more CPU than the rest of a request); the SDK, whose client carries
+its requests over the same connections, reads every other answer.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class LocalHttp:
             authority = f"[{self.host}]" if self.port == 80 else f"[{self.host}]:{self.port}"
         self._headers = {"Host": authority, **headers}
         self._idle: list[_Connection] = []
+        self._heads: dict[str, bytes] = {}  # by path: a request's head up to its Content-Length value
         self.closed = False
 
     async def post(self, path: str, body: bytes, on_sent: Callable[[], None] | None = None) -> RawReply:
@@ -80,10 +81,13 @@ class LocalHttp:
         Raises:
             LocalHttpError: no connection, or it broke before a whole answer came back.
         """
-        lines = [f"POST {self.prefix}{path} HTTP/1.1"]
-        lines += [f"{name}: {value}" for name, value in self._headers.items()]
-        lines.append(f"Content-Length: {len(body)}")
-        return await self.exchange(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body, on_sent)
+        head = self._heads.get(path)
+        if head is None:  # the same for every request to a path but its length: built once
+            lines = [f"POST {self.prefix}{path} HTTP/1.1"]
+            lines += [f"{name}: {value}" for name, value in self._headers.items()]
+            lines.append("Content-Length: ")
+            head = self._heads[path] = "\r\n".join(lines).encode("latin-1")
+        return await self.exchange(head + b"%d\r\n\r\n" % len(body) + body, on_sent)
 
     async def exchange(self, request: bytes, on_sent: Callable[[], None] | None = None) -> RawReply:
         """Send one whole HTTP/1.1 request (head and body) and read the whole answer.

@@ -656,9 +656,11 @@ class OpenAIBackend:
         if not offline:
             self._credentials()  # fail on a missing key now, not at the first chunk
         self._clients: list[openai.AsyncOpenAI] = []
-        # Until the SDK has loaded, requests to a local http:// endpoint go out as plain HTTP.
+        # Requests to a local http:// endpoint go out plain; the SDK reads only unusual answers, and
+        # is imported in the background once the first request is out (see `_post_plain`).
+        self._plain = not offline and local_http_usable(configured_base_url(settings))
         self._loader: _SdkLoader | None = None
-        if not offline and "openai" not in sys.modules and local_http_usable(configured_base_url(settings)):
+        if self._plain and "openai" not in sys.modules:
             self._loader = _SdkLoader()
         self._local: LocalHttp | None = None  # connections to a local http:// endpoint (see local_http)
         self._local_loop: asyncio.AbstractEventLoop | None = None
@@ -723,12 +725,6 @@ class OpenAIBackend:
             self._local, self._local_loop = LocalHttp(base_url or "", early_headers(key)), loop
         return self._local
 
-    def _client(self) -> openai.AsyncOpenAI | None:
-        """The SDK client for this request, or None while the SDK loads (the request goes out plain)."""
-        if self._loader is not None and not self._loader.done.is_set():
-            return None
-        return self._state()
-
     def _request(self, mode: str) -> RequestTemplate:
         """The request template for a JSON mode, built once per run."""
         template = self._requests.get(mode)
@@ -760,12 +756,12 @@ class OpenAIBackend:
         return request_body(self.settings, messages, mode, self._official)
 
     async def _post(self, client: openai.AsyncOpenAI | None, messages: list[dict[str, str]], mode: str) -> Any:
-        """POST the pre-encoded body: the SDK's error mapping and transport, without re-walking the
-        body (its parameter transform cost several ms a request). Returns the reply's JSON (or text).
-        Without a client (the SDK is loading) the body goes out plain: `_post_early`."""
+        """POST the pre-encoded body and return the reply's JSON (or text). Through the SDK's `client`,
+        with its error mapping and transport but without re-walking the body (its parameter transform
+        cost several ms a request); without one, to a local http:// endpoint, plain (`_post_plain`)."""
         payload = self._request(mode).encode(messages)
         if client is None:
-            return await self._post_early(payload)
+            return await self._post_plain(payload)
         return await self._post_sdk(client, payload)
 
     async def _post_sdk(self, client: openai.AsyncOpenAI, payload: bytes) -> Any:
@@ -775,26 +771,34 @@ class OpenAIBackend:
                 reply = json.loads(reply)
         return reply
 
-    async def _post_early(self, payload: bytes) -> Any:
-        """POST through a plain connection while the SDK loads (its import starts once this request is
-        out). A 200 JSON answer is read here, as the SDK reads it; anything else (an error status, a
-        broken connection) is handed to the SDK as it came, so its errors and retries are the same."""
-        assert self._loader is not None
+    async def _post_plain(self, payload: bytes) -> Any:
+        """POST through a plain keep-alive connection to a local endpoint. A 200 JSON answer, nearly
+        every answer, is read here as the SDK reads it: the SDK's request building and response
+        handling cost more CPU than the rest of a request, and on one event loop that CPU is what
+        keeps many requests from being in flight. Anything else (an error status, a redirect, a
+        body that is not JSON, a broken connection) is handed to the SDK as it came, once it has
+        loaded, so its errors, retries and JSON-mode fallbacks are the same."""
         loader = self._loader
+        on_sent = loader.start if loader is not None and not loader.done.is_set() else None
         try:
-            raw = await self._local_http().post("/chat/completions", payload, on_sent=loader.start)
+            raw = await self._local_http().post("/chat/completions", payload, on_sent=on_sent)
         except LocalHttpError as exc:
-            await loader.wait()
+            await self._sdk_loaded()
             if not exc.sent:  # nothing reached the server: ask through the SDK instead
                 return await self._post_sdk(self._state(), payload)
             return await self._replay(payload, exc)
         if raw.json_body():
             with contextlib.suppress(ValueError):
                 return json.loads(raw.body)
-        await loader.wait()
+        await self._sdk_loaded()
         if 300 <= raw.status < 400:  # a redirect: the SDK sends it again and follows it
             return await self._post_sdk(self._state(), payload)
         return await self._replay(payload, raw)
+
+    async def _sdk_loaded(self) -> None:
+        """Until the openai package has loaded, when a background import of it was begun."""
+        if self._loader is not None:
+            await self._loader.wait()
 
     async def _replay(self, payload: bytes, answer: RawReply | LocalHttpError) -> Any:
         """What the SDK makes of an answer a plain request got (or of the way its connection broke), as
@@ -860,7 +864,8 @@ class OpenAIBackend:
         """One HTTP attempt, after waiting for a slot and for any 429 pause (re-sent at once in the
         next JSON mode when the server refuses this one)."""
         async with self._slot(messages) as permit:
-            client = self._client()
+            # Built outside the attempt's deadline: the first one imports the SDK (a second or more).
+            client = None if self._plain else self._state()
             if attempt > 1:
                 counters.transport_retries += 1
                 log.debug("request attempt %d", attempt)
@@ -869,8 +874,10 @@ class OpenAIBackend:
                 counters.requests += 1
                 try:
                     # A total deadline for the attempt: a server that drips its answer slowly must
-                    # not outlast it (the client's own timeout counts per read).
-                    reply = await asyncio.wait_for(self._post(client, messages, mode), timeout=self.settings.timeout)
+                    # not outlast it (the client's own timeout counts per read). asyncio.timeout,
+                    # unlike wait_for, runs the request in this task instead of a new one.
+                    async with asyncio.timeout(self.settings.timeout):
+                        reply = await self._post(client, messages, mode)
                 except TimeoutError:
                     permit.timeout()
                     raise _AttemptTimeout() from None
@@ -902,22 +909,31 @@ class OpenAIBackend:
                 return reply
 
     async def _send_with_retries(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
-        def transient(exc: BaseException) -> bool:
-            if isinstance(exc, _Malformed | _AttemptTimeout):
-                return True
-            if isinstance(exc, openai.APIStatusError):
-                return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-            return isinstance(exc, openai.APIConnectionError)  # includes timeouts
+        """One request, retried by tenacity on transient failures.
 
+        The first attempt runs before tenacity is set up: nearly every request succeeds at once, and
+        tenacity's bookkeeping cost about a tenth of a plain request's CPU. A first attempt that fails
+        transiently is handed to tenacity as its own attempt 1 (raised again inside it), so the
+        waits, the attempt count and the error finally raised are tenacity's, as before.
+        """
+        try:
+            return await self._send(messages, counters, 1)
+        except Exception as exc:
+            if not _transient(exc):
+                raise
+            first_failure = exc
         retrying = AsyncRetrying(
             stop=stop_after_attempt(max(1, self.settings.transport_attempts)),
             wait=self._wait,
-            retry=retry_if_exception(transient),
+            retry=retry_if_exception(_transient),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._send(messages, counters, attempt.retry_state.attempt_number)
+                number = attempt.retry_state.attempt_number
+                if number == 1:
+                    raise first_failure
+                return await self._send(messages, counters, number)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _complete(self, messages: list[dict[str, str]], counters: _Counters) -> Any:
@@ -1022,6 +1038,15 @@ class OpenAIBackend:
                 json_mode=counters.json_mode,
             )
         raise invalid_error(asks, problem, content)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Is this failure worth the same request again (tenacity's retry condition)?"""
+    if isinstance(exc, _Malformed | _AttemptTimeout):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError)  # includes timeouts
 
 
 # An article must not close the data block it sits in; the added space folds away in grounding.
