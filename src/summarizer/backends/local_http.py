@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -74,9 +73,8 @@ class LocalHttp:
         self._heads: dict[str, bytes] = {}  # by path: a request's head up to its Content-Length value
         self.closed = False
 
-    async def post(self, path: str, body: bytes, on_sent: Callable[[], None] | None = None) -> RawReply:
-        """POST `body` to the endpoint's `path` and read the whole answer; `on_sent` is called once
-        the request is written.
+    async def post(self, path: str, body: bytes) -> RawReply:
+        """POST `body` to the endpoint's `path` and read the whole answer.
 
         Raises:
             LocalHttpError: no connection, or it broke before a whole answer came back.
@@ -87,9 +85,9 @@ class LocalHttp:
             lines += [f"{name}: {value}" for name, value in self._headers.items()]
             lines.append("Content-Length: ")
             head = self._heads[path] = "\r\n".join(lines).encode("latin-1")
-        return await self.exchange(head + b"%d\r\n\r\n" % len(body) + body, on_sent)
+        return await self.exchange(head + b"%d\r\n\r\n" % len(body) + body)
 
-    async def exchange(self, request: bytes, on_sent: Callable[[], None] | None = None) -> RawReply:
+    async def exchange(self, request: bytes) -> RawReply:
         """Send one whole HTTP/1.1 request (head and body) and read the whole answer.
 
         Raises:
@@ -97,7 +95,7 @@ class LocalHttp:
         """
         connection = await self._connect()
         try:
-            reply, keep = await self._exchange(connection, request, on_sent)
+            reply, keep = await self._exchange(connection, request)
         except (OSError, EOFError, ValueError, asyncio.IncompleteReadError) as exc:
             _close(connection)
             raise LocalHttpError(f"{type(exc).__name__}: {exc}", sent=True) from None
@@ -122,14 +120,10 @@ class LocalHttp:
             raise LocalHttpError(f"cannot connect: {exc}", sent=False) from None
         return reader, writer
 
-    async def _exchange(
-        self, connection: _Connection, request: bytes, on_sent: Callable[[], None] | None
-    ) -> tuple[RawReply, bool]:
+    async def _exchange(self, connection: _Connection, request: bytes) -> tuple[RawReply, bool]:
         reader, writer = connection
         writer.write(request)
         await writer.drain()
-        if on_sent is not None:
-            on_sent()
         while True:  # an interim answer (100 Continue, 103 Early Hints) precedes the real one
             version, status, headers = await _read_head(reader)
             if not 100 <= status < 200:

@@ -515,8 +515,10 @@ def truncated_error(settings: Settings, content: str | None, usage: Usage) -> Tr
 
 
 class _SdkLoader:
-    """Imports the openai package in a thread of its own, started once the first plain request to a
-    local endpoint is out: the import (a second or more of CPU) then overlaps the wait for answers."""
+    """Imports the openai package in a thread of its own, the first time a plain request to a local
+    endpoint gets an answer only the SDK reads (an error status, a redirect, a broken connection).
+    A run whose answers are all plain 200s never imports it: the import costs a second or more of
+    CPU, which on a busy event loop is a second less of requests in flight."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
@@ -657,7 +659,7 @@ class OpenAIBackend:
             self._credentials()  # fail on a missing key now, not at the first chunk
         self._clients: list[openai.AsyncOpenAI] = []
         # Requests to a local http:// endpoint go out plain; the SDK reads only unusual answers, and
-        # is imported in the background once the first request is out (see `_post_plain`).
+        # is imported when the first of them comes (see `_SdkLoader`).
         self._plain = not offline and local_http_usable(configured_base_url(settings))
         self._loader: _SdkLoader | None = None
         if self._plain and "openai" not in sys.modules:
@@ -778,10 +780,8 @@ class OpenAIBackend:
         keeps many requests from being in flight. Anything else (an error status, a redirect, a
         body that is not JSON, a broken connection) is handed to the SDK as it came, once it has
         loaded, so its errors, retries and JSON-mode fallbacks are the same."""
-        loader = self._loader
-        on_sent = loader.start if loader is not None and not loader.done.is_set() else None
         try:
-            raw = await self._local_http().post("/chat/completions", payload, on_sent=on_sent)
+            raw = await self._local_http().post("/chat/completions", payload)
         except LocalHttpError as exc:
             await self._sdk_loaded()
             if not exc.sent:  # nothing reached the server: ask through the SDK instead
