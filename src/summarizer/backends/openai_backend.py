@@ -548,7 +548,7 @@ class _SdkLoader:
 
 
 def early_headers(key: str, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The headers the SDK sends that a server may look at, for a request sent before it loaded."""
+    """The headers the SDK sends that a server may look at, for a request sent without it."""
     env = os.environ if environ is None else environ
     headers = {
         "Accept": "application/json",
@@ -577,45 +577,6 @@ def _http_module() -> Any:
     import importlib
 
     return importlib.import_module(type(openai.DEFAULT_CONNECTION_LIMITS).__module__.split(".")[0])
-
-
-def local_http_client(connections: LocalHttp, timeout: float) -> Any:
-    """The SDK's HTTP client with requests to the local endpoint carried over `connections` (anything
-    else, such as a redirect to another host, goes through the default transport). The default pool
-    looks at every connection it holds twice a request: at -j 32 that cost more CPU than the rest
-    of the request."""
-    http = _http_module()
-
-    class Transport(http.AsyncBaseTransport):  # type: ignore[misc,name-defined]
-        def __init__(self) -> None:
-            self.other: Any = None
-
-        async def handle_async_request(self, request: Any) -> Any:
-            url = request.url
-            if url.scheme != "http" or url.host != connections.host or (url.port or 80) != connections.port:
-                if self.other is None:
-                    self.other = http.AsyncHTTPTransport()
-                return await self.other.handle_async_request(request)
-            head = [f"{request.method} ".encode() + url.raw_path + b" HTTP/1.1"]
-            head += [name + b": " + value for name, value in request.headers.raw]
-            body = await request.aread()
-            read = (request.extensions.get("timeout") or {}).get("read")
-            try:
-                async with asyncio.timeout(read):
-                    raw = await connections.exchange(b"\r\n".join(head) + b"\r\n\r\n" + body)
-            except TimeoutError:
-                raise http.ReadTimeout("no answer within the read timeout", request=request) from None
-            except LocalHttpError as exc:
-                raise (http.ReadError if exc.sent else http.ConnectError)(str(exc), request=request) from None
-            headers = [(k, v) for k, v in raw.headers if k != "transfer-encoding"]
-            return http.Response(raw.status, headers=headers, content=raw.body, request=request)
-
-        async def aclose(self) -> None:
-            connections.close()
-            if self.other is not None:
-                await self.other.aclose()
-
-    return openai.DefaultAsyncHttpxClient(transport=Transport(), timeout=timeout)
 
 
 class OpenAIBackend:
@@ -687,32 +648,31 @@ class OpenAIBackend:
         its connections alive between requests. Up to POOL_CONNECTIONS in flight it is one client whose
         pool is as large as the concurrency; beyond, requests take turns among clients of that size
         (together as large as the concurrency): the HTTP pool looks at every connection it holds for
-        every request and every answer, which at -j 128 cost more CPU than the request itself. A local
-        http:// endpoint gets one client whose requests travel over `local_http_client`."""
+        every request and every answer, which at -j 128 cost more CPU than the request itself. (A local
+        http:// endpoint is asked plain, `_post_plain`; it needs a client only for a redirect or a
+        connection that could not be made.)"""
         loop = asyncio.get_running_loop()
         if not self._clients or self._loop is not loop:
             import openai
 
             key, base_url = self._credentials()
-            if local_http_usable(base_url):  # one client: its connections cost the same at any number
-                http_clients = [local_http_client(self._local_http(), self.settings.timeout)]
-            else:
-                concurrency = max(1, self.settings.concurrency)
-                count = math.ceil(concurrency / POOL_CONNECTIONS)
-                http_clients = []
-                for index in range(count):
-                    size = concurrency // count + (1 if index < concurrency % count else 0)
-                    # The SDK's own limits type (httpx's or its successor's), sized to its share of the slots.
-                    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
-                        max_connections=size, max_keepalive_connections=size
+            concurrency = max(1, self.settings.concurrency)
+            count = math.ceil(concurrency / POOL_CONNECTIONS)
+            self._clients = []
+            for index in range(count):
+                size = concurrency // count + (1 if index < concurrency % count else 0)
+                # The SDK's own limits type (httpx's or its successor's), sized to its share of the slots.
+                limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=size, max_keepalive_connections=size)
+                http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.settings.timeout)
+                self._clients.append(
+                    openai.AsyncOpenAI(
+                        api_key=key,
+                        base_url=base_url,
+                        timeout=self.settings.timeout,
+                        max_retries=0,
+                        http_client=http_client,
                     )
-                    http_clients.append(openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.settings.timeout))
-            self._clients = [
-                openai.AsyncOpenAI(
-                    api_key=key, base_url=base_url, timeout=self.settings.timeout, max_retries=0, http_client=client
                 )
-                for client in http_clients
-            ]
             self._official = official_api(str(self._clients[0].base_url))
             self._loop = loop
             del key
