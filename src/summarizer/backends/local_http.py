@@ -1,7 +1,7 @@
 """Plain HTTP/1.1 keep-alive connections to a local `http://` endpoint. The OpenAI backend sends every
 request to such an endpoint over them and reads a plain 200 JSON answer itself (the SDK's request
-building and answer handling cost more CPU than the rest of a request); the SDK, whose client carries
-its requests over the same connections, reads every other answer.
+building and answer handling cost more CPU than the rest of a request); the SDK reads every other
+answer, as it came.
 """
 
 from __future__ import annotations
@@ -85,9 +85,9 @@ class LocalHttp:
             lines += [f"{name}: {value}" for name, value in self._headers.items()]
             lines.append("Content-Length: ")
             head = self._heads[path] = "\r\n".join(lines).encode("latin-1")
-        return await self.exchange(head + b"%d\r\n\r\n" % len(body) + body)
+        return await self._send(head + b"%d\r\n\r\n" % len(body) + body)
 
-    async def exchange(self, request: bytes) -> RawReply:
+    async def _send(self, request: bytes) -> RawReply:
         """Send one whole HTTP/1.1 request (head and body) and read the whole answer.
 
         Raises:
