@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -356,20 +356,20 @@ def find_mentions(text: str, start: int = 0, end: int | None = None) -> list[Men
     The whole text is scanned once (cached): sections, headings and paragraphs ask about many
     ranges of the same article.
     """
-    end = len(text) if end is None else end
-    anchors, mentions = _all_mentions(text)
-    first = bisect_left(anchors, start)
-    return [mentions[i] for i in range(first, bisect_left(anchors, end)) if mentions[i].end <= end]
+    return list(_mentions_in(text, start, len(text) if end is None else end))
 
 
 def first_mention(text: str, start: int, end: int) -> Mention | None:
     """The first of `find_mentions(text, start, end)`, if any, without listing the others: headings
     and paragraph leads ask only what a line opens with."""
+    return next(_mentions_in(text, start, end), None)
+
+
+def _mentions_in(text: str, start: int, end: int) -> Iterator[Mention]:
     anchors, mentions = _all_mentions(text)
     for i in range(bisect_left(anchors, start), bisect_left(anchors, end)):
         if mentions[i].end <= end:
-            return mentions[i]
-    return None
+            yield mentions[i]
 
 
 @lru_cache(maxsize=8)
