@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
+from functools import cache
 from typing import NamedTuple
 
 from ...article import Ranges
@@ -472,18 +473,13 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
 
     # “四强化” and 「四强化」 are one name. Computed when an item is first compared, once: most
     # candidates are never compared by name (overlap decides, or the limit is reached first).
-    keys: dict[int, str] = {}
-    saids: dict[int, str] = {}
-
+    @cache
     def key(item: FoundInitiative) -> str:
-        if id(item) not in keys:
-            keys[id(item)] = QUOTE_MARKS.sub("", item.name)
-        return keys[id(item)]
+        return QUOTE_MARKS.sub("", item.name)
 
+    @cache
     def said(item: FoundInitiative) -> str:
-        if id(item) not in saids:
-            saids[id(item)] = QUOTE_MARKS.sub("", text[item.start : item.end])
-        return saids[id(item)]
+        return QUOTE_MARKS.sub("", text[item.start : item.end])
 
     # Paragraph numbers, counted only across the candidates' own stretch of text (a section of a
     # long page): only whether two are equal matters.
