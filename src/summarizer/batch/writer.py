@@ -369,6 +369,10 @@ class ResultsWriter:
         except OSError as exc:
             self.broken = (self.output, exc)
             return
+        self._mark_synced(now)
+
+    def _mark_synced(self, now: float) -> None:
+        """Everything written so far is on the disk as of `now`."""
         self._synced, self._unsynced, self._paid_unsynced = now, False, False
 
     def join(self) -> None:
@@ -404,7 +408,7 @@ class ResultsWriter:
             if not self._write(self.output, self._fd, outcome.line, sync):
                 return
             if sync:
-                self._synced, self._unsynced, self._paid_unsynced = now, False, False
+                self._mark_synced(now)
             else:
                 self._unsynced = True
                 self._paid_unsynced = self._paid_unsynced or paid
