@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
-from functools import cache
+from functools import lru_cache
 from typing import NamedTuple
 
 from ...article import Ranges
@@ -467,19 +467,28 @@ def _named_mentions(text: str, start: int, end: int, skip_ranges: Ranges, order:
     return found
 
 
+@lru_cache(maxsize=4096)
+def _unquoted_text(text: str) -> str:
+    """The text without its quote marks; cached by the string, so a name compared again (with each
+    initiative already chosen) is read once, with no memo to build per section (a roundup has
+    thousands of sections)."""
+    return QUOTE_MARKS.sub("", text)
+
+
 def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[FoundInitiative]:
     """Best first, but one per paragraph before a second from any: reports spread their programmes
     over paragraphs, so a long list of mechanisms in one paragraph should not crowd out the rest."""
 
-    # “四强化” and 「四强化」 are one name. Computed when an item is first compared, once: most
-    # candidates are never compared by name (overlap decides, or the limit is reached first).
-    @cache
-    def key(item: FoundInitiative) -> str:
-        return QUOTE_MARKS.sub("", item.name)
+    if len(candidates) <= 1:
+        return candidates[:limit]  # nothing to rank or to tell apart (most parts of a roundup)
 
-    @cache
+    # “四强化” and 「四强化」 are one name. Computed when an item is first compared: most candidates
+    # are never compared by name (overlap decides, or the limit is reached first).
+    def key(item: FoundInitiative) -> str:
+        return _unquoted_text(item.name)
+
     def said(item: FoundInitiative) -> str:
-        return QUOTE_MARKS.sub("", text[item.start : item.end])
+        return _unquoted_text(text[item.start : item.end])
 
     # Paragraph numbers, counted only across the candidates' own stretch of text (a section of a
     # long page): only whether two are equal matters.
