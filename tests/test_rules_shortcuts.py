@@ -144,3 +144,39 @@ def test_year_patterns_match_as_written_with_the_lookbehind_first() -> None:
             m.span(1) for m in plain_year.finditer(text, start)
         ]
         assert year._DATES.sub("", text) == plain_dates.sub("", text)
+
+
+def test_noun_phrase_shortcuts_read_as_the_plain_patterns() -> None:
+    """The trailing-word search skipped unless the last character can end a trailing word; the
+    leading words cut by one anchored match instead of a substitution; the word before a number
+    read by a windowed search instead of a slice; a frequency looked for only after a 每."""
+    rng = random.Random(5)
+    pieces = [
+        *metrics._TRAIL,
+        "达到",
+        "共计",
+        "其中",
+        "全年",
+        "开展",
+        "调研",
+        "提案",
+        "每月",
+        "第",
+        "ICP备",
+        "\n",
+        "1",
+        "a",
+        "、",
+    ]
+    for text in _random_texts(pieces, 20_000, seed=5, longest=8):
+        plain = metrics._TRAIL_WORDS.search(text)
+        short = metrics._TRAIL_WORDS.search(text) if text[-1:] in metrics._TRAIL_LAST else None
+        assert (plain and plain.span()) == (short and short.span()), text
+        lead = metrics._LEAD_WORDS.match(text)
+        assert (text[lead.end() :] if lead else text) == metrics._LEAD_WORDS.sub("", text), text
+        start, end = _bounds(text, rng)
+        window = metrics._BAD_BEFORE.search(text, start, end)
+        sliced = metrics._BAD_BEFORE.search(text[start:end])
+        assert (window is None) == (sliced is None), (text, start, end)
+        if metrics._FREQUENCY.search(text):
+            assert "每" in text

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from ...article import Article
+from ...article import Article, per_article
 from ...errors import ArticleTimeoutError
 from ...ground import RawBody, RawInitiative, RawMetric, ground_bodies
 from ...prompt import PromptTemplate
@@ -69,10 +69,18 @@ def _original(text: str, folded: str, name: str, start: int, end: int) -> str:
 MIN_SECONDS = 5.0  # even a short page gets this long
 
 
-@lru_cache(maxsize=4)
-def _utf8_size(text: str) -> int:
-    """Bytes of the article as a file (asked once per section of the same article)."""
-    return len(text.encode())
+@per_article
+def _utf8_size(article: Article) -> int:
+    """Bytes of the article as a file (asked once per section of the same article; kept by the
+    article, not by its text, which a cache keyed by text would compare whole against an equal page
+    read before)."""
+    return len(article.text.encode())
+
+
+@per_article
+def _folded_headline(article: Article) -> str:
+    """The headline as the rules read it, folded once per article rather than once per section."""
+    return fold_text(article.headline)
 
 
 class _ArticleClock:
@@ -133,7 +141,7 @@ class _ArticleClock:
         return True
 
     def _seconds(self, request: ChunkRequest) -> float:
-        return max(MIN_SECONDS, _utf8_size(request.article.text) / 100_000 * self.per_100kb)
+        return max(MIN_SECONDS, _utf8_size(request.article) / 100_000 * self.per_100kb)
 
     def _expired(self, request: ChunkRequest) -> ArticleTimeoutError:
         article = request.article
@@ -268,7 +276,7 @@ class RulesBackend:
             for i in find_initiatives(folded, start, end, skip, quoted=quoted, own=section.body_hint)
         ]
         section_text = folded[section.start : section.end]
-        year = infer_year(fold_text(article.headline), section_text, folded, article.published)
+        year = infer_year(_folded_headline(article), section_text, folded, article.published)
         lead = summarise_section(article, section.start, section.end, section.body_hint, skip)
         summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives])
         # Plain records, not validated models: grounding (one step for every backend) checks each

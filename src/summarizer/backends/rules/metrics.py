@@ -54,7 +54,31 @@ _LEAD_WORDS = re.compile(
 _FILLER = re.compile(
     r"^(?:其中|此外|另外|同时|共计|共|累计|全年|年内|今年以来|今年|目前|截至目前|迄今|先后|已经|已|还|并|、)+$"
 )
-_TRAIL_WORDS = re.compile(r"(?:为|达|达到|共|计|总计|累计|约|近|超过|不少于|不低于|至少|有|了|分别|已|的|是)+$")
+_TRAIL = (
+    "为",
+    "达",
+    "达到",
+    "共",
+    "计",
+    "总计",
+    "累计",
+    "约",
+    "近",
+    "超过",
+    "不少于",
+    "不低于",
+    "至少",
+    "有",
+    "了",
+    "分别",
+    "已",
+    "的",
+    "是",
+)
+_TRAIL_WORDS = re.compile(rf"(?:{'|'.join(_TRAIL)})+$")
+# A phrase ends in a trailing word only if its last character ends one (or a line end follows it):
+# most do not, and the search tries the pattern at every character.
+_TRAIL_LAST = frozenset(word[-1] for word in _TRAIL) | {"\n"}
 _LAST_BREAK = re.compile(r"[,。;!?\n][^,。;!?\n]*$")  # the last clause break before a position
 _UNIT_LIST_HEAD = re.compile(rf"^(?:{_UNIT_RE})?、")
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,6}")
@@ -122,18 +146,20 @@ def _noun_before(text: str, end: int, floor: int) -> tuple[str, int]:
         start = stop.start() + 1
         break
     phrase = text[start:end]
-    trail = _TRAIL_WORDS.search(phrase)
+    trail = _TRAIL_WORDS.search(phrase) if phrase[-1:] in _TRAIL_LAST else None
     core = phrase[: trail.start()] if trail else phrase
     parts = _VERB_BEFORE.split(core)
     if len(parts) > 1 and len(parts[-1]) >= 2:
         core = parts[-1]
     if _FILLER.match(core):  # 其中12条: only filler before the number, nothing counted
         return "", end
-    stripped = _LEAD_WORDS.sub("", core)
+    lead = _LEAD_WORDS.match(core)  # anchored at the start: the one match a substitution would make
+    stripped = core[lead.end() :] if lead else core
     name = stripped if len(stripped) >= 2 else core
     if "、" in name and len(name) > 12:
         name = name.split("、")[-1]
-    name = _UNIT_LIST_HEAD.sub("", name).strip("、")  # 8次、[对口协商]22次
+    if "、" in name:  # 8次、[对口协商]22次
+        name = _UNIT_LIST_HEAD.sub("", name).strip("、")
     if not _TWO_CJK.search(name):
         return "", end
     # The quote starts where the name does: 形成[调研报告14篇]
@@ -151,7 +177,11 @@ def _value(raw: str, hedged: bool = False) -> float | None:
     return value
 
 
-_UNIT_AS = {"％": "%", "个小时": "小时"}  # measure words reported in another form
+_UNIT_AS = {"％": "%", "个小时": "小时"}
+# Words a figure may be followed by that name no thing counted (十个重点之一, 多个…).
+_NOT_COUNTED = frozenset(
+    ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个")
+)  # measure words reported in another form
 _NUMBER_START = re.compile(r"[\d一二两三四五六七八九十百千]")
 _DIGIT_RUN = re.compile(r"[\d.]+")
 _PRE_LONGEST = 2  # 超过, 将近, 共计, 累计: the hedge and total words before a number
@@ -215,65 +245,68 @@ def find_metrics(
     excluded = Ranges(quoted + list(skip or []))
     found: list[FoundMetric] = []
     seen: dict[tuple[float, str], list[str]] = {}  # names already reported per (value, unit)
+    # Each match's groups and offsets are read once into locals: a roundup runs this for thousands
+    # of short parts, where looking them up again per rule costs as much as the rules.
     for found_match in _metric_matches(text, start, end):
-        match: re.Match[str] | None = found_match
+        match = found_match
         num = found_match.group("num")
         if "," in num and original is not None and "，" in original[found_match.start("num") : found_match.end("num")]:
             # a clause break, not a thousands separator: the figure is the number after it
-            match = _METRIC.match(text, found_match.start("num") + num.rindex(",") + 1, end)
-        if match is None:
-            continue
-        number_start = match.start("num")
+            after_break = _METRIC.match(text, found_match.start("num") + num.rindex(",") + 1, end)
+            if after_break is None:
+                continue
+            match, num = after_break, after_break.group("num")
+        number_start, number_end = match.span("num")
         if number_start in excluded:
             continue
-        before = text[max(0, number_start - 6) : match.start()]
+        match_start, match_end = match.span()
         if (
-            _BAD_BEFORE.search(before)
-            or text[match.start() - 1 : match.start()].isdigit()
-            or (text[number_start - 1 : number_start] == "数" and not match.group("num")[0].isdigit())
+            _BAD_BEFORE.search(text, max(0, number_start - 6), match_start)
+            or text[match_start - 1 : match_start].isdigit()
+            or (text[number_start - 1 : number_start] == "数" and not num[0].isdigit())
         ):
             continue
-        after = text[match.end("unit") : match.end("unit") + 3]
-        if match.group("unit") in ("%", "％"):
-            after = ""
-        if _BAD_AFTER.match(text, match.end("unit")) and match.group("unit") not in ("%", "％"):
+        unit, unit_end = match.group("unit"), match.end("unit")
+        if unit not in ("%", "％") and _BAD_AFTER.match(text, unit_end):
             continue
-        if match.group("unit") == "米" and after[:1] in ("长", "宽", "高", "深"):
+        if unit == "米" and text[unit_end : unit_end + 1] in ("长", "宽", "高", "深"):
             continue  # 300多米长的小巷: a size, not a quantity of work
-        lower = max(start, match.start() - 40)
-        clause_break = _LAST_BREAK.search(text, lower, match.start())
-        clause = text[clause_break.start() + 1 if clause_break else lower : match.start()]
-        if _FREQUENCY.search(clause):
-            continue  # 每月至少召开1次: a standing rule, not a result
-        value = _value(match.group("num"), bool(match.group("approx")))
+        lower = max(start, match_start - 40)
+        if text.find("每", lower, match_start) >= 0:  # every frequency names 每: most clauses have none
+            clause_break = _LAST_BREAK.search(text, lower, match_start)
+            clause = text[clause_break.start() + 1 if clause_break else lower : match_start]
+            if _FREQUENCY.search(clause):
+                continue  # 每月至少召开1次: a standing rule, not a result
+        value = _value(num, bool(match.group("approx")))
         if value is None:
             continue
-        unit = _UNIT_AS.get(match.group("unit"), match.group("unit"))
+        unit = _UNIT_AS.get(unit, unit)
         # A range (3至5次) is reported by its lower bound, marked approximate.
-        approx = is_approx_at(text, number_start, match.end("num"))  # the one rule grounding applies too
-        noun = "" if unit == "%" else _noun_after(text, match.end(), min(end, match.end() + 20))
+        approx = is_approx_at(text, number_start, number_end)  # the one rule grounding applies too
+        noun = "" if unit == "%" else _noun_after(text, match_end, min(end, match_end + 20))
         skip_de = 0
-        if not noun and text[match.end() : match.end() + 1] == "的":  # 3个小时的[宣讲], 2000平方米的[荒地]
-            noun, skip_de = _noun_after(text, match.end() + 1, min(end, match.end() + 21)), 1
-        evidence_start = match.start("pre") if match.group("pre") else number_start
-        evidence_end = match.end()
+        if not noun and text[match_end : match_end + 1] == "的":  # 3个小时的[宣讲], 2000平方米的[荒地]
+            noun, skip_de = _noun_after(text, match_end + 1, min(end, match_end + 21)), 1
+        pre_start = match.start("pre")
+        evidence_start = pre_start if pre_start >= 0 else number_start  # a hedge word before the number
+        evidence_end = match_end
         if len(noun) >= 2:
             name = noun
-            evidence_end = match.end() + skip_de + len(noun)
+            evidence_end = match_end + skip_de + len(noun)
         else:
             name, name_start = _noun_before(text, evidence_start, max(start, evidence_start - 20))
             if len(name) < 2:  # 110人次参与: name it by what follows
-                verb = _CJK_RUN.match(text, match.end(), match.end() + 6)
-                if not verb or text[match.end() - 1] in "%％" or text[match.end()] in "的和与及等":
+                verb = _CJK_RUN.match(text, match_end, match_end + 6)
+                if not verb or text[match_end - 1] in "%％" or text[match_end] in "的和与及等":
                     continue  # nothing counted: 13个具体… cut off, or a bare figure
                 name = verb.group(0)
-                evidence_end = match.end() + len(name)
+                evidence_end = match_end + len(name)
             else:
                 evidence_start = min(evidence_start, name_start)
-        if name in ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个") or "之一" in name:
+        if name in _NOT_COUNTED or "之一" in name:
             continue  # 十个重点之一: a rank among things, not a count of work
         same_figure = seen.setdefault((value, unit), [])
-        if any(n[:3] == name[:3] or n in name or name in n for n in same_figure):
+        if same_figure and any(n[:3] == name[:3] or n in name or name in n for n in same_figure):
             continue  # the same figure repeated later in the text
         same_figure.append(name)
         found.append(FoundMetric(name, as_number(value), unit, approx, evidence_start, evidence_end))

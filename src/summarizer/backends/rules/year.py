@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from functools import lru_cache
+from typing import NamedTuple
 
 from ...numbers import anchor_year
 
@@ -59,6 +60,26 @@ def _without_dates(text: str) -> str:
     return _DATES.sub("", text)
 
 
+class _HeadlineReading(NamedTuple):
+    published: str | None  # the page's date, or the date a report names in its headline
+    year: int | None  # the year the headline names (a yearbook's less one), which decides outright
+    plan: bool  # the headline announces a plan (工作要点, 今年将 ...)
+    review: bool  # the headline announces a review (工作报告, 过去一年 ...)
+
+
+@lru_cache(maxsize=16)
+def _read_headline(headline: str, published: str | None) -> _HeadlineReading:
+    """What the headline says about the year: the same for every section of an article, so read once
+    (a roundup has thousands of sections)."""
+    dated = _FULL_DATE.search(headline)
+    if dated and not published:  # "——2024年1月15日在…会议上": when the report was given
+        published = f"{int(dated.group(1)):04d}-{int(dated.group(2)):02d}-{int(dated.group(3)):02d}"
+    year = None
+    if match := _YEAR.search(_without_dates(headline)):
+        year = int(match.group(1)) - (1 if _YEARBOOK.search(headline) else 0)
+    return _HeadlineReading(published, year, bool(_PLAN_WORDS.search(headline)), bool(_REVIEW.search(headline)))
+
+
 def infer_year(headline: str, section_text: str, article_text: str, published: str | None) -> int | None:
     """Best guess at the year whose work a section reports.
 
@@ -68,11 +89,10 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
     anything else reports the year it was published. Without a date: milestones, then the year the
     text cites most.
     """
-    dated = _FULL_DATE.search(headline)
-    if dated and not published:  # "——2024年1月15日在…会议上": when the report was given
-        published = f"{int(dated.group(1)):04d}-{int(dated.group(2)):02d}-{int(dated.group(3)):02d}"
-    if match := _YEAR.search(_without_dates(headline)):
-        return int(match.group(1)) - (1 if _YEARBOOK.search(headline) else 0)
+    reading = _read_headline(headline, published)
+    published = reading.published
+    if reading.year is not None:
+        return reading.year
     if match := _LEAD_YEAR.search(section_text.lstrip()[:80]):
         return int(match.group(1))
     if published:
@@ -84,13 +104,15 @@ def infer_year(headline: str, section_text: str, article_text: str, published: s
                 if len(event_years) == 1 and year - 10 <= (event := event_years.pop()) < year - 1:
                     return event
                 break
-        cited = Counter(int(y) for y in _YEAR.findall(_without_dates(section_text)))
-        if cited[year - 1] >= 2 and not cited[year]:
+        # Only the counts of this year and the last matter: read as ints, counted without a Counter.
+        cited = [int(y) for y in _YEAR.findall(_without_dates(section_text))]
+        last_year, this_year = cited.count(year - 1), cited.count(year)
+        if last_year >= 2 and not this_year:
             return year - 1  # the section is about last year's work, whenever it was published
-        if month <= 4 and not _PLAN_WORDS.search(headline):
+        if month <= 4 and not reading.plan:
             # Weigh the year behind (review words, citations of it) against the year ahead.
-            behind = len(_REVIEW.findall(section_text)) + (2 if _REVIEW.search(headline) else 0) + cited[year - 1]
-            ahead = len(_PLAN_WORDS.findall(section_text)) + cited[year]
+            behind = len(_REVIEW.findall(section_text)) + (2 if reading.review else 0) + last_year
+            ahead = len(_PLAN_WORDS.findall(section_text)) + this_year
             if behind > ahead:
                 return year - 1
         return year
