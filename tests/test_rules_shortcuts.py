@@ -180,3 +180,35 @@ def test_noun_phrase_shortcuts_read_as_the_plain_patterns() -> None:
         assert (window is None) == (sliced is None), (text, start, end)
         if metrics._FREQUENCY.search(text):
             assert "每" in text
+
+
+def test_serving_head_and_section_verbs_read_as_the_plain_patterns() -> None:
+    """`_serving` searches only a head whose last character can end a serving word; the first verb
+    found in the whole section is the one the clause alone gives."""
+    rng = random.Random(6)
+    pieces = [
+        "聚焦",
+        "围绕",
+        "助力",
+        "助推",
+        "服务",
+        "紧扣",
+        "加快",
+        "持续",
+        "全面",
+        " ",
+        "\n",
+        "建立",
+        "开展",
+        "的",
+        "“",
+        "”",
+        ",",
+    ]
+    for text in _random_texts(pieces, 20_000, seed=6, longest=10):
+        assert initiatives._serving(text) == (initiatives._SERVING.search(text.strip()) is not None), text
+        start, end = _bounds(text, rng)
+        clauses = initiatives._clauses(text, start, end)
+        for clause_start, clause_end, verb in initiatives._clauses_with_verbs(clauses, text, start, end):
+            alone = initiatives._VERB.match(text[clause_start:clause_end], verb.start() - clause_start)
+            assert alone is not None and alone.group(0) == verb.group(0), (text, start, end)

@@ -224,6 +224,16 @@ def _balanced_prefix(evidence: str) -> str:
     return evidence[:cut] if depth else evidence
 
 
+# The last characters _SERVING's words can end with: a head ending otherwise needs no search.
+_SERVING_LAST = frozenset("焦绕力推务扣快续面")
+
+
+def _serving(head: str) -> bool:
+    """Does the clause, before its verb, serve someone else's programme (聚焦, 围绕 … right before it)?"""
+    head = head.strip()
+    return head[-1:] in _SERVING_LAST and _SERVING.search(head) is not None
+
+
 _QUOTED = re.compile(r"“[^”]*”|《[^》]*》")
 _NEWLINE = re.compile("\n")
 _CJK_HEAD = re.compile(r"[\u4e00-\u9fff]{0,10}")
@@ -278,16 +288,17 @@ def _unquoted(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 def _clauses_with_verbs(
     clauses: list[tuple[int, int]], text: str, start: int, end: int
-) -> Iterator[tuple[int, int, int]]:
-    """The clauses that hold an action verb, each with where its first verb starts: one pass for
-    the verbs and a look-up for each, since most clauses have none."""
+) -> Iterator[tuple[int, int, re.Match[str]]]:
+    """The clauses that hold an action verb, each with its first verb: one pass for the verbs and a
+    look-up for each, since most clauses have none. (A verb is written in CJK characters only, so
+    the match is the one the clause alone would give: it cannot run past the break ending it.)"""
     starts = [clause_start for clause_start, _ in clauses]
     last = -1
     for verb in _VERB.finditer(text, start, end):
         index = bisect_right(starts, verb.start()) - 1
         if index > last and verb.start() < clauses[index][1]:  # the clause's first verb
             last = index
-            yield clauses[index][0], clauses[index][1], verb.start()
+            yield clauses[index][0], clauses[index][1], verb
 
 
 def find_initiatives(
@@ -311,56 +322,58 @@ def find_initiatives(
     for clause_start, clause_end, first_verb in _clauses_with_verbs(clauses, text, start, end):
         if clause_start in skip_ranges:
             continue
-        sentence_start = sentence_starts[bisect_right(sentence_starts, clause_start) - 1]
-        body = text[clause_start:clause_end]
-        verb = _VERB.match(body, first_verb - clause_start)
-        if verb is not None and clause_start + verb.start() in quoted_ranges:  # a verb inside “…” names nothing
+        # Offsets into the page from here on; the clause is sliced only where a rule reads it.
+        verb_start, verb_word = first_verb.start(), first_verb.group(0)
+        if verb_start in quoted_ranges:  # a verb inside “…” names nothing
+            body = text[clause_start:clause_end]
             verb = next((v for v in _VERB.finditer(body) if clause_start + v.start() not in quoted_ranges), None)
-        if not verb:
-            continue
-        evidence = _balanced_prefix(body[verb.start() :].strip())
+            if verb is None:
+                continue
+            verb_start, verb_word = clause_start + verb.start(), verb.group(0)
+        # The evidence starts at the verb (never a space), so only its end needs stripping.
+        evidence = _balanced_prefix(text[verb_start:clause_end].strip())
         if len(evidence) > 45 and "、" in evidence[30:] and not _has_name(evidence[30:]):
             evidence = evidence[: 30 + evidence[30:].index("、")]  # a long list: keep its head
         limit_chars = 80 if _has_name(evidence) else 60
         if len(evidence) < 5 or len(evidence) > limit_chars or not _balanced(evidence):
             continue
-        obj = evidence[len(verb.group(0)) :].lstrip("了")
+        obj = evidence[len(verb_word) :].lstrip("了")
         # 召开提案办理协商会9次: a tallied activity is still a thing the committee ran; its name is
         # what comes before the count.
         tally = _COUNT_END.search(obj)
         thing = obj[: tally.start()] if tally else obj
         if not thing or thing[:1] in "和与及的" or _GENERIC_OBJECT.match(thing) or _NOT_A_THING.search(obj):
             continue  # 加强和改进… (a fragment), 创新工作机制 (too generic), …的关键之年
-        if _SERVING.search(body[: verb.start()].strip()):
+        clause_head = text[clause_start:verb_start]
+        if _serving(clause_head):
             continue  # 聚焦加快实施“强首府”工程: the committee serves someone else's programme
         named = _has_name(thing)
         mechanism = bool(_MECHANISM.search(thing))
         # 组织委员捐资助学: an action with no named thing, kept in reserve for a part with few named ones
         reserve = not (named or mechanism)
-        if reserve and (len(evidence) > 30 or verb.group(0) in _ADOPTING or _ABSTRACT.search(obj)):
+        if reserve and (len(evidence) > 30 or verb_word in _ADOPTING or _ABSTRACT.search(obj)):
             continue
-        clause_head = text[clause_start : clause_start + verb.start()]
-        if _acted_by_other(clause_head) and verb.group(0) != "领衔":
+        if _acted_by_other(clause_head) and verb_word != "领衔":
             # 自治区党委印发《…》: the Party committee's act, not the committee's. Party and
             # government leaders 领衔督办 the committee's key proposals: that is the committee's process.
             continue
-        span_start = clause_start + verb.start() + (len(body[verb.start() :]) - len(body[verb.start() :].lstrip()))
         if reserve:
-            plain.append((span_start, evidence, verb.group(0)))
+            plain.append((verb_start, evidence, verb_word))
             continue
-        score = 2.0 if verb.group(0) in _STRONG else 1.0
+        sentence_start = sentence_starts[bisect_right(sentence_starts, clause_start) - 1]
+        score = 2.0 if verb_word in _STRONG else 1.0
         score += 1.5 if "《" in obj else 1.0 if named else 0.0
         score += 1.5 if _ends_in_mechanism(obj) else 0.5 if mechanism else 0.0
         score -= 1.5 if _ABSTRACT.search(obj) or _ABSTRACT_END.search(obj) else 0.0
         score -= 0.5 if len(evidence) > 30 else 0.0
-        score += 0.5 if "政协" in text[max(sentence_start, clause_start - 200) : clause_end] else 0.0
-        if verb.group(0) in _ADOPTING and not mechanism:
+        score += 0.5 if text.find("政协", max(sentence_start, clause_start - 200), clause_end) >= 0 else 0.0
+        if verb_word in _ADOPTING and not mechanism:
             score -= 2.0  # 坚持“两个确立”: a slogan followed, not a thing set up
-        if verb.group(0) in ("落实", "贯彻", "学习") and "《" in obj:
+        if verb_word in ("落实", "贯彻", "学习") and "《" in obj:
             score -= 2.0  # carrying out a higher body's document
         score -= 0.005 * len(candidates)  # earlier in the section reads as slightly more central
         candidates.append(
-            FoundInitiative(_name_for(evidence, verb.group(0)), span_start, span_start + len(evidence), score)
+            FoundInitiative(_name_for(evidence, verb_word), verb_start, verb_start + len(evidence), score)
         )
     candidates += _named_mentions(text, start, end, skip_ranges, len(candidates))
     for match in _clause_matches(_HELD, _HELD_END, _HELD_REACH, text, start, end):  # 全市政协主席座谈会在某地召开
