@@ -12,6 +12,8 @@ from .article import Article, Ranges
 from .text import SENTENCE
 
 MAX_CHARS = 120
+# Shared by every part that has no ranges to skip (most parts of a roundup): never changed once made.
+NO_RANGES = Ranges([])
 _DATELINE = re.compile(
     r"(?:本报讯|本网讯|讯|[\u4e00-\u9fff]{2,12}(?:网|报|社|台)\s*\d{1,2}月\d{1,2}日电)?\s*(?:\([^)]{0,30}\))?\s*"
     r"(?:\d{1,2}月\d{1,2}日\s*[,,]?)?\s*"
@@ -30,7 +32,7 @@ def summarise_section(article: Article, start: int, end: int, body: str, skip: l
     """The first reporting sentence that names the committee (or says 政协), else the first one."""
     place = body.removesuffix("政协")
     first = first_folded = ""
-    skipped = Ranges(skip)
+    skipped = Ranges(skip) if skip else NO_RANGES
     for match in SENTENCE.finditer(article.folded, start, end):
         if match.start() in skipped:
             continue

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from ...article import Ranges
 from ...numbers import as_number, is_approx_at, parse_chinese
+from ...summary import NO_RANGES
 from ...text import UNITS
 
 _UNIT_RE = "|".join(re.escape(u) for u in UNITS)
@@ -242,7 +243,7 @@ def find_metrics(
     """
     if quoted is None:
         quoted = quoted_ranges(text, start, end)
-    excluded = Ranges(quoted + list(skip or []))
+    excluded = Ranges(quoted + (skip or [])) if quoted or skip else NO_RANGES
     found: list[FoundMetric] = []
     seen: dict[tuple[float, str], list[str]] = {}  # names already reported per (value, unit)
     # Each match's groups and offsets are read once into locals: a roundup runs this for thousands
