@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from ...article import Article, per_article
+from ...article import Article
 from ...errors import ArticleTimeoutError
 from ...ground import RawBody, RawInitiative, RawMetric, ground_bodies
 from ...prompt import PromptTemplate
@@ -69,20 +69,6 @@ def _original(text: str, folded: str, name: str, start: int, end: int) -> str:
 MIN_SECONDS = 5.0  # even a short page gets this long
 
 
-@per_article
-def _utf8_size(article: Article) -> int:
-    """Bytes of the article as a file (asked once per section of the same article; kept by the
-    article, not by its text, which a cache keyed by text would compare whole against an equal page
-    read before)."""
-    return len(article.text.encode())
-
-
-@per_article
-def _folded_headline(article: Article) -> str:
-    """The headline as the rules read it, folded once per article rather than once per section."""
-    return fold_text(article.headline)
-
-
 class _ArticleClock:
     """Stops the rules on a page that runs past `cpu_seconds_per_100kb` of its size (at least 5 s).
 
@@ -104,6 +90,7 @@ class _ArticleClock:
         self.request: ChunkRequest | None = None  # the section whose article the timer is set for
         self.previous: signal._HANDLER = None  # the SIGALRM handler to put back (typeshed names its type)
         self.in_section = False  # only then may the alarm raise
+        self.seconds = 0.0  # the time the article of `request` may take, worked out when its timer is set
 
     def run(self, request: ChunkRequest, extract: Callable[[ChunkRequest], ChunkResult]) -> ChunkResult:
         """`extract(request)`, stopped with ArticleTimeoutError when the article's time runs out."""
@@ -130,18 +117,21 @@ class _ArticleClock:
             usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
             if not usable or self.per_100kb <= 0 or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
                 return False
-        left = self._seconds(request) - (time.monotonic() - request.started)
+        # The article's allowance is worked out once, with its timer: a roundup has thousands of sections.
+        seconds = self.seconds if same_article else self._seconds(request)
+        left = seconds - (time.monotonic() - request.started)
         if left <= 0:
             self.clear()
             raise self._expired(request)
         if not same_article:
             self.previous = signal.signal(signal.SIGALRM, self._ring)
             signal.setitimer(signal.ITIMER_REAL, left)
-            self.request = request
+            self.request, self.seconds = request, seconds
         return True
 
     def _seconds(self, request: ChunkRequest) -> float:
-        return max(MIN_SECONDS, _utf8_size(request.article) / 100_000 * self.per_100kb)
+        """The article's allowance: `per_100kb` for each 100 KB of the page as a file, at least 5 s."""
+        return max(MIN_SECONDS, len(request.article.text.encode()) / 100_000 * self.per_100kb)
 
     def _expired(self, request: ChunkRequest) -> ArticleTimeoutError:
         article = request.article
@@ -234,6 +224,15 @@ class RulesBackend:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
         self._clock = _ArticleClock(settings)
+        self._headline: tuple[Article, str] | None = None  # the last article and its folded headline
+
+    def _folded_headline(self, article: Article) -> str:
+        """The headline as the rules read it, folded once per article rather than once per section: an
+        article's sections come in turn, so the last article's is the one asked for again."""
+        remembered = self._headline  # read once: another thread may replace it meanwhile
+        if remembered is None or remembered[0] is not article:
+            remembered = self._headline = (article, fold_text(article.headline))
+        return remembered[1]
 
     async def extract(self, request: ChunkRequest) -> ChunkResult:
         return self.extract_sync(request)
@@ -276,7 +275,7 @@ class RulesBackend:
             for i in find_initiatives(folded, start, end, skip, quoted=quoted, own=section.body_hint)
         ]
         section_text = folded[section.start : section.end]
-        year = infer_year(_folded_headline(article), section_text, folded, article.published)
+        year = infer_year(self._folded_headline(article), section_text, folded, article.published)
         lead = summarise_section(article, section.start, section.end, section.body_hint, skip)
         summary = compose_summary(section.body_hint, year, lead, [i.evidence for i in initiatives])
         # Plain records, not validated models: grounding (one step for every backend) checks each
@@ -287,3 +286,4 @@ class RulesBackend:
 
     async def aclose(self) -> None:
         self._clock.clear()  # an article left unfinished (interrupted between sections) keeps no timer
+        self._headline = None
