@@ -14,6 +14,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from functools import lru_cache
+from operator import attrgetter
 from typing import NamedTuple
 
 from ...article import Ranges
@@ -485,6 +486,9 @@ def _named_mentions(text: str, start: int, end: int, skip_ranges: Ranges, order:
     return found
 
 
+_SCORE = attrgetter("score")
+
+
 @lru_cache(maxsize=4096)
 def _unquoted_text(text: str) -> str:
     """The text without its quote marks; cached by the string, so a name compared again (with each
@@ -508,13 +512,6 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
     def said(item: FoundInitiative) -> str:
         return _unquoted_text(text[item.start : item.end])
 
-    # Paragraph numbers, counted only across the candidates' own stretch of text (a section of a
-    # long page): only whether two are equal matters.
-    low = min((c.start for c in candidates), default=0)
-    high = max((c.start for c in candidates), default=0)
-    breaks = [m.start() for m in _NEWLINE.finditer(text, low, high)]
-    paragraph = {id(c): bisect_right(breaks, c.start) for c in candidates}
-
     def duplicate(item: FoundInitiative, chosen: list[FoundInitiative]) -> bool:
         # an overlapping quote, or the same name in the same words (a repeat); 制定X计划 and 列入X计划 differ
         return any(
@@ -523,18 +520,27 @@ def _select(candidates: list[FoundInitiative], text: str, limit: int) -> list[Fo
             for c in chosen
         )
 
-    ranked = sorted(candidates, key=lambda c: -c.score)
+    ranked = sorted(candidates, key=_SCORE, reverse=True)  # stable: equal scores keep their order
     chosen: list[FoundInitiative] = []
-    used: set[int] = set()
-    for item in ranked:  # first round: each paragraph's best, if it is good enough
-        good = len(chosen) < limit and item.score >= 3.0 and paragraph[id(item)] not in used
-        if good and not duplicate(item, chosen):
-            chosen.append(item)
-            used.add(paragraph[id(item)])
+    if ranked[0].score >= 3.0:  # first round: each paragraph's best, if it is good enough
+        # Paragraph numbers, counted only across the candidates' own stretch of text (a section of
+        # a long page): only whether two are equal matters.
+        low = min(c.start for c in candidates)
+        high = max(c.start for c in candidates)
+        breaks = [m.start() for m in _NEWLINE.finditer(text, low, high)]
+        used: set[int] = set()
+        for item in ranked:
+            if item.score < 3.0 or len(chosen) >= limit:
+                break  # ranked by score: none after this one is good enough either
+            paragraph = bisect_right(breaks, item.start)
+            if paragraph not in used and not duplicate(item, chosen):
+                chosen.append(item)
+                used.add(paragraph)
+    # by identity: equal candidates share a span, so duplicate() tells them apart anyway
+    taken = {id(c) for c in chosen}
     for item in ranked:  # then the rest by score
         if len(chosen) >= limit:
             break
-        # by identity: equal candidates share a span, so duplicate() tells them apart anyway
-        if not any(item is c for c in chosen) and not duplicate(item, chosen):
+        if id(item) not in taken and not duplicate(item, chosen):
             chosen.append(item)
-    return sorted(chosen[:limit], key=lambda c: -c.score)
+    return sorted(chosen[:limit], key=_SCORE, reverse=True)
