@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from summarizer import numbers
 from summarizer.backends.rules import initiatives, metrics, year
 
 
@@ -212,3 +213,30 @@ def test_serving_head_and_section_verbs_read_as_the_plain_patterns() -> None:
         for clause_start, clause_end, verb in initiatives._clauses_with_verbs(clauses, text, start, end):
             alone = initiatives._VERB.match(text[clause_start:clause_end], verb.start() - clause_start)
             assert alone is not None and alone.group(0) == verb.group(0), (text, start, end)
+
+
+def _plain_find_values(value: float, evidence: str) -> tuple[tuple[numbers.Number, int], ...]:
+    """`find_values` as every number found first, then each read again (the code it replaced)."""
+    plain = numbers._simplified_numerals(evidence)
+    found = []
+    for number in numbers.find_numbers(evidence):
+        candidates = {number.value: number.end}
+        match = numbers.NUMBER.match(plain, number.start)
+        if match and match.group("mult"):
+            candidates[float(match.group("arabic").replace(",", ""))] = match.end("arabic")
+        if evidence[number.end : number.end + 1] == "成":
+            candidates[number.value * 10] = number.end
+        for candidate, unit_start in candidates.items():
+            if abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)):
+                found.append((number, unit_start))
+                break
+    return tuple(found)
+
+
+def test_values_are_found_as_the_plain_reading_finds_them() -> None:
+    rng = random.Random(7)
+    pieces = [*"0123456789,.万萬千亿億两兩一二三十百成个次人", "1,200", "3.5", "〇", " "]
+    for text in _random_texts(pieces, 20_000, seed=7, longest=10):
+        values = [n.value for n in numbers.find_numbers(text)] + [0.0, 40.0, float(rng.randint(0, 30))]
+        for value in values:
+            assert numbers.find_values.__wrapped__(value, text) == _plain_find_values(value, text), (value, text)

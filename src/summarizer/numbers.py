@@ -95,18 +95,31 @@ def find_values(value: float, evidence: str) -> tuple[tuple[Number, int], ...]:
 
     `1.2万人次` reads as 12000 (then 人次 follows) or as 1.2 (then 万人次 follows).
     """
+    # One pass over the numbers, each read where it is matched; a Number is made only for the ones
+    # that give the value (grounding asks this of every metric's quote, which holds a few numbers).
     plain = _simplified_numerals(evidence)
+    target = float(value)
     found = []
-    for number in find_numbers(evidence):
-        candidates = {number.value: number.end}
-        match = NUMBER.match(plain, number.start)
-        if match and match.group("mult"):
-            candidates[float(match.group("arabic").replace(",", ""))] = match.end("arabic")
-        if evidence[number.end : number.end + 1] == "成":  # 四成 = 40 (%)
-            candidates[number.value * 10] = number.end
+    for match in NUMBER.finditer(plain):
+        arabic = match.group("arabic")
+        if arabic:
+            written = float(arabic.replace(",", ""))
+            mult = match.group("mult")
+            number_value = written * _MULTIPLIERS[mult] if mult else written
+        else:
+            parsed = parse_chinese(match.group("cn"))
+            if parsed is None:
+                continue
+            number_value = parsed
+        number_start, number_end = match.span()
+        candidates = {number_value: number_end}
+        if arabic and mult:
+            candidates[written] = match.end("arabic")
+        if evidence[number_end : number_end + 1] == "成":  # 四成 = 40 (%)
+            candidates[number_value * 10] = number_end
         for candidate, unit_start in candidates.items():
-            if abs(candidate - float(value)) < 1e-9 * max(1.0, abs(candidate)):
-                found.append((number, unit_start))
+            if abs(candidate - target) < 1e-9 * max(1.0, abs(candidate)):
+                found.append((Number(number_value, number_start, number_end, not arabic), unit_start))
                 break
     return tuple(found)
 
