@@ -127,9 +127,53 @@ def test_a_lone_numeral_never_starts_a_figure() -> None:
     for numeral in "一二两三四五六七八九十百千":
         for following in [*"十百千万余多个次人件年的", "", "0"]:
             text = f"共{numeral}{following}项工作"
-            if metrics._lone_numeral(text, 1):
+            if metrics._NUMBER_START.match(text, 1) is None:
                 match = metrics._METRIC.match(text, 1)
                 assert match is None or match.start("num") != 1, text
+
+
+def _plain_metric_matches(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Every figure `_METRIC` finds scanning from each character in turn (what `_metric_matches`
+    skips ahead through)."""
+    found, position = [], start
+    while position < end:
+        match = next(
+            (
+                m
+                for back in (2, 1, 0)
+                if position - back >= start
+                and (m := metrics._METRIC.match(text, position - back, end))
+                and m.start("num") == position
+            ),
+            None,
+        )
+        if match is not None and match.start() >= max(start, found[-1][1] if found else start):
+            found.append(match.span())
+            position = match.end()
+        else:
+            position += 1
+    return found
+
+
+def test_figures_found_where_a_number_can_start_are_all_figures() -> None:
+    rng = random.Random(8)
+    pieces = [
+        *"一二两三四五六七八九十百千万余多近约超共计累",
+        "12",
+        "3.5",
+        "件",
+        "次",
+        "人",
+        "个",
+        "统一",
+        "的",
+        ",",
+        "1,200",
+    ]
+    for text in _random_texts(pieces, 10_000, seed=8, longest=12):
+        start, end = _bounds(text, rng)
+        fast = [m.span() for m in metrics._metric_matches(text, start, end)]
+        assert fast == _plain_metric_matches(text, start, end), (text, start, end)
 
 
 def test_year_patterns_match_as_written_with_the_lookbehind_first() -> None:

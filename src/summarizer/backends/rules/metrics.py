@@ -183,25 +183,13 @@ _UNIT_AS = {"％": "%", "个小时": "小时"}
 _NOT_COUNTED = frozenset(
     ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个")
 )  # measure words reported in another form
-_NUMBER_START = re.compile(r"[\d一二两三四五六七八九十百千]")
+# Where a figure can start. In `_CN_NUM` a digit (一…九) starts a number only before 十/百/千/万, and
+# 百/千 only before 余/多: most such characters in a report are words (统一, 一些, 千方百计), and each
+# would otherwise cost a failed try of the whole pattern, so the scan passes over them.
+_NUMBER_START = re.compile(r"\d|十|[一二两三四五六七八九](?=[十百千万])|[百千](?=[余多])")
 _DIGIT_RUN = re.compile(r"[\d.]+")
 _PRE_LONGEST = 2  # 超过, 将近, 共计, 累计: the hedge and total words before a number
 _PRE_ENDS = frozenset("近约过超逾计")  # the last characters of those words
-
-
-_DIGITS_CN = frozenset("一二两三四五六七八九")
-
-
-def _lone_numeral(text: str, at: int) -> bool:
-    """Can no figure start at this Chinese numeral? In `_CN_NUM` a digit (一…九) starts a number only
-    before 十/百/千/万, and 百/千 only before 余/多; most such characters in a report are words (统一,
-    一些, 千方百计), and each would otherwise cost a failed try of the whole pattern."""
-    ch, following = text[at], text[at + 1 : at + 2]
-    if ch in _DIGITS_CN:
-        return following not in ("十", "百", "千", "万")
-    if ch in ("百", "千"):
-        return following not in ("余", "多")
-    return False
 
 
 def _metric_matches(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
@@ -210,9 +198,6 @@ def _metric_matches(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
     position = start
     while (hit := _NUMBER_START.search(text, position, end)) is not None:
         at = hit.start()
-        if _lone_numeral(text, at):
-            position = at + 1  # 一 in 统一, 进一步: cheaper to rule out here than by trying the pattern
-            continue
         longest = min(_PRE_LONGEST, at - max(start, position)) if text[at - 1 : at] in _PRE_ENDS else 0
         for back in range(longest, -1, -1):
             match = _METRIC.match(text, at - back, end)
