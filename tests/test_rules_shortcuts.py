@@ -284,3 +284,10 @@ def test_values_are_found_as_the_plain_reading_finds_them() -> None:
         values = [n.value for n in numbers.find_numbers(text)] + [0.0, 40.0, float(rng.randint(0, 30))]
         for value in values:
             assert numbers.find_values.__wrapped__(value, text) == _plain_find_values(value, text), (value, text)
+
+
+def test_a_count_is_looked_for_only_where_one_can_end_the_text() -> None:
+    pieces = [*"0123456789.余多件次个人%的 ", "٣", "１２", "协商会", "调研"]
+    for text in _random_texts(pieces, 20_000, seed=9, longest=8):
+        if initiatives._COUNT_END.search(text):
+            assert initiatives._may_end_in_count(text), text

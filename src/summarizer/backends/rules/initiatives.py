@@ -161,8 +161,15 @@ def _has_name(text: str) -> bool:
     return ("《" in text or "“" in text) and _NAMED.search(text) is not None
 
 
+def _may_end_in_count(text: str) -> bool:
+    """Can `_COUNT_END` match? Its number ends one to three characters before the end (a measure
+    word of one or two, perhaps a hedge before it; a clause holds no line end for `$` to stop
+    before); most objects have no digit there."""
+    return any(ch.isdecimal() for ch in text[-4:-1])
+
+
 def _name_for(evidence: str, verb: str) -> str:
-    named = _NAMED.findall(evidence)
+    named = _NAMED.findall(evidence) if "《" in evidence or "“" in evidence else []
     rest = evidence[len(verb) :] if evidence.startswith(verb) else evidence
     if named:
         first = named[0]
@@ -346,7 +353,7 @@ def find_initiatives(
         obj = evidence[len(verb_word) :].lstrip("了")
         # 召开提案办理协商会9次: a tallied activity is still a thing the committee ran; its name is
         # what comes before the count.
-        tally = _COUNT_END.search(obj)
+        tally = _COUNT_END.search(obj) if _may_end_in_count(obj) else None
         thing = obj[: tally.start()] if tally else obj
         if not thing or thing[:1] in "和与及的" or _GENERIC_OBJECT.match(thing) or _NOT_A_THING.search(obj):
             continue  # 加强和改进… (a fragment), 创新工作机制 (too generic), …的关键之年
