@@ -28,6 +28,9 @@ from .initiatives import find_initiatives
 from .metrics import find_metrics, quoted_ranges
 from .year import infer_year
 
+_CLAUSE_MARK = re.compile(r"[,;,;]")  # a line with these is reporting text, not a caption
+_NAMED_SPEAKER = re.compile(r"^[^,。]{0,20}政协\s*[:：]")  # 某某政协: … opens a statement, not a caption
+
 
 def caption_ranges(article: Article, start: int, end: int, heading_start: int | None) -> list[tuple[int, int]]:
     """Lines that are photo captions or page header, not reporting text.
@@ -52,9 +55,9 @@ def caption_ranges(article: Article, start: int, end: int, heading_start: int | 
             and line[-1] not in LINE_CLOSERS + ",、"
             and len(line) <= 90
             and "政协" in line
-            and not re.search(r"[,;,;]", line)
+            and not _CLAUSE_MARK.search(line)
             and line_start != heading_start
-            and not re.match(r"^[^,。]{0,20}政协\s*[:：]", line)
+            and not _NAMED_SPEAKER.match(line)
         ):
             skip.append((line_start, line_end))
     return skip
