@@ -223,9 +223,6 @@ def batch(
 
     Example: summarizer batch articles/ --via batch-file -o results.jsonl --model gpt-4o-mini --submit
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from .batch import run_batch
 
     if via not in ("online", "batch-file"):
@@ -250,6 +247,10 @@ def batch(
             fail("--via batch-file asks a model: use --backend openai (or auto) with --model", 2)
         write_batch_file(directory, output, settings, glob=glob, force=force, submit=submit)
     report = run_guarded(run_batch, directory, output, settings, glob=glob, force=force, quiet=quiet)
+    # rich only once the run is over: it is not needed to send the first request.
+    from rich.console import Console
+    from rich.table import Table
+
     if report.notice:
         notice(report.notice)
     table = Table(
