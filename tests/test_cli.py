@@ -6,8 +6,10 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from conftest import EVAL_ARTICLES
@@ -184,3 +186,34 @@ def test_verbose_keeps_the_http_stack_quiet() -> None:
 
     runner.invoke(app, ["-v", "cache", "stats", "--cache-dir", "/nonexistent-cache-dir"])
     assert all(logging.getLogger(name).level == logging.WARNING for name in ("httpx", "httpx2", "httpcore"))
+
+
+def test_batch_progress_sink_passes_every_call_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sink that has rich imported ahead of the report table shows the same progress as the one it wraps."""
+    from summarizer import cli
+    from summarizer.progress import Tally
+
+    calls: list[tuple[str, int]] = []
+    imports: list[str] = []
+
+    class Recorder:
+        def start(self, total: int) -> None:
+            calls.append(("start", total))
+
+        def update(self, tally: Tally) -> None:
+            calls.append(("update", tally.finished))
+
+        def finish(self, tally: Tally) -> None:
+            calls.append(("finish", tally.finished))
+
+    monkeypatch.setattr(cli, "import_table", lambda: imports.append("rich"))
+    sink = cli.TableAhead(Recorder())
+    sink.start(3)
+    for done in range(4):
+        sink.update(Tally(total=3, done=done))
+    sink.finish(Tally(total=3, done=3))
+    assert calls == [("start", 3), ("update", 0), ("update", 1), ("update", 2), ("update", 3), ("finish", 3)]
+    for thread in threading.enumerate():
+        if thread.name == "summarizer-import-rich":
+            thread.join()
+    assert imports == ["rich"]  # once, after the first finished article

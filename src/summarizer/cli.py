@@ -6,15 +6,18 @@ Heavy modules (openai, tiktoken, the pipeline) are imported inside the commands 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 if TYPE_CHECKING:
+    from .progress import ProgressSink, Tally
     from .settings import Settings
 
 # The same for every command, in every --help and in the README.
@@ -223,9 +226,6 @@ def batch(
 
     Example: summarizer batch articles/ --via batch-file -o results.jsonl --model gpt-4o-mini --submit
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from .batch import run_batch
 
     if via not in ("online", "batch-file"):
@@ -249,7 +249,13 @@ def batch(
         if settings.backend not in ("auto", "openai"):
             fail("--via batch-file asks a model: use --backend openai (or auto) with --model", 2)
         write_batch_file(directory, output, settings, glob=glob, force=force, submit=submit)
-    report = run_guarded(run_batch, directory, output, settings, glob=glob, force=force, quiet=quiet)
+    from .progress import choose_progress
+
+    progress = TableAhead(choose_progress(quiet))
+    report = run_guarded(run_batch, directory, output, settings, glob=glob, force=force, progress=progress)
+    from rich.console import Console
+    from rich.table import Table
+
     if report.notice:
         notice(report.notice)
     table = Table(
@@ -264,6 +270,34 @@ def batch(
     if report.stopped:
         fail(f"batch stopped: {report.stopped}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+class TableAhead:
+    """A batch's progress sink that also has rich (for the report table) imported in a background
+    thread once the first article is finished: rich is not needed to send the first request, and
+    by then a model run is mostly waiting on replies, so the import leaves the run's start and end."""
+
+    def __init__(self, inner: ProgressSink) -> None:
+        self.inner = inner
+        self.importing = False
+
+    def start(self, total: int) -> None:
+        self.inner.start(total)
+
+    def update(self, tally: Tally) -> None:
+        if tally.finished and not self.importing:
+            self.importing = True
+            threading.Thread(target=import_table, name="summarizer-import-rich", daemon=True).start()
+        self.inner.update(tally)
+
+    def finish(self, tally: Tally) -> None:
+        self.inner.finish(tally)
+
+
+def import_table() -> None:
+    """Import what printing the report table needs (see `TableAhead`)."""
+    for name in ("rich.console", "rich.table"):
+        importlib.import_module(name)
 
 
 def write_batch_file(

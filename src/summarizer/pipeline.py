@@ -21,7 +21,6 @@ from .backends import JSON_MODE_ORDER, Backend, ChunkRequest, ChunkResult, creat
 from .cache import Cache, open_run_cache
 from .chunk import Chunk, chunk_article, split_chunk
 from .errors import OutputValidationError, SummarizerError, TruncatedOutputError
-from .ground import ground_bodies
 from .identity import chunk_key, result_key
 from .merge import merge_bodies
 from .schema import ArticleSummary, BodySummary, Meta, Usage
@@ -68,6 +67,9 @@ def lookup_chunk(
     stored = [BodySummary.model_validate(b) for b in hit["bodies"]]
     if hit.get("input_sha256") != article.sha256 or hit.get("chunk_start") != chunk.start:
         # The same chunk text in another article: spans are re-derived against this one's text.
+        # (Imported here: grounding is not needed before a batch's first request.)
+        from .ground import ground_bodies
+
         stored = ground_bodies(stored, article, (chunk.start, chunk.end), section.body_hint).bodies
     return ChunkResult(bodies=stored, warnings=list(hit.get("warnings", [])), cached=True)
 

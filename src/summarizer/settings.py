@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +129,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, 
     values: dict[str, Any] = {}
     path = _config_file(env)
     if path is not None:
+        import tomllib  # only a run with a config file pays for the parser
+
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:

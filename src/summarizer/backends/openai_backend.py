@@ -45,7 +45,6 @@ from ..errors import (
     SummarizerError,
     TruncatedOutputError,
 )
-from ..ground import Grounded, ground_bodies
 from ..limits import Limiter, Permit
 from ..prompt import PromptTemplate, load_prompt
 from ..schema import Reply, Usage, strict_json_schema
@@ -55,6 +54,7 @@ from .local_http import LocalHttp, LocalHttpError, RawReply, local_http_usable
 if TYPE_CHECKING:
     import openai
 
+    from ..ground import Grounded
     from ..settings import Settings
 else:
 
@@ -489,6 +489,9 @@ def check_reply(completion: Any, request: ChunkRequest) -> ReplyCheck:
         reply = parse_reply(content)
     except ReplyError as exc:
         return ReplyCheck(content, False, None, str(exc), *tokens)
+    # Imported here: grounding is needed once a reply is back, not before the first request goes out.
+    from ..ground import ground_bodies
+
     chunk, section = request.chunk, request.section
     # Grounding drops a committee the article does not name (and says so in `failures`).
     grounded = ground_bodies(reply.bodies, request.article, near=(chunk.start, chunk.end), hint=section.body_hint)
