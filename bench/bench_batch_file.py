@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fake_model import ROOT, machine
+from fake_model import ROOT, compile_package, machine
 
 sys.path.insert(0, str(ROOT / "tests"))
 from fake_openai import GoldResponder, Seen
@@ -80,6 +80,7 @@ def main() -> None:
                 raise SystemExit(f"collect failed ({done.returncode}): {done.stderr}")
             collects.append(seconds)
             facts["articles done"] = len(results.read_text(encoding="utf-8").splitlines())
+    compile_package()
     print(f"machine: {machine()}")
     print(f"{count} eval articles; " + ", ".join(f"{k}: {v}" for k, v in facts.items()))
     for name, times in (("write requests (batch --via batch-file)", writes), ("collect", collects)):

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fake_model import FakeServer, generate_articles, machine
+from fake_model import FakeServer, compile_package, generate_articles, machine
 
 BENCH = Path(__file__).resolve().parent
 EXE = Path(sys.executable).with_name("summarizer")
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chars", type=int, default=4500, help="least body characters per article")
     args = parser.parse_args()
+    compile_package()
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at start")
     base_cpu = startup_cpu()
     with tempfile.TemporaryDirectory() as temp, FakeServer(args.latency) as server:

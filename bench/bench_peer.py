@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench_model_path import backend_name
-from fake_model import FakeServer, generate_articles, machine
+from fake_model import FakeServer, compile_package, generate_articles, machine
 
 from summarizer.batch import run_batch
 from summarizer.settings import Settings
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
+    compile_package()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as temp, FakeServer(args.latency) as server:
         work = Path(temp)

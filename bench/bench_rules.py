@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench_shapes import time_shapes
-from fake_model import generate_articles, machine
+from fake_model import compile_package, generate_articles, machine
 
 from summarizer.batch import run_batch
 from summarizer.settings import Settings
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--generated", action="store_true", help="also time generated 1k/10k folders")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    compile_package()
     print(f"machine: {machine()}")
     corpus_throughput(args.copies, args.runs)
     worst = max(time_shapes(runs=args.runs).values())

@@ -11,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from fake_model import machine
+from fake_model import compile_package, machine
 
 EXE = Path(sys.executable).with_name("summarizer")
 
 
 def main() -> None:
+    compile_package()
     print(f"machine: {machine()}")
     for command in ([str(EXE), "--help"], [str(EXE), "batch", "--help"]):
         subprocess.run(command, capture_output=True, check=True)  # warm the file cache

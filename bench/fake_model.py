@@ -276,6 +276,17 @@ class InstantBackend:
         pass
 
 
+def compile_package() -> None:
+    """Write the package's bytecode before anything is timed, as a regular `pip install` does.
+
+    With an editable install and PYTHONDONTWRITEBYTECODE set, every timed process would otherwise
+    compile each of our modules again (about 80 ms of start-up that an installed copy never pays).
+    """
+    import compileall
+
+    compileall.compile_dir(ROOT / "src" / "summarizer", quiet=1)
+
+
 def machine() -> str:
     import os
     import platform
