@@ -3,6 +3,11 @@ shortcuts as by the plain reading they replace."""
 
 from __future__ import annotations
 
+import random
+import re
+from collections import Counter
+
+from summarizer import places
 from summarizer.article import parse_article
 from summarizer.chunk import chunk_article
 from summarizer.places import find_mentions, first_mention
@@ -70,3 +75,31 @@ def test_mentions_with_and_without_a_place_before_them() -> None:
         ("县政协", None, "县"),
         ("政协某某市委员会", "某某市政协", None),
     ]
+
+
+def _plain_short_places(suffix: str, text: str) -> tuple[str, ...]:
+    """Every 2-4 character run of ideographs looked up, position by position (the walk the
+    search by first characters replaced)."""
+    shorts = places.short_names()
+    counts: Counter[str] = Counter()
+    for run in re.findall(r"[\u4e00-\u9fff]{2,}", text):
+        for i in range(len(run) - 1):
+            for length in (4, 3, 2):
+                stem = run[i : i + length]
+                if (full := shorts.get(stem)) and full.endswith(suffix) and places.written_as_place(stem, full, text):
+                    counts[full] += 1
+                    break
+    return tuple(place for place, _ in counts.most_common())
+
+
+def test_short_places_are_counted_as_by_the_position_by_position_walk() -> None:
+    rng = random.Random(4)
+    shorts = sorted(places.short_names().items())
+    picked = rng.sample(shorts, 60) + [(s, f) for s, f in shorts if len(s) >= 3][:20]
+    pieces = [*"的在,。 1１县市区政协", "今日", "日报", "政协"]
+    pieces += [stem for stem, _ in picked] + [full for _, full in picked[:15]]
+    pieces += [stem[:1] for stem, _ in picked[:20]] + [stem[1:] for stem, _ in picked[:20]]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        for suffix in ("市", "县", "区", "旗", "州", "盟"):
+            assert places._short_places_by_frequency(suffix, text) == _plain_short_places(suffix, text), (suffix, text)

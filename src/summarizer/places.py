@@ -413,22 +413,44 @@ def _places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
     return tuple(c for c in ordered if c and c.endswith(suffix))
 
 
+_CJK_WORD = re.compile(r"[\u4e00-\u9fff]+")
+
+
+@lru_cache(maxsize=16)
+def _short_stems(suffix: str) -> tuple[dict[str, str], frozenset[str], re.Pattern[str]]:
+    """The short forms (2-4 ideographs) of divisions ending in `suffix`, with the full names; the
+    pairs of characters they open with; and a search for where such a pair may start. Only these
+    lengths are looked up, and only ideographs stand in the runs they are looked up in."""
+    stems = {
+        stem: full
+        for stem, full in short_names().items()
+        if full.endswith(suffix) and 2 <= len(stem) <= 4 and _CJK_WORD.fullmatch(stem)
+    }
+    firsts = "".join(sorted({stem[0] for stem in stems}))
+    starts = re.compile(f"(?=[{firsts}][\u4e00-\u9fff])" if firsts else "(?!)")
+    return stems, frozenset(stem[:2] for stem in stems), starts
+
+
 @lru_cache(maxsize=64)
 def _short_places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
     """Divisions ending in `suffix` that the text names only in short (今日宁津, 幸福宁津 -> 宁津县).
 
-    The last resort for a bare name: it looks up every 2-4 character run, so it runs only when the
-    text spells out no division of that kind.
+    The last resort for a bare name: at every position of a run of ideographs, the longest short
+    form (4, 3 or 2 characters) that starts there counts. Positions are found by a search for the
+    stems' first characters and a look-up of their first pair, not by slicing every position three
+    ways (that cost seconds on a corpus); `tests/test_prepare.py` checks it against the plain walk.
     """
-    shorts = short_names()
+    stems, heads, starts = _short_stems(suffix)
     counts: Counter[str] = Counter()
-    for run in re.findall(r"[\u4e00-\u9fff]{2,}", text):
-        for i in range(len(run) - 1):
-            for length in (4, 3, 2):
-                stem = run[i : i + length]
-                if (full := shorts.get(stem)) and full.endswith(suffix) and written_as_place(stem, full, text):
-                    counts[full] += 1
-                    break
+    for start in starts.finditer(text):
+        at = start.start()
+        if text[at : at + 2] not in heads:
+            continue
+        for length in (4, 3, 2):
+            stem = text[at : at + length]
+            if len(stem) == length and (full := stems.get(stem)) and written_as_place(stem, full, text):
+                counts[full] += 1
+                break
     return tuple(place for place, _ in counts.most_common())
 
 
