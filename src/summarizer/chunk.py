@@ -91,8 +91,10 @@ def _bundled_encoding() -> tiktoken.Encoding:
         data = b""
     if hashlib.sha256(data).hexdigest() != _BUNDLED_SHA256:
         return tiktoken.get_encoding(OFFLINE_ENCODING)
-    fields = data.split()  # "<base64 token> <rank>" per line
-    ranks = dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2]), strict=True))
+    # "<base64 token> <rank>" per line; in the pinned file line i holds rank i, so the ranks are not
+    # parsed (test_core checks the result against tiktoken's own reading)
+    tokens = data.split()[0::2]
+    ranks = dict(zip(map(binascii.a2b_base64, tokens), range(len(tokens)), strict=True))
     return tiktoken.Encoding(
         OFFLINE_ENCODING, pat_str=_CL100K_PATTERN, mergeable_ranks=ranks, special_tokens=_CL100K_SPECIAL
     )
