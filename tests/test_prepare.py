@@ -103,3 +103,14 @@ def test_short_places_are_counted_as_by_the_position_by_position_walk() -> None:
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
         for suffix in ("市", "县", "区", "旗", "州", "盟"):
             assert places._short_places_by_frequency(suffix, text) == _plain_short_places(suffix, text), (suffix, text)
+
+
+def test_recent_mentions_are_kept_within_their_character_budget() -> None:
+    memo = places._RecentTexts(budget=60)
+    texts = [f"{i}某县政协召开会议，市政协主席出席。淮南市政协调研。" for i in range(6)]
+    for text in texts + texts[::-1]:
+        assert memo(text) == places._all_mentions(text)
+        assert memo(text) is memo(text)  # the second ask is served from the memo
+        assert memo._size == sum(map(len, memo._results)) <= max(60, len(text))
+    assert len(texts[0]) * 2 <= 60 < len(texts[0]) * 3
+    assert list(memo._results) == [texts[1], texts[0]]  # the two most recent texts, oldest first

@@ -8,8 +8,9 @@ place and is resolved against the fuller names the same article uses.
 from __future__ import annotations
 
 import re
+import threading
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -366,13 +367,12 @@ def first_mention(text: str, start: int, end: int) -> Mention | None:
 
 
 def _mentions_in(text: str, start: int, end: int) -> Iterator[Mention]:
-    anchors, mentions = _all_mentions(text)
+    anchors, mentions = _mentions_of(text)
     for i in range(bisect_left(anchors, start), bisect_left(anchors, end)):
         if mentions[i].end <= end:
             yield mentions[i]
 
 
-@lru_cache(maxsize=8)
 def _all_mentions(text: str) -> tuple[list[int], list[Mention]]:
     """(where each match starts, the mention) for every committee mention, in order."""
     anchors: list[int] = []
@@ -395,6 +395,44 @@ def _all_mentions(text: str) -> tuple[list[int], list[Mention]]:
         anchors.append(start)
         mentions.append(Mention(start - length, end, name, bare))
     return anchors, mentions
+
+
+_Mentions = tuple[list[int], list[Mention]]
+
+
+class _RecentTexts:
+    """`_all_mentions` of the texts asked about most recently, up to `budget` characters of them.
+
+    A batch plans dozens of articles ahead of the replies it grounds, and grounding asks again about
+    each article's mentions: a cache of the last eight texts had always let the article go by then.
+    Bounded by characters, not by count, so a run of 5 MB pages holds few of them. Planning and
+    grounding run in different threads, hence the lock; a text computed twice at once costs only time.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._size = 0
+        self._results: OrderedDict[str, _Mentions] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> _Mentions:
+        with self._lock:
+            found = self._results.get(text)
+            if found is not None:
+                self._results.move_to_end(text)
+                return found
+        value = _all_mentions(text)
+        with self._lock:
+            if text not in self._results:
+                self._results[text] = value
+                self._size += len(text)
+            while self._size > self._budget and len(self._results) > 1:
+                oldest, _ = self._results.popitem(last=False)
+                self._size -= len(oldest)
+        return value
+
+
+_mentions_of = _RecentTexts(budget=8_000_000)
 
 
 @lru_cache(maxsize=256)
@@ -431,7 +469,7 @@ def _short_stems(suffix: str) -> tuple[dict[str, str], frozenset[str], re.Patter
     return stems, frozenset(stem[:2] for stem in stems), starts
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)  # as many texts as _places_by_frequency: a batch asks again when it grounds
 def _short_places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
     """Divisions ending in `suffix` that the text names only in short (今日宁津, 幸福宁津 -> 宁津县).
 
