@@ -114,3 +114,15 @@ def test_recent_mentions_are_kept_within_their_character_budget() -> None:
         assert memo._size == sum(map(len, memo._results)) <= max(60, len(text))
     assert len(texts[0]) * 2 <= 60 < len(texts[0]) * 3
     assert list(memo._results) == [texts[1], texts[0]]  # the two most recent texts, oldest first
+
+
+def test_a_bare_provincial_committee_resolves_as_by_counting_every_name() -> None:
+    rng = random.Random(5)
+    pieces = [*"的在,。省政协", *places.PROVINCES, *places.PROVINCES.values(), "江西部", "黑龙江西"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        counts = Counter(
+            {s: text.count(f) + text.count(s) for s, f in places.PROVINCES.items() if f.endswith("省")}
+        ).most_common(1)[0]
+        expected = places.PROVINCES[counts[0]] + "政协" if counts[1] else None
+        assert places.resolve_bare("省", [], text) == expected, text

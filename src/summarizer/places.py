@@ -457,15 +457,16 @@ _CJK_WORD = re.compile(r"[\u4e00-\u9fff]+")
 @lru_cache(maxsize=16)
 def _short_stems(suffix: str) -> tuple[dict[str, str], frozenset[str], re.Pattern[str]]:
     """The short forms (2-4 ideographs) of divisions ending in `suffix`, with the full names; the
-    pairs of characters they open with; and a search for where such a pair may start. Only these
-    lengths are looked up, and only ideographs stand in the runs they are looked up in."""
+    pairs of characters they open with; and a search for where such a pair may start (a first
+    character of a stem before a second one). Only these lengths are looked up, and only ideographs
+    stand in the runs they are looked up in."""
     stems = {
         stem: full
         for stem, full in short_names().items()
         if full.endswith(suffix) and 2 <= len(stem) <= 4 and _CJK_WORD.fullmatch(stem)
     }
-    firsts = "".join(sorted({stem[0] for stem in stems}))
-    starts = re.compile(f"(?=[{firsts}][\u4e00-\u9fff])" if firsts else "(?!)")
+    firsts, seconds = ("".join(sorted({stem[i] for stem in stems})) for i in (0, 1))
+    starts = re.compile(f"(?=[{firsts}][{seconds}])" if stems else "(?!)")
     return stems, frozenset(stem[:2] for stem in stems), starts
 
 
@@ -531,8 +532,13 @@ def resolve_bare(suffix: str, named: Iterable[str], text: str) -> str | None:
         short, count = counts.most_common(1)[0]
         return _REGIONS[short] + "政协" if count else None
     if suffix == "省":
+        # a full name (河北省) holds its short one: where the short one is missing, so is the full one
         counts = Counter(
-            {short: text.count(full) + text.count(short) for short, full in PROVINCES.items() if full.endswith("省")}
+            {
+                short: (found + text.count(full)) if (found := text.count(short)) else 0
+                for short, full in PROVINCES.items()
+                if full.endswith("省")
+            }
         )
         short, count = counts.most_common(1)[0]
         return PROVINCES[short] + "政协" if count else None
