@@ -118,9 +118,10 @@ def count_tokens(text: str, model: str | None = None) -> int:
 
 def _units(article: Article, section: Section) -> list[tuple[int, int, bool]]:
     """Kept lines of the section as (start, end, starts_paragraph)."""
-    first = bisect_left(article.kept, (section.start, -1))  # kept lines are sorted and disjoint
+    kept = article.kept  # sorted and disjoint: the section's lines are one run of them
     units = []
-    for s, e in article.kept[first:]:
+    for index in range(bisect_left(kept, (section.start, -1)), len(kept)):  # not kept[first:], a copy
+        s, e = kept[index]
         if e > section.end:
             break
         units.append((s, e, True))
