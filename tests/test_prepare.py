@@ -105,14 +105,15 @@ def test_short_places_are_counted_as_by_the_position_by_position_walk() -> None:
             assert places._short_places_by_frequency(suffix, text) == _plain_short_places(suffix, text), (suffix, text)
 
 
-def test_recent_mentions_are_kept_within_their_character_budget() -> None:
-    memo = places._RecentTexts(budget=60)
+def test_recent_mentions_are_kept_within_their_budget() -> None:
     texts = [f"{i}某县政协召开会议，市政协主席出席。淮南市政协调研。" for i in range(6)]
+    size = places._size(texts[0], places._all_mentions(texts[0]))
+    assert size == len(texts[0]) + 3 * places._MENTION_SIZE
+    memo = places._RecentTexts(budget=size * 2)
     for text in texts + texts[::-1]:
         assert memo(text) == places._all_mentions(text)
         assert memo(text) is memo(text)  # the second ask is served from the memo
-        assert memo._size == sum(map(len, memo._results)) <= max(60, len(text))
-    assert len(texts[0]) * 2 <= 60 < len(texts[0]) * 3
+        assert memo._size == size * len(memo._results) <= size * 2
     assert list(memo._results) == [texts[1], texts[0]]  # the two most recent texts, oldest first
 
 

@@ -401,12 +401,14 @@ _Mentions = tuple[list[int], list[Mention]]
 
 
 class _RecentTexts:
-    """`_all_mentions` of the texts asked about most recently, up to `budget` characters of them.
+    """`_all_mentions` of the texts asked about most recently, up to a budget of their size.
 
     A batch plans dozens of articles ahead of the replies it grounds, and grounding asks again about
     each article's mentions: a cache of the last eight texts had always let the article go by then.
-    Bounded by characters, not by count, so a run of 5 MB pages holds few of them. Planning and
-    grounding run in different threads, hence the lock; a text computed twice at once costs only time.
+    Bounded by size, not by count, so a run of 5 MB pages holds few of them: a text's size is its
+    characters and `_MENTION_SIZE` for each mention found (an object where a character is a byte or
+    two). Planning and grounding run in different threads, hence the lock; a text computed twice at
+    once costs only time.
     """
 
     def __init__(self, budget: int) -> None:
@@ -425,11 +427,18 @@ class _RecentTexts:
         with self._lock:
             if text not in self._results:
                 self._results[text] = value
-                self._size += len(text)
+                self._size += _size(text, value)
             while self._size > self._budget and len(self._results) > 1:
-                oldest, _ = self._results.popitem(last=False)
-                self._size -= len(oldest)
+                oldest, mentions = self._results.popitem(last=False)
+                self._size -= _size(oldest, mentions)
         return value
+
+
+_MENTION_SIZE = 50
+
+
+def _size(text: str, mentions: _Mentions) -> int:
+    return len(text) + _MENTION_SIZE * len(mentions[1])
 
 
 _mentions_of = _RecentTexts(budget=8_000_000)
