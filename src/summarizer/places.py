@@ -404,7 +404,7 @@ class _RecentTexts:
     """`_all_mentions` of the texts asked about most recently, up to a budget of their size.
 
     A batch plans dozens of articles ahead of the replies it grounds, and grounding asks again about
-    each article's mentions: a cache of the last eight texts had always let the article go by then.
+    each article's mentions: a cache of the last eight texts had let the article go by then.
     Bounded by size, not by count, so a run of 5 MB pages holds few of them: a text's size is its
     characters and `_MENTION_SIZE` for each mention found (an object where a character is a byte or
     two). Planning and grounding run in different threads, hence the lock; a text computed twice at
