@@ -3,6 +3,11 @@ shortcuts as by the plain reading they replace."""
 
 from __future__ import annotations
 
+import random
+import re
+from collections import Counter
+
+from summarizer import places
 from summarizer.article import parse_article
 from summarizer.chunk import chunk_article
 from summarizer.places import find_mentions, first_mention
@@ -70,3 +75,55 @@ def test_mentions_with_and_without_a_place_before_them() -> None:
         ("县政协", None, "县"),
         ("政协某某市委员会", "某某市政协", None),
     ]
+
+
+def _plain_short_places(suffix: str, text: str) -> tuple[str, ...]:
+    """Every 2-4 character run of ideographs looked up, position by position (the walk the
+    search by first characters replaced)."""
+    shorts = places.short_names()
+    counts: Counter[str] = Counter()
+    for run in re.findall(r"[\u4e00-\u9fff]{2,}", text):
+        for i in range(len(run) - 1):
+            for length in (4, 3, 2):
+                stem = run[i : i + length]
+                if (full := shorts.get(stem)) and full.endswith(suffix) and places.written_as_place(stem, full, text):
+                    counts[full] += 1
+                    break
+    return tuple(place for place, _ in counts.most_common())
+
+
+def test_short_places_are_counted_as_by_the_position_by_position_walk() -> None:
+    rng = random.Random(4)
+    shorts = sorted(places.short_names().items())
+    picked = rng.sample(shorts, 60) + [(s, f) for s, f in shorts if len(s) >= 3][:20]
+    pieces = [*"的在,。 1１县市区政协", "今日", "日报", "政协"]
+    pieces += [stem for stem, _ in picked] + [full for _, full in picked[:15]]
+    pieces += [stem[:1] for stem, _ in picked[:20]] + [stem[1:] for stem, _ in picked[:20]]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        for suffix in ("市", "县", "区", "旗", "州", "盟"):
+            assert places._short_places_by_frequency(suffix, text) == _plain_short_places(suffix, text), (suffix, text)
+
+
+def test_recent_mentions_are_kept_within_their_budget() -> None:
+    texts = [f"{i}某县政协召开会议，市政协主席出席。淮南市政协调研。" for i in range(6)]
+    size = places._size(texts[0], places._all_mentions(texts[0]))
+    assert size == len(texts[0]) + 3 * places._MENTION_SIZE
+    memo = places._RecentTexts(budget=size * 2)
+    for text in texts + texts[::-1]:
+        assert memo(text) == places._all_mentions(text)
+        assert memo(text) is memo(text)  # the second ask is served from the memo
+        assert memo._size == size * len(memo._results) <= size * 2
+    assert list(memo._results) == [texts[1], texts[0]]  # the two most recent texts, oldest first
+
+
+def test_a_bare_provincial_committee_resolves_as_by_counting_every_name() -> None:
+    rng = random.Random(5)
+    pieces = [*"的在,。省政协", *places.PROVINCES, *places.PROVINCES.values(), "江西部", "黑龙江西"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        counts = Counter(
+            {s: text.count(f) + text.count(s) for s, f in places.PROVINCES.items() if f.endswith("省")}
+        ).most_common(1)[0]
+        expected = places.PROVINCES[counts[0]] + "政协" if counts[1] else None
+        assert places.resolve_bare("省", [], text) == expected, text

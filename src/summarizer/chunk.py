@@ -91,8 +91,10 @@ def _bundled_encoding() -> tiktoken.Encoding:
         data = b""
     if hashlib.sha256(data).hexdigest() != _BUNDLED_SHA256:
         return tiktoken.get_encoding(OFFLINE_ENCODING)
-    fields = data.split()  # "<base64 token> <rank>" per line
-    ranks = dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2]), strict=True))
+    # "<base64 token> <rank>" per line; in the pinned file line i holds rank i, so the ranks are not
+    # parsed (test_core checks the result against tiktoken's own reading)
+    tokens = data.split()[0::2]
+    ranks = dict(zip(map(binascii.a2b_base64, tokens), range(len(tokens)), strict=True))
     return tiktoken.Encoding(
         OFFLINE_ENCODING, pat_str=_CL100K_PATTERN, mergeable_ranks=ranks, special_tokens=_CL100K_SPECIAL
     )
@@ -116,9 +118,10 @@ def count_tokens(text: str, model: str | None = None) -> int:
 
 def _units(article: Article, section: Section) -> list[tuple[int, int, bool]]:
     """Kept lines of the section as (start, end, starts_paragraph)."""
-    first = bisect_left(article.kept, (section.start, -1))  # kept lines are sorted and disjoint
+    kept = article.kept  # sorted and disjoint: the section's lines are one run of them
     units = []
-    for s, e in article.kept[first:]:
+    for index in range(bisect_left(kept, (section.start, -1)), len(kept)):  # not kept[first:], a copy
+        s, e = kept[index]
         if e > section.end:
             break
         units.append((s, e, True))

@@ -8,8 +8,9 @@ place and is resolved against the fuller names the same article uses.
 from __future__ import annotations
 
 import re
+import threading
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -366,13 +367,12 @@ def first_mention(text: str, start: int, end: int) -> Mention | None:
 
 
 def _mentions_in(text: str, start: int, end: int) -> Iterator[Mention]:
-    anchors, mentions = _all_mentions(text)
+    anchors, mentions = _mentions_of(text)
     for i in range(bisect_left(anchors, start), bisect_left(anchors, end)):
         if mentions[i].end <= end:
             yield mentions[i]
 
 
-@lru_cache(maxsize=8)
 def _all_mentions(text: str) -> tuple[list[int], list[Mention]]:
     """(where each match starts, the mention) for every committee mention, in order."""
     anchors: list[int] = []
@@ -397,6 +397,53 @@ def _all_mentions(text: str) -> tuple[list[int], list[Mention]]:
     return anchors, mentions
 
 
+_Mentions = tuple[list[int], list[Mention]]
+
+
+class _RecentTexts:
+    """`_all_mentions` of the texts asked about most recently, up to a budget of their size.
+
+    A batch plans dozens of articles ahead of the replies it grounds, and grounding asks again about
+    each article's mentions: a cache of the last eight texts had let the article go by then.
+    Bounded by size, not by count, so a run of 5 MB pages holds few of them: a text's size is its
+    characters and `_MENTION_SIZE` for each mention found (an object where a character is a byte or
+    two). Planning and grounding run in different threads, hence the lock; a text computed twice at
+    once costs only time.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._size = 0
+        self._results: OrderedDict[str, _Mentions] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> _Mentions:
+        with self._lock:
+            found = self._results.get(text)
+            if found is not None:
+                self._results.move_to_end(text)
+                return found
+        value = _all_mentions(text)
+        with self._lock:
+            if text not in self._results:
+                self._results[text] = value
+                self._size += _size(text, value)
+            while self._size > self._budget and len(self._results) > 1:
+                oldest, mentions = self._results.popitem(last=False)
+                self._size -= _size(oldest, mentions)
+        return value
+
+
+_MENTION_SIZE = 50
+
+
+def _size(text: str, mentions: _Mentions) -> int:
+    return len(text) + _MENTION_SIZE * len(mentions[1])
+
+
+_mentions_of = _RecentTexts(budget=8_000_000)
+
+
 @lru_cache(maxsize=256)
 def _places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
     """Current divisions ending in `suffix` that the text writes (中共淮南市委, 宁津县委), most frequent first."""
@@ -413,22 +460,45 @@ def _places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
     return tuple(c for c in ordered if c and c.endswith(suffix))
 
 
-@lru_cache(maxsize=64)
+_CJK_WORD = re.compile(r"[\u4e00-\u9fff]+")
+
+
+@lru_cache(maxsize=16)
+def _short_stems(suffix: str) -> tuple[dict[str, str], frozenset[str], re.Pattern[str]]:
+    """The short forms (2-4 ideographs) of divisions ending in `suffix`, with the full names; the
+    pairs of characters they open with; and a search for where such a pair may start (a first
+    character of a stem before a second one). Only these lengths are looked up, and only ideographs
+    stand in the runs they are looked up in."""
+    stems = {
+        stem: full
+        for stem, full in short_names().items()
+        if full.endswith(suffix) and 2 <= len(stem) <= 4 and _CJK_WORD.fullmatch(stem)
+    }
+    firsts, seconds = ("".join(sorted({stem[i] for stem in stems})) for i in (0, 1))
+    starts = re.compile(f"(?=[{firsts}][{seconds}])" if stems else "(?!)")
+    return stems, frozenset(stem[:2] for stem in stems), starts
+
+
+@lru_cache(maxsize=256)  # as many texts as _places_by_frequency: a batch asks again when it grounds
 def _short_places_by_frequency(suffix: str, text: str) -> tuple[str, ...]:
     """Divisions ending in `suffix` that the text names only in short (今日宁津, 幸福宁津 -> 宁津县).
 
-    The last resort for a bare name: it looks up every 2-4 character run, so it runs only when the
-    text spells out no division of that kind.
+    The last resort for a bare name: at every position of a run of ideographs, the longest short
+    form (4, 3 or 2 characters) that starts there counts. Positions are found by a search for the
+    stems' first characters and a look-up of their first pair, not by slicing every position three
+    ways (that cost seconds on a corpus); `tests/test_prepare.py` checks it against the plain walk.
     """
-    shorts = short_names()
+    stems, heads, starts = _short_stems(suffix)
     counts: Counter[str] = Counter()
-    for run in re.findall(r"[\u4e00-\u9fff]{2,}", text):
-        for i in range(len(run) - 1):
-            for length in (4, 3, 2):
-                stem = run[i : i + length]
-                if (full := shorts.get(stem)) and full.endswith(suffix) and written_as_place(stem, full, text):
-                    counts[full] += 1
-                    break
+    for start in starts.finditer(text):
+        at = start.start()
+        if text[at : at + 2] not in heads:
+            continue
+        for length in (4, 3, 2):
+            stem = text[at : at + length]
+            if len(stem) == length and (full := stems.get(stem)) and written_as_place(stem, full, text):
+                counts[full] += 1
+                break
     return tuple(place for place, _ in counts.most_common())
 
 
@@ -471,8 +541,13 @@ def resolve_bare(suffix: str, named: Iterable[str], text: str) -> str | None:
         short, count = counts.most_common(1)[0]
         return _REGIONS[short] + "政协" if count else None
     if suffix == "省":
+        # a full name (河北省) holds its short one: where the short one is missing, so is the full one
         counts = Counter(
-            {short: text.count(full) + text.count(short) for short, full in PROVINCES.items() if full.endswith("省")}
+            {
+                short: (found + text.count(full)) if (found := text.count(short)) else 0
+                for short, full in PROVINCES.items()
+                if full.endswith("省")
+            }
         )
         short, count = counts.most_common(1)[0]
         return PROVINCES[short] + "政协" if count else None
