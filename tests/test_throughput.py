@@ -234,6 +234,84 @@ def test_a_cpu_bound_backend_reads_each_article_in_turn_on_the_extracting_thread
     assert ids == sorted(ids)
 
 
+def _prepared_by(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Note, in `log`, the process that reads each article (a forked child cannot append to a list)."""
+    real = pool_module.load_article
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pool_module, "load_article", load)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+def test_a_large_model_run_prepares_in_a_child_process_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From PREPARE_PROCESS_MIN articles on, a child process prepares them; every line, the cache
+    and the report come out as when the thread prepares them."""
+    from test_batch import make_folder
+
+    count = pool_module.PREPARE_PROCESS_MIN + 6
+    folder = make_folder(tmp_path / "in", count)
+    (folder / "a001.txt").write_bytes(b"\x00binary")  # settled by preparing: handed over as an outcome
+    count += 1
+    log = tmp_path / "readers.txt"
+    _prepared_by(monkeypatch, log)
+    reports, outputs = [], []
+    for name, least in (("thread", 10**9), ("process", pool_module.PREPARE_PROCESS_MIN)):
+        monkeypatch.setattr(pool_module, "PREPARE_PROCESS_MIN", least)
+        log.write_text("", encoding="utf-8")
+        out = tmp_path / f"{name}.jsonl"
+        reports.append(batch(tmp_path / name, folder, out, concurrency=3))
+        outputs.append(sorted(out.read_text(encoding="utf-8").splitlines()))
+        readers = set(log.read_text(encoding="utf-8").split())
+        assert len(readers) == 1 and (str(os.getpid()) in readers) == (name == "thread")
+    assert outputs[0] == outputs[1] and len(outputs[0]) == count - 1
+    assert [(r.done, r.failed, r.usage) for r in reports[:1]] == [(r.done, r.failed, r.usage) for r in reports[1:]]
+    assert reports[1].failed == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+def test_a_bug_in_the_preparing_process_is_raised_by_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_batch import make_folder
+
+    folder = make_folder(tmp_path / "in", pool_module.PREPARE_PROCESS_MIN + 1)
+    real = pool_module.prepare_candidate
+
+    def prepare(candidate: Any, *args: Any) -> Any:
+        if candidate.article_id.endswith("a005"):
+            raise KeyError("a bug in preparing")
+        return real(candidate, *args)
+
+    monkeypatch.setattr(pool_module, "prepare_candidate", prepare)
+    with pytest.raises(KeyError, match="a bug in preparing"):
+        batch(tmp_path, folder, tmp_path / "results.jsonl")
+
+
+def test_grounding_facts_travel_with_a_pickled_article() -> None:
+    """An article prepared in another process arrives pickled, with the facts found there: replies
+    about it are grounded as about the article itself."""
+    import pickle
+
+    from summarizer.article import load_article
+    from summarizer.backends.rules import RulesBackend
+    from summarizer.ground import adopt_facts, article_facts, ground_bodies
+
+    rules = RulesBackend(Settings(backend="rules", use_cache=False))
+    for path in [*sorted(EVAL.glob("*.txt"))[:12], EVAL / "115_zhejiang_roundup.txt"]:
+        article = load_article(path)
+        bodies = pipeline.summarise_article(path, Settings(backend="rules", use_cache=False), rules).bodies
+        facts = article_facts(article)
+        copy, copied_facts = pickle.loads(pickle.dumps((article, facts)))
+        assert copied_facts == facts
+        adopt_facts(copy, copied_facts)
+        here, there = ground_bodies(bodies, article), ground_bodies(bodies, copy)
+        assert (here.bodies, here.warnings, here.failures) == (there.bodies, there.warnings, there.failures)
+
+
 # --- the writer thread ---------------------------------------------------------------------------
 
 
