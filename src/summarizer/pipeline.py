@@ -48,11 +48,40 @@ def _where(article: Article, chunk: Chunk, count: int, exc: Exception) -> str:
     return f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}"
 
 
+_IDENTITIES: dict[tuple[object, ...], tuple[Settings, str]] = {}
+
+
+def identity_of(backend: Backend, settings: Settings, json_mode: str | None = None) -> str:
+    """`identity.result_key`, remembered for the settings object and what it reads of the backend:
+    a run asks for it for every chunk (in every JSON mode the cache may hold) and every article,
+    and each answer costs a JSON dump and a hash."""
+    prompt = backend.prompt
+    key = (
+        id(settings),
+        json_mode,
+        backend.name,
+        backend.version,
+        backend.model,
+        backend.base_url,
+        prompt.sha256 if prompt else None,
+        backend.needs_network,
+        backend.wants_chunks,
+    )
+    known = _IDENTITIES.get(key)
+    if known is not None and known[0] is settings:  # held here, so its id names no other object
+        return known[1]
+    if len(_IDENTITIES) >= 64:
+        _IDENTITIES.clear()
+    value = result_key(backend, settings, json_mode)
+    _IDENTITIES[key] = (settings, value)
+    return value
+
+
 def _cache_key(
     backend: Backend, settings: Settings, article: Article, section: Section, chunk: Chunk, json_mode: str | None
 ) -> str:
     context = f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}"  # what the backend sees
-    return chunk_key(result_key(backend, settings, json_mode), context)
+    return chunk_key(identity_of(backend, settings, json_mode), context)
 
 
 def lookup_chunk(
@@ -204,7 +233,7 @@ def plan_article(article: Article, backend: Backend, settings: Settings, cache: 
 
 def article_key(backend: Backend, settings: Settings, input_sha256: str) -> str:
     """The cache key of a whole article's summary: the result's identity and the input file's hash."""
-    return chunk_key(result_key(backend, settings), f"article\n{input_sha256}")
+    return chunk_key(identity_of(backend, settings), f"article\n{input_sha256}")
 
 
 def lookup_article(
@@ -372,7 +401,7 @@ def assemble_summary(
         json_mode=_weakest_mode([r.json_mode for r in results]),
         warnings=warnings,
         input_sha256=article.sha256,
-        settings_key=result_key(backend, settings),
+        settings_key=identity_of(backend, settings),
     )
     return ArticleSummary(
         article_id=article.article_id,
