@@ -170,6 +170,87 @@ def test_an_answer_naming_a_committee_without_items_is_kept(tmp_path: Path) -> N
     assert redone["bodies"] == line["bodies"]
 
 
+class _Filed:
+    """A cache that only records what is filed."""
+
+    off = None
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.values.append(key + json.dumps(value, ensure_ascii=False))
+
+
+def _random_result(rng: Any, text: str) -> Any:
+    from summarizer.backends import ChunkResult
+    from summarizer.schema import BodySummary, Initiative, Metric, Usage
+
+    def span() -> tuple[int, int] | None:
+        start = rng.randrange(len(text) - 10)
+        return None if rng.random() < 0.2 else (start, start + rng.randint(1, 9))
+
+    def value() -> int | float:
+        return rng.choice([rng.randint(-5, 10**7), float(rng.randint(0, 99)), rng.random() * 10 ** rng.randint(0, 18)])
+
+    bodies = [
+        BodySummary(
+            body=rng.choice(["苏州市政协", "无锡市政协", "全国政协"]),
+            level=rng.choice(["national", "municipal"]),
+            year=rng.choice([None, 2023, 2024]),
+            summary=rng.choice(["", "开展调研", "𠀋 Ｂ\u3000"]),
+            key_initiatives=[
+                Initiative(name=rng.choice(["平台", "计划"]), evidence=text[:5], span=span())
+                for _ in range(rng.randint(0, 3))
+            ],
+            metrics=[
+                Metric(
+                    name="数量",
+                    value=value(),
+                    unit=rng.choice(["个", "%", ""]),
+                    approx=rng.random() < 0.3,
+                    evidence=text[5:9],
+                    span=span(),
+                    optional=rng.random() < 0.1,
+                )
+                for _ in range(rng.randint(0, 4))
+            ],
+        )
+        for _ in range(rng.randint(1, 3))
+    ]
+    usage = Usage(requests=1, prompt_tokens=rng.randint(1, 999), completion_tokens=rng.randint(1, 99))
+    cached = rng.random() < 0.2
+    return ChunkResult(
+        bodies=bodies,
+        usage=Usage() if cached else usage,
+        warnings=rng.sample(["w1", "w2", "w3"], rng.randint(0, 2)),
+        cached=cached,
+        json_mode=None if cached else rng.choice(["schema", "object", "plain"]),
+    )
+
+
+def test_the_article_entry_from_the_live_summary_is_the_one_assembled_again() -> None:
+    """`store_article` given the summary just assembled files what assembling the results again, as
+    read back from the chunk cache, files: on random results of random bodies."""
+    import random
+
+    from summarizer.article import load_article
+
+    rng = random.Random(11)
+    article = load_article(EVAL / "115_zhejiang_roundup.txt")
+    backend: Any = FakeBackend(settings(Path("/nonexistent")))
+    config = settings(Path("/nonexistent"))
+    for _ in range(150):
+        nested = [[_random_result(rng, article.text)] for _ in range(rng.randint(1, 6))]
+        chunks: Any = [None] * len(nested)
+        plan = pipeline.Plan(article, {}, chunks)
+        live = pipeline.assemble_summary(article, backend, config, len(nested), [g[0] for g in nested])
+        again, derived = _Filed(), _Filed()
+        pipeline.store_article(backend, config, again, plan, nested)  # type: ignore[arg-type]
+        pipeline.store_article(backend, config, derived, plan, nested, live)  # type: ignore[arg-type]
+        assert again.values == derived.values and len(again.values) == 1
+
+
 # --- per-article work ----------------------------------------------------------------------------
 
 

@@ -262,16 +262,38 @@ def _as_cached(result: ChunkResult) -> ChunkResult:
 
 
 def store_article(
-    backend: Backend, settings: Settings, cache: Cache | None, plan: Plan, nested: list[list[ChunkResult]]
+    backend: Backend,
+    settings: Settings,
+    cache: Cache | None,
+    plan: Plan,
+    nested: list[list[ChunkResult]],
+    live: ArticleSummary | None = None,
 ) -> None:
     """File the summary a re-run would assemble from the chunk cache, when it would assemble one:
-    every chunk answered by one reply that the chunk cache keeps (none split, none empty)."""
+    every chunk answered by one reply that the chunk cache keeps (none split, none empty).
+
+    `live`, the summary this run assembled from the same results, gives it without assembling again
+    (see `as_rerun`)."""
     if cache is None or not backend.cacheable or cache.off is not None:
         return
     if not all(len(group) == 1 and (group[0].cached or _worth_keeping(group[0])) for group in nested):
         return
-    summary = assemble_summary(plan.article, backend, settings, len(plan.chunks), [_as_cached(g[0]) for g in nested])
+    if live is not None:
+        summary = as_rerun(live, len(nested))
+    else:
+        results = [_as_cached(g[0]) for g in nested]
+        summary = assemble_summary(plan.article, backend, settings, len(plan.chunks), results)
     cache.put(article_key(backend, settings, plan.article.sha256), {"summary": summary.model_dump(mode="json")})
+
+
+def as_rerun(live: ArticleSummary, results: int) -> ArticleSummary:
+    """The summary a re-run assembles from the chunk cache, from the one assembled from `results`
+    fresh replies (one a chunk): the same bodies (a body read back from the cache equals the one
+    filed) and warnings, every result a cache hit, no traffic, and no JSON mode (a cached result
+    keeps none)."""
+    assert live.meta is not None  # assemble_summary always sets it
+    meta = live.meta.model_copy(update={"usage": Usage(), "cache_hits": results, "json_mode": None})
+    return live.model_copy(update={"meta": meta})
 
 
 async def summarise_article_async(
@@ -309,8 +331,9 @@ async def summarise_plan(
         nested = await _gather_chunks(plan, ask, ledger)
     else:
         nested = await _chunks_in_turn(plan, ask, ledger)
-    store_article(backend, settings, cache, plan, nested)
-    return assemble_summary(article, backend, settings, len(chunks), [r for group in nested for r in group])
+    summary = assemble_summary(article, backend, settings, len(chunks), [r for group in nested for r in group])
+    store_article(backend, settings, cache, plan, nested, summary)
+    return summary
 
 
 async def _gather_chunks(
