@@ -379,6 +379,52 @@ def test_a_bug_in_the_preparing_process_is_raised_by_the_run(
         batch(tmp_path, folder, tmp_path / "results.jsonl")
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+def test_an_authentication_failure_stops_a_run_prepared_in_a_child_process_and_reaps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_batch import make_folder
+
+    count = pool_module.PREPARE_PROCESS_MIN + 40
+    folder = make_folder(tmp_path / "in", count, nested=False)
+    for path in folder.glob("*.txt"):
+        path.write_text(path.read_text(encoding="utf-8") + "KEY\n", encoding="utf-8")
+    monkeypatch.setenv("FAKE_AUTH_MARK", "KEY")
+    children: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            children.append(pid)
+        return pid
+
+    monkeypatch.setattr(pool_module.os, "fork", fork)
+    report = batch(tmp_path, folder, tmp_path / "results.jsonl", concurrency=1)
+    assert report.stopped and "refused the API key" in report.stopped
+    assert report.failed < count and len(children) == 1
+    with pytest.raises(ChildProcessError):  # reaped: no zombie is left behind
+        os.waitpid(children[0], os.WNOHANG)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+def test_a_run_that_cannot_fork_prepares_in_the_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_batch import make_folder
+
+    count = pool_module.PREPARE_PROCESS_MIN + 2
+    folder = make_folder(tmp_path / "in", count)
+    log = tmp_path / "readers.txt"
+    _prepared_by(monkeypatch, log)
+
+    def no_fork() -> int:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(pool_module.os, "fork", no_fork)
+    report = batch(tmp_path, folder, tmp_path / "results.jsonl", concurrency=3)
+    assert report.done == count
+    assert Counter(log.read_text(encoding="utf-8").split()) == {str(os.getpid()): count}
+
+
 def test_grounding_facts_travel_with_a_pickled_article() -> None:
     """An article prepared in another process arrives pickled, with the facts found there: replies
     about it are grounded as about the article itself."""

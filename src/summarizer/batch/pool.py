@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from ..article import load_article
 from ..backends import Backend, ChunkRequest, ChunkResult
@@ -263,13 +264,24 @@ class _ForkedPreparer:
         except BaseException as exc:  # raised where the producer would have met it
             self._first = exc
         self._waiting_first = True
+        self.pid: int | None = None
+        self._stream: BinaryIO | None = None
+        self._prepare_here = prepare_here
+        if isinstance(self._first, BaseException):
+            return  # the run ends at the first article: nothing more to prepare
         read, write = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to be had (memory, a process limit): the thread prepares them
+            log.debug("cannot fork a preparing process", exc_info=True)
+            os.close(read)
+            os.close(write)
+            return
         if pid == 0:  # the child: never returns
             os.close(read)
             _prepare_all(write, candidates[1:], prepare_there, inherited_fds)
         os.close(write)
-        self.pid: int | None = pid
+        self.pid = pid
         self._stream = os.fdopen(read, "rb")
 
     def __call__(self, candidate: Candidate) -> Outcome | Plan:
@@ -278,6 +290,8 @@ class _ForkedPreparer:
             if isinstance(self._first, BaseException):
                 raise self._first
             return self._first
+        if self._stream is None:  # no child could be forked: prepared here, in the producer's thread
+            return self._prepare_here(candidate)
         try:
             kind, item = pickle.load(self._stream)
         except EOFError:
@@ -305,7 +319,8 @@ class _ForkedPreparer:
     def close(self) -> None:
         """Close the pipe, once no producer reads from it any more."""
         self.stop()
-        self._stream.close()
+        if self._stream is not None:
+            self._stream.close()
 
 
 def _prepare_all(
