@@ -1,5 +1,6 @@
 """Summarising articles concurrently in one event loop: one article at a time per task, model
-traffic bounded by a shared Limiter, each result handed to the writer as it finishes."""
+traffic bounded by a shared Limiter, each result handed to the writer as it finishes. Articles are
+prepared ahead by a thread, which for a large run takes them from a forked preparing process."""
 
 from __future__ import annotations
 
@@ -180,7 +181,8 @@ class _Producer(threading.Thread):
     """Prepares articles (resume check, reading, cleaning, chunking, cache lookups) in a thread of its
     own and hands the plans to the event loop through a bounded queue: the first request goes out as
     soon as the first article is ready, and the loop never stops to read or chunk a file. Articles
-    the preparation settles (skipped, cached, unreadable) go straight to the writer."""
+    the preparation settles (skipped, cached, unreadable) go straight to the writer. In a large run
+    `prepare` only takes each article from the process that prepared it (`_ForkedPreparer`)."""
 
     def __init__(
         self,
