@@ -148,3 +148,40 @@ def test_the_rules_version_follows_the_code(tmp_path: Path, monkeypatch: pytest.
     rules.rules_version.cache_clear()
     assert versions[0] == versions[1]  # the CLI cannot change an extraction
     assert len({versions[1], versions[2], versions[3]}) == 3
+
+
+def test_the_remembered_identity_is_the_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pipeline.identity_of` remembers `result_key` per settings object and what it reads of the
+    backend: across settings, JSON modes and backends changed between calls, it answers as
+    `result_key` does."""
+    import random
+    from types import SimpleNamespace
+
+    from summarizer.pipeline import identity_of
+
+    rng = random.Random(3)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    choices: dict[str, list[Any]] = {
+        "json_mode": ["auto", "schema", "plain"],
+        "temperature": [0.0, 0.3],
+        "max_output_tokens": [512, 2048],
+        "chunk_tokens": [300, 1200],
+        "chunk_overlap": [0, 40],
+    }
+    every_settings = [
+        Settings(backend="openai", model="m", **{k: rng.choice(v) for k, v in choices.items()}) for _ in range(12)
+    ]
+    backends = [OpenAIBackend(s) for s in every_settings[:3]]
+    stand_in = SimpleNamespace(
+        name="fake", version="1", model="x", base_url=None, prompt=None, needs_network=True, wants_chunks=True
+    )
+    for _ in range(400):
+        backend: Any = rng.choice([*backends, stand_in])
+        if backend is stand_in and rng.random() < 0.3:
+            stand_in.version, stand_in.model = rng.choice(["1", "2"]), rng.choice(["x", "y", None])
+            stand_in.wants_chunks = rng.random() < 0.5
+        if backend is not stand_in and rng.random() < 0.2:
+            monkeypatch.setenv("OPENAI_BASE_URL", rng.choice(["http://a/v1", "http://b/v1"]))
+        settings = rng.choice(every_settings)
+        mode = rng.choice([None, "schema", "object", "plain"])
+        assert identity_of(backend, settings, mode) == identity.result_key(backend, settings, mode)

@@ -291,3 +291,20 @@ def test_transient_failures_then_an_answer_count_as_transport_retries(
     summary = summarise_article(path, fast_settings(use_cache=False, transport_attempts=3))
     assert summary.meta is not None and summary.meta.usage.transport_retries == failures
     assert summary.meta.usage.requests == fake.count == failures + 1
+
+
+def test_the_depth_shortcut_answers_as_the_walk_does() -> None:
+    """`_too_deep` skips the character walk when too few brackets exist to nest too deep: on random
+    texts of brackets, quotes and escapes, around the limit, it answers as the walk does."""
+    import random
+
+    from summarizer.backends.openai_backend import MAX_JSON_DEPTH, _json_depth, _too_deep
+
+    rng = random.Random(7)
+    pieces = ["[", "{", "]", "}", '"', "\\", "a", ",", "[[[[", "{{{{"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 2 * MAX_JSON_DEPTH)))
+        assert _too_deep(text) == (_json_depth(text) > MAX_JSON_DEPTH), text
+    for depth in (MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1):
+        text = "[" * depth + "]" * depth
+        assert _too_deep(text) == (depth > MAX_JSON_DEPTH)

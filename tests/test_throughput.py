@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,87 @@ def test_an_answer_naming_a_committee_without_items_is_kept(tmp_path: Path) -> N
     assert redone["bodies"] == line["bodies"]
 
 
+class _Filed:
+    """A cache that only records what is filed."""
+
+    off = None
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.values.append(key + json.dumps(value, ensure_ascii=False))
+
+
+def _random_result(rng: Any, text: str) -> Any:
+    from summarizer.backends import ChunkResult
+    from summarizer.schema import BodySummary, Initiative, Metric, Usage
+
+    def span() -> tuple[int, int] | None:
+        start = rng.randrange(len(text) - 10)
+        return None if rng.random() < 0.2 else (start, start + rng.randint(1, 9))
+
+    def value() -> int | float:
+        return rng.choice([rng.randint(-5, 10**7), float(rng.randint(0, 99)), rng.random() * 10 ** rng.randint(0, 18)])
+
+    bodies = [
+        BodySummary(
+            body=rng.choice(["苏州市政协", "无锡市政协", "全国政协"]),
+            level=rng.choice(["national", "municipal"]),
+            year=rng.choice([None, 2023, 2024]),
+            summary=rng.choice(["", "开展调研", "𠀋 Ｂ\u3000"]),
+            key_initiatives=[
+                Initiative(name=rng.choice(["平台", "计划"]), evidence=text[:5], span=span())
+                for _ in range(rng.randint(0, 3))
+            ],
+            metrics=[
+                Metric(
+                    name="数量",
+                    value=value(),
+                    unit=rng.choice(["个", "%", ""]),
+                    approx=rng.random() < 0.3,
+                    evidence=text[5:9],
+                    span=span(),
+                    optional=rng.random() < 0.1,
+                )
+                for _ in range(rng.randint(0, 4))
+            ],
+        )
+        for _ in range(rng.randint(1, 3))
+    ]
+    usage = Usage(requests=1, prompt_tokens=rng.randint(1, 999), completion_tokens=rng.randint(1, 99))
+    cached = rng.random() < 0.2
+    return ChunkResult(
+        bodies=bodies,
+        usage=Usage() if cached else usage,
+        warnings=rng.sample(["w1", "w2", "w3"], rng.randint(0, 2)),
+        cached=cached,
+        json_mode=None if cached else rng.choice(["schema", "object", "plain"]),
+    )
+
+
+def test_the_article_entry_from_the_live_summary_is_the_one_assembled_again() -> None:
+    """`store_article` given the summary just assembled files what assembling the results again, as
+    read back from the chunk cache, files: on random results of random bodies."""
+    import random
+
+    from summarizer.article import load_article
+
+    rng = random.Random(11)
+    article = load_article(EVAL / "115_zhejiang_roundup.txt")
+    backend: Any = FakeBackend(settings(Path("/nonexistent")))
+    config = settings(Path("/nonexistent"))
+    for _ in range(150):
+        nested = [[_random_result(rng, article.text)] for _ in range(rng.randint(1, 6))]
+        chunks: Any = [None] * len(nested)
+        plan = pipeline.Plan(article, {}, chunks)
+        live = pipeline.assemble_summary(article, backend, config, len(nested), [g[0] for g in nested])
+        again, derived = _Filed(), _Filed()
+        pipeline.store_article(backend, config, again, plan, nested)  # type: ignore[arg-type]
+        pipeline.store_article(backend, config, derived, plan, nested, live)  # type: ignore[arg-type]
+        assert again.values == derived.values and len(again.values) == 1
+
+
 # --- per-article work ----------------------------------------------------------------------------
 
 
@@ -232,6 +314,136 @@ def test_a_cpu_bound_backend_reads_each_article_in_turn_on_the_extracting_thread
     assert set(readers) == {threading.main_thread().name}
     ids = [json.loads(line)["article_id"] for line in out.read_text(encoding="utf-8").splitlines()]
     assert ids == sorted(ids)
+
+
+def _prepared_by(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Note, in `log`, the process that reads each article (a forked child cannot append to a list)."""
+    real = pool_module.load_article
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pool_module, "load_article", load)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+def test_a_large_model_run_prepares_in_a_child_process_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From PREPARE_PROCESS_MIN articles on, a child process prepares them; every line, the cache
+    and the report come out as when the thread prepares them."""
+    from test_batch import make_folder
+
+    count = pool_module.PREPARE_PROCESS_MIN + 6
+    folder = make_folder(tmp_path / "in", count)
+    (folder / "a001.txt").write_bytes(b"\x00binary")  # settled by preparing: handed over as an outcome
+    count += 1
+    log = tmp_path / "readers.txt"
+    _prepared_by(monkeypatch, log)
+    reports, outputs = [], []
+    for name, least in (("thread", 10**9), ("process", pool_module.PREPARE_PROCESS_MIN)):
+        monkeypatch.setattr(pool_module, "PREPARE_PROCESS_MIN", least)
+        log.write_text("", encoding="utf-8")
+        out = tmp_path / f"{name}.jsonl"
+        reports.append(batch(tmp_path / name, folder, out, concurrency=3))
+        outputs.append(sorted(out.read_text(encoding="utf-8").splitlines()))
+        readers = Counter(log.read_text(encoding="utf-8").split())
+        if name == "thread":
+            assert readers == {str(os.getpid()): count}
+        else:  # the first article here, before the fork; the others in the child
+            assert readers.pop(str(os.getpid())) == 1 and list(readers.values()) == [count - 1]
+    assert outputs[0] == outputs[1] and len(outputs[0]) == count - 1
+    assert [(r.done, r.failed, r.usage) for r in reports[:1]] == [(r.done, r.failed, r.usage) for r in reports[1:]]
+    assert reports[1].failed == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+@pytest.mark.parametrize("where", ["a000", "a005"])  # prepared before the fork, and in the child
+def test_a_bug_in_the_preparing_process_is_raised_by_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    from test_batch import make_folder
+
+    folder = make_folder(tmp_path / "in", pool_module.PREPARE_PROCESS_MIN + 1)
+    real = pool_module.prepare_candidate
+
+    def prepare(candidate: Any, *args: Any) -> Any:
+        if candidate.article_id.endswith(where):
+            raise KeyError("a bug in preparing")
+        return real(candidate, *args)
+
+    monkeypatch.setattr(pool_module, "prepare_candidate", prepare)
+    with pytest.raises(KeyError, match="a bug in preparing"):
+        batch(tmp_path, folder, tmp_path / "results.jsonl")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+def test_an_authentication_failure_stops_a_run_prepared_in_a_child_process_and_reaps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_batch import make_folder
+
+    count = pool_module.PREPARE_PROCESS_MIN + 40
+    folder = make_folder(tmp_path / "in", count, nested=False)
+    for path in folder.glob("*.txt"):
+        path.write_text(path.read_text(encoding="utf-8") + "KEY\n", encoding="utf-8")
+    monkeypatch.setenv("FAKE_AUTH_MARK", "KEY")
+    children: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            children.append(pid)
+        return pid
+
+    monkeypatch.setattr(pool_module.os, "fork", fork)
+    report = batch(tmp_path, folder, tmp_path / "results.jsonl", concurrency=1)
+    assert report.stopped and "refused the API key" in report.stopped
+    assert report.failed < count and len(children) == 1
+    with pytest.raises(ChildProcessError):  # reaped: no zombie is left behind
+        os.waitpid(children[0], os.WNOHANG)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+def test_a_run_that_cannot_fork_prepares_in_the_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_batch import make_folder
+
+    count = pool_module.PREPARE_PROCESS_MIN + 2
+    folder = make_folder(tmp_path / "in", count)
+    log = tmp_path / "readers.txt"
+    _prepared_by(monkeypatch, log)
+
+    def no_fork() -> int:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(pool_module.os, "fork", no_fork)
+    report = batch(tmp_path, folder, tmp_path / "results.jsonl", concurrency=3)
+    assert report.done == count
+    assert Counter(log.read_text(encoding="utf-8").split()) == {str(os.getpid()): count}
+
+
+def test_grounding_facts_travel_with_a_pickled_article() -> None:
+    """An article prepared in another process arrives pickled, with the facts found there: replies
+    about it are grounded as about the article itself."""
+    import pickle
+
+    from summarizer.article import load_article
+    from summarizer.backends.rules import RulesBackend
+    from summarizer.ground import adopt_facts, article_facts, ground_bodies
+
+    rules = RulesBackend(Settings(backend="rules", use_cache=False))
+    for path in [*sorted(EVAL.glob("*.txt"))[:12], EVAL / "115_zhejiang_roundup.txt"]:
+        article = load_article(path)
+        bodies = pipeline.summarise_article(path, Settings(backend="rules", use_cache=False), rules).bodies
+        facts = article_facts(article)
+        copy, copied_facts = pickle.loads(pickle.dumps((article, facts)))
+        assert copied_facts == facts
+        adopt_facts(copy, copied_facts)
+        here, there = ground_bodies(bodies, article), ground_bodies(bodies, copy)
+        assert (here.bodies, here.warnings, here.failures) == (there.bodies, there.warnings, there.failures)
 
 
 # --- the writer thread ---------------------------------------------------------------------------

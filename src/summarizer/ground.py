@@ -17,6 +17,7 @@ roundup an item belongs to the committee whose part of the article its quote sta
 from __future__ import annotations
 
 import re
+import weakref
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -221,8 +222,15 @@ def _body_key(name: str) -> str:
     return short_autonomous(name.removesuffix("政协")) + "政协"
 
 
-@per_article
 def committees_named(article: Article) -> frozenset[str]:
+    """Every committee the article names (see `_committees_named`), as `adopt_facts` handed them
+    over when the article was prepared in another process."""
+    facts = _ADOPTED.get(article)
+    return facts.committees if facts is not None else _committees_named(article)
+
+
+@per_article
+def _committees_named(article: Article) -> frozenset[str]:
     """Every committee the article names: in full (天津市政协, 政协天津市委员会), bare and resolved as
     the rules resolve them (市政协 in a page about 淮南), or as a roundup part's heading (【浙江】)."""
     mentions = find_mentions(article.folded)
@@ -359,14 +367,48 @@ class _Parts:
     keys: tuple[str, ...]  # each part's committee, spelt as `_body_key` spells it
 
 
-@per_article
 def _roundup_parts(article: Article) -> _Parts:
+    """A roundup's parts (see `_split_parts`), as `adopt_facts` handed them over when the article
+    was prepared in another process."""
+    facts = _ADOPTED.get(article)
+    return facts.parts if facts is not None else _split_parts(article)
+
+
+@per_article
+def _split_parts(article: Article) -> _Parts:
     parts = tuple(s for s in article_sections(article) if s.body_hint)
     if len({_body_key(s.body_hint or "") for s in parts}) < 2 or any(s.inferred for s in parts):
         # One committee's report (a visiting committee's figures are its own), or parts guessed
         # from how paragraphs open: whom the backend gave an item to stands.
         return _Parts((), (), ())
     return _Parts(tuple(s.start for s in parts), parts, tuple(_body_key(s.body_hint or "") for s in parts))
+
+
+@dataclass(frozen=True)
+class ArticleFacts:
+    """What grounding reads about an article as a whole, worked out where the article is prepared.
+
+    Both are read from the article's committee mentions and sections, which preparing it has
+    just found: the caches behind them are warm then, and cold again by the time the replies come
+    back (a batch prepares hundreds of articles ahead). Worked out in another process, they travel
+    with the article (`adopt_facts`) instead of being found again.
+    """
+
+    committees: frozenset[str]
+    parts: _Parts
+
+
+def article_facts(article: Article) -> ArticleFacts:
+    """The grounding facts of an article (and, in this process, they stay cached with it)."""
+    return ArticleFacts(committees_named(article), _roundup_parts(article))
+
+
+_ADOPTED: weakref.WeakKeyDictionary[Article, ArticleFacts] = weakref.WeakKeyDictionary()
+
+
+def adopt_facts(article: Article, facts: ArticleFacts) -> None:
+    """Use `facts`, worked out in the process that prepared `article`, when grounding replies about it."""
+    _ADOPTED[article] = facts
 
 
 def _owner(article: Article, index: _Parts, position: int, body: str, key: str) -> str | None:

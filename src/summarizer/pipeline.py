@@ -47,11 +47,40 @@ def _where(article: Article, chunk: Chunk, count: int, exc: Exception) -> str:
     return f"{article.article_id} chunk {chunk.index + 1}/{count}: {exc}"
 
 
+_IDENTITIES: dict[tuple[object, ...], tuple[Settings, str]] = {}
+
+
+def identity_of(backend: Backend, settings: Settings, json_mode: str | None = None) -> str:
+    """`identity.result_key`, remembered for the settings object and what it reads of the backend:
+    a run asks for it for every chunk (in every JSON mode the cache may hold) and every article,
+    and each answer costs a JSON dump and a hash."""
+    prompt = backend.prompt
+    key = (
+        id(settings),
+        json_mode,
+        backend.name,
+        backend.version,
+        backend.model,
+        backend.base_url,
+        prompt.sha256 if prompt else None,
+        backend.needs_network,
+        backend.wants_chunks,
+    )
+    known = _IDENTITIES.get(key)
+    if known is not None and known[0] is settings:  # held here, so its id names no other object
+        return known[1]
+    if len(_IDENTITIES) >= 64:
+        _IDENTITIES.clear()
+    value = result_key(backend, settings, json_mode)
+    _IDENTITIES[key] = (settings, value)
+    return value
+
+
 def _cache_key(
     backend: Backend, settings: Settings, article: Article, section: Section, chunk: Chunk, json_mode: str | None
 ) -> str:
     context = f"{section.body_hint}\n{article.title}\n{article.published}\n{chunk.text}"  # what the backend sees
-    return chunk_key(result_key(backend, settings, json_mode), context)
+    return chunk_key(identity_of(backend, settings, json_mode), context)
 
 
 def lookup_chunk(
@@ -206,7 +235,7 @@ def plan_article(article: Article, backend: Backend, settings: Settings, cache: 
 
 def article_key(backend: Backend, settings: Settings, input_sha256: str) -> str:
     """The cache key of a whole article's summary: the result's identity and the input file's hash."""
-    return chunk_key(result_key(backend, settings), f"article\n{input_sha256}")
+    return chunk_key(identity_of(backend, settings), f"article\n{input_sha256}")
 
 
 def lookup_article(
@@ -235,16 +264,38 @@ def _as_cached(result: ChunkResult) -> ChunkResult:
 
 
 def store_article(
-    backend: Backend, settings: Settings, cache: Cache | None, plan: Plan, nested: list[list[ChunkResult]]
+    backend: Backend,
+    settings: Settings,
+    cache: Cache | None,
+    plan: Plan,
+    nested: list[list[ChunkResult]],
+    live: ArticleSummary | None = None,
 ) -> None:
     """File the summary a re-run would assemble from the chunk cache, when it would assemble one:
-    every chunk answered by one reply that the chunk cache keeps (none split, none empty)."""
+    every chunk answered by one reply that the chunk cache keeps (none split, none empty).
+
+    `live`, the summary this run assembled from the same results, gives it without assembling again
+    (see `as_rerun`)."""
     if cache is None or not backend.cacheable or cache.off is not None:
         return
     if not all(len(group) == 1 and (group[0].cached or _worth_keeping(group[0])) for group in nested):
         return
-    summary = assemble_summary(plan.article, backend, settings, len(plan.chunks), [_as_cached(g[0]) for g in nested])
+    if live is not None:
+        summary = as_rerun(live, len(nested))
+    else:
+        results = [_as_cached(g[0]) for g in nested]
+        summary = assemble_summary(plan.article, backend, settings, len(plan.chunks), results)
     cache.put(article_key(backend, settings, plan.article.sha256), {"summary": summary.model_dump(mode="json")})
+
+
+def as_rerun(live: ArticleSummary, results: int) -> ArticleSummary:
+    """The summary a re-run assembles from the chunk cache, from the one assembled from `results`
+    fresh replies (one a chunk): the same bodies (a body read back from the cache equals the one
+    filed) and warnings, every result a cache hit, no traffic, and no JSON mode (a cached result
+    keeps none)."""
+    assert live.meta is not None  # assemble_summary always sets it
+    meta = live.meta.model_copy(update={"usage": Usage(), "cache_hits": results, "json_mode": None})
+    return live.model_copy(update={"meta": meta})
 
 
 async def summarise_article_async(
@@ -282,8 +333,9 @@ async def summarise_plan(
         nested = await _gather_chunks(plan, ask, ledger)
     else:
         nested = await _chunks_in_turn(plan, ask, ledger)
-    store_article(backend, settings, cache, plan, nested)
-    return assemble_summary(article, backend, settings, len(chunks), [r for group in nested for r in group])
+    summary = assemble_summary(article, backend, settings, len(chunks), [r for group in nested for r in group])
+    store_article(backend, settings, cache, plan, nested, summary)
+    return summary
 
 
 async def _gather_chunks(
@@ -374,7 +426,7 @@ def assemble_summary(
         json_mode=_weakest_mode([r.json_mode for r in results]),
         warnings=warnings,
         input_sha256=article.sha256,
-        settings_key=result_key(backend, settings),
+        settings_key=identity_of(backend, settings),
     )
     return ArticleSummary(
         article_id=article.article_id,

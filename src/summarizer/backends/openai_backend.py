@@ -96,6 +96,15 @@ class ReplyError(ValueError):
 # --- Reading a reply defensively: bounded size, depth and numbers; no NaN; no duplicate keys. ---
 
 
+def _too_deep(text: str) -> bool:
+    """Does the JSON nest deeper than MAX_JSON_DEPTH? Nesting cannot be deeper than the number of
+    opening brackets, so a reply with few of them (nearly every reply) needs no walk character by
+    character (`_json_depth`), which cost more than parsing it."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    return _json_depth(text) > MAX_JSON_DEPTH
+
+
 def _json_depth(text: str) -> int:
     """Deepest bracket nesting outside strings, found without recursion."""
     depth = deepest = 0
@@ -167,7 +176,7 @@ def parse_reply(content: str | None) -> Reply:
     if len(content.encode("utf-8", "surrogatepass")) > MAX_REPLY_BYTES:
         raise ReplyError(f"the reply is larger than {MAX_REPLY_BYTES} bytes")
     text = _strip_fence(content)
-    if _json_depth(text) > MAX_JSON_DEPTH:
+    if _too_deep(text):
         raise ReplyError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(

@@ -1,5 +1,6 @@
 """Summarising articles concurrently in one event loop: one article at a time per task, model
-traffic bounded by a shared Limiter, each result handed to the writer as it finishes."""
+traffic bounded by a shared Limiter, each result handed to the writer as it finishes. Articles are
+prepared ahead by a thread, which for a large run takes them from a forked preparing process."""
 
 from __future__ import annotations
 
@@ -7,16 +8,21 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
+import pickle
+import signal
 import stat
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from ..article import load_article
 from ..backends import Backend, ChunkRequest, ChunkResult
 from ..cache import Cache
 from ..errors import AuthError, InputError, SummarizerError
+from ..ground import ArticleFacts, adopt_facts, article_facts
 from ..limits import Limiter
 from ..pipeline import Plan, lookup_article, open_cache, plan_article, summarise_plan
 from ..schema import ArticleSummary, Usage
@@ -175,7 +181,8 @@ class _Producer(threading.Thread):
     """Prepares articles (resume check, reading, cleaning, chunking, cache lookups) in a thread of its
     own and hands the plans to the event loop through a bounded queue: the first request goes out as
     soon as the first article is ready, and the loop never stops to read or chunk a file. Articles
-    the preparation settles (skipped, cached, unreadable) go straight to the writer."""
+    the preparation settles (skipped, cached, unreadable) go straight to the writer. In a large run
+    `prepare` only takes each article from the process that prepared it (`_ForkedPreparer`)."""
 
     def __init__(
         self,
@@ -219,6 +226,138 @@ class _Producer(threading.Thread):
         finally:
             for _ in range(self.consumers):
                 self._hand_over(None)
+
+
+def _facts(prepared: Outcome | Plan) -> ArticleFacts | None:
+    """The grounding facts of a plan that needs requests, worked out while the caches that preparing
+    it filled are warm (see `ground.ArticleFacts`); None when no reply will be grounded."""
+    if isinstance(prepared, Plan) and not prepared.complete:
+        return article_facts(prepared.article)
+    return None
+
+
+# From this many articles on, a model run prepares them in a forked process rather than a thread:
+# preparing costs about as much CPU as the requests themselves, and in a thread it takes turns with
+# the event loop for the interpreter. Fewer articles do not repay the fork and the second process
+# warming its own caches.
+PREPARE_PROCESS_MIN = 64
+
+
+class _ForkedPreparer:
+    """Prepares the articles, in order, in a child process forked from this one (which shares the
+    backend, the settings and the loaded tables) and hands each over through a pipe: the plan and
+    its grounding facts, pickled. Calling it returns the next article's outcome or plan.
+
+    The first article is prepared here, before the fork: the tables preparing loads on first use
+    (the tokenizer, the gazetteer) are then the child's too instead of loaded again on each side,
+    and the first request waits for no fork.
+    """
+
+    def __init__(
+        self,
+        candidates: list[Candidate],
+        prepare_here: Callable[[Candidate], Outcome | Plan],
+        prepare_there: Callable[[Candidate], Outcome | Plan],
+        inherited_fds: tuple[int, ...],
+    ) -> None:
+        self._first: Outcome | Plan | BaseException
+        try:
+            self._first = prepare_here(candidates[0])
+        except BaseException as exc:  # raised where the producer would have met it
+            self._first = exc
+        self._waiting_first = True
+        self.pid: int | None = None
+        self._stream: BinaryIO | None = None
+        self._prepare_here = prepare_here
+        if isinstance(self._first, BaseException):
+            return  # the run ends at the first article: nothing more to prepare
+        read, write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to be had (memory, a process limit): the thread prepares them
+            log.debug("cannot fork a preparing process", exc_info=True)
+            os.close(read)
+            os.close(write)
+            return
+        if pid == 0:  # the child: never returns
+            os.close(read)
+            _prepare_all(write, candidates[1:], prepare_there, inherited_fds)
+        os.close(write)
+        self.pid = pid
+        self._stream = os.fdopen(read, "rb")
+
+    def __call__(self, candidate: Candidate) -> Outcome | Plan:
+        if self._waiting_first:
+            self._waiting_first = False
+            if isinstance(self._first, BaseException):
+                raise self._first
+            return self._first
+        if self._stream is None:  # no child could be forked: prepared here, in the producer's thread
+            return self._prepare_here(candidate)
+        try:
+            kind, item = pickle.load(self._stream)
+        except EOFError:
+            raise RuntimeError("the process preparing the articles ended early") from None
+        if kind == "error":
+            raise item
+        prepared: Outcome | Plan
+        facts: ArticleFacts | None
+        prepared, facts = item
+        article_id = prepared.article_id if isinstance(prepared, Outcome) else prepared.article.article_id
+        if isinstance(prepared, Plan) and facts is not None:
+            adopt_facts(prepared.article, facts)
+        if article_id != candidate.article_id:
+            raise RuntimeError(f"the process preparing the articles sent {article_id}, not {candidate.article_id}")
+        return prepared
+
+    def stop(self) -> None:
+        """Stop the child (it may be preparing an article no one will ask about) and reap it. A
+        producer waiting for the next article then finds the pipe closed."""
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = None
+
+    def close(self) -> None:
+        """Close the pipe, once no producer reads from it any more."""
+        self.stop()
+        if self._stream is not None:
+            self._stream.close()
+
+
+def _prepare_all(
+    fd: int, candidates: list[Candidate], prepare: Callable[[Candidate], Outcome | Plan], inherited: tuple[int, ...]
+) -> None:
+    """The preparing child's whole life: prepare every candidate in turn and send what came of it
+    (an exception too: the parent raises it as the thread would have). Exits without returning."""
+    code = 0
+    try:
+        # Ctrl-C is the parent's to handle; the results and errors files (and their lock) are its alone.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for inherited_fd in inherited:
+            os.close(inherited_fd)
+        with os.fdopen(fd, "wb") as out:
+            for candidate in candidates:
+                try:
+                    prepared = prepare(candidate)
+                    message = pickle.dumps(("ok", (prepared, _facts(prepared))), pickle.HIGHEST_PROTOCOL)
+                except BaseException as exc:  # handed to the parent, which raises it
+                    out.write(_error_message(exc))
+                    break
+                out.write(message)
+                out.flush()
+    except BaseException:  # the parent sees the pipe close early
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _error_message(exc: BaseException) -> bytes:
+    """An exception, pickled for the parent; one that cannot be pickled goes as a RuntimeError."""
+    try:
+        return pickle.dumps(("error", exc), pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return pickle.dumps(("error", RuntimeError(f"{type(exc).__name__}: {exc}")), pickle.HIGHEST_PROTOCOL)
 
 
 async def _run_in_turn(
@@ -266,10 +405,33 @@ async def run_async(
     ready: asyncio.Queue[tuple[Candidate, Plan] | None] = asyncio.Queue()
     stopped: list[str] = []
 
-    def prepare(candidate: Candidate) -> Outcome | Plan:
-        known = writer.index.entries.get(candidate.article_id)
-        return prepare_candidate(candidate, backend, settings, cache, known, writer.settings_key, force)
+    def preparer(cache: Cache | None) -> Callable[[Candidate], Outcome | Plan]:
+        def prepare(candidate: Candidate) -> Outcome | Plan:
+            known = writer.index.entries.get(candidate.article_id)
+            return prepare_candidate(candidate, backend, settings, cache, known, writer.settings_key, force)
 
+        return prepare
+
+    def prepare_in_child(candidate: Candidate) -> Outcome | Plan:
+        # The child's own connection to the cache: a connection must not cross a fork.
+        if not child_cache:
+            child_cache.append(open_cache(settings, backend) if cache is not None else None)
+        return preparer(child_cache[0])(candidate)
+
+    def prepare_here(candidate: Candidate) -> Outcome | Plan:
+        prepared = prepare_candidate_here(candidate)
+        _facts(prepared)  # found now, while its caches are warm; kept with the article
+        return prepared
+
+    child_cache: list[Cache | None] = []
+    prepare_candidate_here = preparer(cache)
+    forked: _ForkedPreparer | None = None
+    if hasattr(os, "fork") and len(candidates) >= PREPARE_PROCESS_MIN:
+        inherited = tuple(fd for fd in (writer.results_fd, writer.errors_fd) if fd is not None)
+        # The first article's grounding facts wait for its replies, as in a small run: the first
+        # request goes out a few milliseconds sooner.
+        forked = _ForkedPreparer(candidates, prepare_candidate_here, prepare_in_child, inherited)
+    prepare = forked if forked is not None else prepare_here
     producer = _Producer(candidates, prepare, writer, asyncio.get_running_loop(), ready, workers, workers)
 
     def stop(reason: str) -> None:
@@ -301,7 +463,11 @@ async def run_async(
     finally:
         producer.stop.set()
         await backend.aclose()
+        if forked is not None:
+            forked.stop()  # the producer may be waiting for its next article
         producer.join()  # it may still be reading the cache or handing results to the writer
+        if forked is not None:
+            forked.close()
         if cache is not None:
             cache.close()
     return stopped[0] if stopped else None
