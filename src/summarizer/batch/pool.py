@@ -16,13 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..article import load_article
 from ..backends import Backend, ChunkRequest, ChunkResult
 from ..cache import Cache
 from ..errors import AuthError, InputError, SummarizerError
-from ..ground import ArticleFacts, adopt_facts, article_facts
 from ..limits import Limiter
 from ..pipeline import Plan, lookup_article, open_cache, plan_article, summarise_plan
 from ..schema import ArticleSummary, Usage
@@ -30,6 +29,9 @@ from ..settings import Settings
 from .inputs import Candidate
 from .report import Outcome, error_record
 from .writer import ResultsWriter
+
+if TYPE_CHECKING:  # grounding is imported where a reply or its facts need it, after the first request
+    from ..ground import ArticleFacts
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +234,8 @@ def _facts(prepared: Outcome | Plan) -> ArticleFacts | None:
     """The grounding facts of a plan that needs requests, worked out while the caches that preparing
     it filled are warm (see `ground.ArticleFacts`); None when no reply will be grounded."""
     if isinstance(prepared, Plan) and not prepared.complete:
+        from ..ground import article_facts
+
         return article_facts(prepared.article)
     return None
 
@@ -305,6 +309,8 @@ class _ForkedPreparer:
         prepared, facts = item
         article_id = prepared.article_id if isinstance(prepared, Outcome) else prepared.article.article_id
         if isinstance(prepared, Plan) and facts is not None:
+            from ..ground import adopt_facts
+
             adopt_facts(prepared.article, facts)
         if article_id != candidate.article_id:
             raise RuntimeError(f"the process preparing the articles sent {article_id}, not {candidate.article_id}")
