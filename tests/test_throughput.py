@@ -379,6 +379,59 @@ def test_a_bug_in_the_preparing_process_is_raised_by_the_run(
         batch(tmp_path, folder, tmp_path / "results.jsonl")
 
 
+class _TwoPartError(Exception):
+    """An exception that pickles but cannot be rebuilt from its pickle (its constructor wants two)."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+def test_an_exception_the_parent_cannot_rebuild_comes_as_a_runtime_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_batch import make_folder
+
+    folder = make_folder(tmp_path / "in", pool_module.PREPARE_PROCESS_MIN + 1)
+    real = pool_module.prepare_candidate
+
+    def prepare(candidate: Any, *args: Any) -> Any:
+        if candidate.article_id.endswith("a005"):  # prepared in the child
+            raise _TwoPartError("a bug", "in preparing")
+        return real(candidate, *args)
+
+    monkeypatch.setattr(pool_module, "prepare_candidate", prepare)
+    with pytest.raises(RuntimeError, match="_TwoPartError: a bug: in preparing"):
+        batch(tmp_path, folder, tmp_path / "results.jsonl")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
+@pytest.mark.parametrize("least", [10**9, pool_module.PREPARE_PROCESS_MIN])  # the thread, the child process
+def test_grounding_facts_that_fail_while_preparing_fail_no_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, least: int
+) -> None:
+    """Working an article's grounding facts out ahead is a shortcut: where it fails, they are worked
+    out again when its replies are grounded, and at worst that article fails, never the run."""
+    import summarizer.ground as ground
+    from test_batch import make_folder
+
+    count = pool_module.PREPARE_PROCESS_MIN + 2
+    folder = make_folder(tmp_path / "in", count)
+    real = ground.article_facts
+
+    def facts(article: Any) -> Any:
+        if article.article_id.endswith("a005"):
+            raise ValueError("a bug in working out the facts")
+        return real(article)
+
+    monkeypatch.setattr(ground, "article_facts", facts)
+    monkeypatch.setattr(pool_module, "PREPARE_PROCESS_MIN", least)
+    out = tmp_path / "results.jsonl"
+    report = batch(tmp_path, folder, out)
+    assert report.stopped is None and report.done + report.failed == count and report.failed <= 1
+    assert len(out.read_text(encoding="utf-8").splitlines()) == report.done >= count - 1
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="a preparing process is forked")
 def test_an_authentication_failure_stops_a_run_prepared_in_a_child_process_and_reaps_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

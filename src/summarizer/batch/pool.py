@@ -236,7 +236,10 @@ def _facts(prepared: Outcome | Plan) -> ArticleFacts | None:
     if isinstance(prepared, Plan) and not prepared.complete:
         from ..ground import article_facts
 
-        return article_facts(prepared.article)
+        try:
+            return article_facts(prepared.article)
+        except Exception:  # worked out again when its replies are grounded, where a failure is its article's alone
+            log.debug("grounding facts of %s", prepared.article.article_id, exc_info=True)
     return None
 
 
@@ -302,6 +305,10 @@ class _ForkedPreparer:
             kind, item = pickle.load(self._stream)
         except EOFError:
             raise RuntimeError("the process preparing the articles ended early") from None
+        except Exception as exc:  # cut off mid-message (the child was killed), or not to be rebuilt here
+            raise RuntimeError(
+                f"the process preparing the articles sent what cannot be read ({type(exc).__name__}: {exc})"
+            ) from None
         if kind == "error":
             raise item
         prepared: Outcome | Plan
@@ -335,7 +342,11 @@ def _prepare_all(
     fd: int, candidates: list[Candidate], prepare: Callable[[Candidate], Outcome | Plan], inherited: tuple[int, ...]
 ) -> None:
     """The preparing child's whole life: prepare every candidate in turn and send what came of it
-    (an exception too: the parent raises it as the thread would have). Exits without returning."""
+    (an exception too: the parent raises it as the thread would have). Exits without returning.
+
+    Other threads of the parent may have been running at the fork (the results writer, a background
+    import), and their locks are copied as they were: the child must only run code already imported,
+    besides grounding's modules (`ground`, `numbers`, `summary`), which no other thread imports."""
     code = 0
     try:
         # Ctrl-C is the parent's to handle; the results and errors files (and their lock) are its alone.
@@ -359,9 +370,12 @@ def _prepare_all(
 
 
 def _error_message(exc: BaseException) -> bytes:
-    """An exception, pickled for the parent; one that cannot be pickled goes as a RuntimeError."""
+    """An exception, pickled for the parent; one that cannot be pickled, or not rebuilt from its pickle
+    (an exception class whose constructor wants other arguments), goes as a RuntimeError."""
     try:
-        return pickle.dumps(("error", exc), pickle.HIGHEST_PROTOCOL)
+        message = pickle.dumps(("error", exc), pickle.HIGHEST_PROTOCOL)
+        pickle.loads(message)
+        return message
     except Exception:
         return pickle.dumps(("error", RuntimeError(f"{type(exc).__name__}: {exc}")), pickle.HIGHEST_PROTOCOL)
 
@@ -438,7 +452,13 @@ async def run_async(
         # request goes out a few milliseconds sooner.
         forked = _ForkedPreparer(candidates, prepare_candidate_here, prepare_in_child, inherited)
     prepare = forked if forked is not None else prepare_here
-    producer = _Producer(candidates, prepare, writer, asyncio.get_running_loop(), ready, workers, workers)
+    try:
+        producer = _Producer(candidates, prepare, writer, asyncio.get_running_loop(), ready, workers, workers)
+        producer.start()
+    except BaseException:  # no thread to read from the child: it must not outlive the run
+        if forked is not None:
+            forked.close()
+        raise
 
     def stop(reason: str) -> None:
         if not stopped:
@@ -459,7 +479,6 @@ async def run_async(
             if writer.broken is not None:
                 stop("a write failed")  # run_batch raises the writer's error
 
-    producer.start()
     try:
         await asyncio.gather(*(work() for _ in range(workers)))
         if producer.error is not None:
@@ -468,12 +487,14 @@ async def run_async(
             stop("a write failed")
     finally:
         producer.stop.set()
-        await backend.aclose()
         if forked is not None:
             forked.stop()  # the producer may be waiting for its next article
-        producer.join()  # it may still be reading the cache or handing results to the writer
-        if forked is not None:
-            forked.close()
-        if cache is not None:
-            cache.close()
+        try:
+            await backend.aclose()
+        finally:
+            producer.join()  # it may still be reading the cache or handing results to the writer
+            if forked is not None:
+                forked.close()
+            if cache is not None:
+                cache.close()
     return stopped[0] if stopped else None
