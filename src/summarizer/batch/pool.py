@@ -434,16 +434,16 @@ async def run_async(
 
     def prepare_in_child(candidate: Candidate) -> Outcome | Plan:
         # The child's own connection to the cache: a connection must not cross a fork.
-        if not child_cache:
-            child_cache.append(open_cache(settings, backend) if cache is not None else None)
-        return preparer(child_cache[0])(candidate)
+        if not in_child:
+            in_child.append(preparer(open_cache(settings, backend) if cache is not None else None))
+        return in_child[0](candidate)
 
     def prepare_here(candidate: Candidate) -> Outcome | Plan:
         prepared = prepare_candidate_here(candidate)
         _facts(prepared)  # found now, while its caches are warm; kept with the article
         return prepared
 
-    child_cache: list[Cache | None] = []
+    in_child: list[Callable[[Candidate], Outcome | Plan]] = []  # made in the child, on its first article
     prepare_candidate_here = preparer(cache)
     forked: _ForkedPreparer | None = None
     if hasattr(os, "fork") and len(candidates) >= PREPARE_PROCESS_MIN:

@@ -178,11 +178,9 @@ def _value(raw: str, hedged: bool = False) -> float | None:
     return value
 
 
-_UNIT_AS = {"％": "%", "个小时": "小时"}
-# Words a figure may be followed by that name no thing counted (十个重点之一, 多个…).
-_NOT_COUNTED = frozenset(
-    ("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个")
-)  # measure words reported in another form
+_UNIT_AS = {"％": "%", "个小时": "小时"}  # measure words reported in another form
+# Names a figure may get that count no thing (13个具体…, 十个重点之一, 多个…).
+_NOT_COUNTED = frozenset(("具体", "主要", "重要", "重点", "不同", "相关", "有关", "各类", "多个"))
 # Where a figure can start. In `_CN_NUM` a digit (一…九) starts a number only before 十/百/千/万, and
 # 百/千 only before 余/多: most such characters in a report are words (统一, 一些, 千方百计), and each
 # would otherwise cost a failed try of the whole pattern, so the scan passes over them.
